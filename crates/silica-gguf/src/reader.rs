@@ -1,0 +1,412 @@
+//! Parsing a GGUF file: header, metadata, tensor infos, and zero-copy tensor data views.
+//!
+//! Layout (GGUF spec, little-endian): magic `GGUF`, u32 version, u64 tensor count, u64 metadata count, the
+//! metadata key/value pairs, the tensor infos (name, u32 n_dims, u64 ne[n_dims], u32 type, u64 offset), padding
+//! to `general.alignment` (default 32), then the tensor data, each tensor at its offset from the data start.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::metadata::{Array, Metadata, Value, ValueType};
+use crate::{Error, GgmlType, Result};
+
+/// Most dimensions a ggml tensor has (`GGML_MAX_DIMS`).
+pub const MAX_DIMS: usize = 4;
+/// Most tensors accepted in one file.
+pub const MAX_TENSORS: u64 = 1 << 20;
+/// Most metadata entries accepted in one file.
+pub const MAX_KV: u64 = 1 << 20;
+/// Longest string accepted (keys, names and values), in bytes.
+pub const MAX_STRING_BYTES: u64 = 1 << 28;
+/// Deepest nesting of arrays accepted.
+pub const MAX_ARRAY_DEPTH: usize = 4;
+/// Default data alignment when `general.alignment` is absent (`GGUF_DEFAULT_ALIGNMENT`).
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// The metadata key that sets the alignment.
+pub const KEY_ALIGNMENT: &str = "general.alignment";
+
+/// Description of one tensor in a GGUF file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// GGUF tensor name (`blk.0.attn_q.weight`).
+    pub name: String,
+    /// Dimensions in ggml `ne` order: `ne[0]` is the contiguous (innermost) one. A matrix stored as
+    /// `{n_embd, n_ff}` is `[n_ff, n_embd]` (`[out, in]`) in row-major order; see [`TensorInfo::shape`].
+    pub ne: Vec<u64>,
+    /// Element type.
+    pub ty: GgmlType,
+    /// Offset of the data from the start of the data section, in bytes.
+    pub offset: u64,
+    /// Size of the data in bytes.
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    /// Dimensions in row-major (candle) order, outermost first: the reverse of [`TensorInfo::ne`].
+    pub fn shape(&self) -> Vec<usize> {
+        self.ne.iter().rev().map(|&d| d as usize).collect()
+    }
+
+    /// Number of elements.
+    pub fn n_elements(&self) -> u64 {
+        self.ne.iter().product()
+    }
+
+    /// Storage bytes of a tensor of type `ty` and dims `ne`, with every overflow and block check.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDims`] or [`Error::RowNotBlockAligned`] naming `name`.
+    pub fn data_bytes(name: &str, ty: GgmlType, ne: &[u64]) -> Result<u64> {
+        let invalid = |reason| Error::InvalidDims { name: name.to_owned(), ne: ne.to_vec(), reason };
+        if ne.is_empty() || ne.len() > MAX_DIMS {
+            return Err(invalid("must have 1 to 4 dimensions"));
+        }
+        if ne.contains(&0) {
+            return Err(invalid("a dimension is zero"));
+        }
+        let n_rows = ne[1..].iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or_else(|| invalid("element count overflows"))?;
+        let row = ty.row_bytes(ne[0]).ok_or(Error::RowNotBlockAligned {
+            name: name.to_owned(),
+            ne0: ne[0],
+            ty,
+            block_len: ty.block_len(),
+        })?;
+        ne.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or_else(|| invalid("element count overflows"))?;
+        row.checked_mul(n_rows).ok_or_else(|| invalid("byte size overflows"))
+    }
+}
+
+/// Backing bytes of an open file: a read-only memory map, or owned bytes (tests, in-memory files).
+enum Bytes {
+    Mmap(crate::mmap::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Mmap(m) => m.as_slice(),
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// An open GGUF file: parsed metadata and tensor table, with tensor data read in place from the mapping.
+pub struct GgufFile {
+    path: PathBuf,
+    bytes: Bytes,
+    version: u32,
+    alignment: u64,
+    data_offset: u64,
+    metadata: Metadata,
+    tensors: Vec<TensorInfo>,
+    tensor_index: HashMap<String, usize>,
+}
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("n_kv", &self.metadata.len())
+            .field("n_tensors", &self.tensors.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GgufFile {
+    /// Opens and memory-maps `path`, and parses its header. Tensor data is not read until used.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be opened or mapped; [`Error::InFile`] wrapping the parse error
+    /// otherwise (bad magic, truncation, caps exceeded, tensors out of bounds...).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let map = crate::mmap::Mmap::open(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        Self::parse(Bytes::Mmap(map), path.to_owned())
+            .map_err(|e| Error::InFile { path: path.to_owned(), source: Box::new(e) })
+    }
+
+    /// Parses a GGUF image held in memory; `name` stands for the path in messages.
+    ///
+    /// # Errors
+    /// As [`GgufFile::open`], without the I/O errors.
+    pub fn from_bytes(bytes: Vec<u8>, name: impl Into<PathBuf>) -> Result<Self> {
+        let name = name.into();
+        Self::parse(Bytes::Owned(bytes), name.clone())
+            .map_err(|e| Error::InFile { path: name, source: Box::new(e) })
+    }
+
+    fn parse(bytes: Bytes, path: PathBuf) -> Result<Self> {
+        let buf = bytes.as_slice();
+        let file_len = buf.len() as u64;
+        let mut r = Reader { buf, pos: 0 };
+        let magic: [u8; 4] = r.take(4, "magic")?.try_into().unwrap_or([0; 4]);
+        if &magic != b"GGUF" {
+            return Err(Error::BadMagic { found: magic });
+        }
+        let version = r.u32("version")?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::UnsupportedVersion { version });
+        }
+        let n_tensors = r.u64("tensor count")?;
+        let n_kv = r.u64("metadata count")?;
+        // Each tensor info is at least 8 (name len) + 4 + 8 + 4 + 8 bytes, each kv at least 8 + 4 + 1.
+        cap("tensor count", n_tensors, MAX_TENSORS.min(r.remaining() / 32))?;
+        cap("metadata count", n_kv, MAX_KV.min(r.remaining() / 13))?;
+
+        let mut metadata = Metadata::new();
+        for i in 0..n_kv {
+            let key = r.string(&format!("metadata key #{i}"))?;
+            let type_id = r.u32(&format!("type of `{key}`"))?;
+            let ty = ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType { key: key.clone(), type_id })?;
+            let value = r.value(ty, &key, 0)?;
+            metadata.insert_new(key, value)?;
+        }
+
+        let alignment = match metadata.get(KEY_ALIGNMENT) {
+            None => DEFAULT_ALIGNMENT,
+            Some(v) => {
+                let a = v.as_u64().ok_or_else(|| Error::WrongValueType {
+                    key: KEY_ALIGNMENT.to_owned(),
+                    expected: "uint32",
+                    found: v.type_description(),
+                })?;
+                if a == 0 || !a.is_power_of_two() || a > (1 << 20) {
+                    return Err(Error::BadAlignment { value: a });
+                }
+                a
+            }
+        };
+
+        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
+        for i in 0..n_tensors {
+            let name = r.string(&format!("tensor name #{i}"))?;
+            let n_dims = r.u32(&format!("n_dims of `{name}`"))?;
+            if n_dims as usize > MAX_DIMS || n_dims == 0 {
+                return Err(Error::LimitExceeded { what: format!("n_dims of tensor `{name}`"), value: n_dims.into(), limit: MAX_DIMS as u64 });
+            }
+            let mut ne = Vec::with_capacity(n_dims as usize);
+            for _ in 0..n_dims {
+                ne.push(r.u64(&format!("dims of `{name}`"))?);
+            }
+            let type_id = r.u32(&format!("type of `{name}`"))?;
+            let ty = GgmlType::from_id(type_id).ok_or_else(|| Error::UnknownType { tensor: name.clone(), type_id })?;
+            let offset = r.u64(&format!("offset of `{name}`"))?;
+            let n_bytes = TensorInfo::data_bytes(&name, ty, &ne)?;
+            if offset % alignment != 0 {
+                return Err(Error::MisalignedTensor { name, offset, alignment });
+            }
+            if tensor_index.insert(name.clone(), tensors.len()).is_some() {
+                return Err(Error::DuplicateTensor { name });
+            }
+            tensors.push(TensorInfo { name, ne, ty, offset, n_bytes });
+        }
+
+        let data_offset = r.pos.div_ceil(alignment) * alignment;
+        for t in &tensors {
+            let start = data_offset.checked_add(t.offset);
+            let end = start.and_then(|s| s.checked_add(t.n_bytes));
+            match (start, end) {
+                (Some(_), Some(end)) if end <= file_len => {}
+                _ => {
+                    return Err(Error::TensorOutOfBounds {
+                        name: t.name.clone(),
+                        start: data_offset.saturating_add(t.offset),
+                        end: data_offset.saturating_add(t.offset).saturating_add(t.n_bytes),
+                        file_len,
+                    });
+                }
+            }
+        }
+
+        Ok(GgufFile { path, bytes, version, alignment, data_offset, metadata, tensors, tensor_index })
+    }
+
+    /// The path the file was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// GGUF version (2 or 3).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Data alignment in bytes (`general.alignment`, default 32).
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// Absolute offset of the tensor data section.
+    pub fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
+    /// File size in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        self.bytes.as_slice().len() as u64
+    }
+
+    /// The metadata table.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Tensor infos in file order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    /// The tensor named `name`, if present.
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensor_index.get(name).map(|&i| &self.tensors[i])
+    }
+
+    /// The raw bytes of a tensor of this file, in place (no copy). Bounds were checked at open.
+    pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
+        let start = (self.data_offset + info.offset) as usize;
+        &self.bytes.as_slice()[start..start + info.n_bytes as usize]
+    }
+
+    /// The raw bytes of the tensor named `name`.
+    ///
+    /// # Errors
+    /// [`Error::MissingTensor`].
+    pub fn tensor_data_by_name(&self, name: &str) -> Result<&[u8]> {
+        let info = self.tensor(name).ok_or_else(|| Error::MissingTensor { name: name.to_owned() })?;
+        Ok(self.tensor_data(info))
+    }
+
+    /// Total bytes of tensor data (what llama.cpp reports as model size).
+    pub fn tensor_data_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.n_bytes).sum()
+    }
+
+    /// Total number of parameters (elements of all tensors).
+    pub fn n_params(&self) -> u64 {
+        self.tensors.iter().map(TensorInfo::n_elements).sum()
+    }
+}
+
+fn cap(what: &str, value: u64, limit: u64) -> Result<()> {
+    if value > limit {
+        return Err(Error::LimitExceeded { what: what.to_owned(), value, limit });
+    }
+    Ok(())
+}
+
+/// A bounds-checked little-endian cursor.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: u64,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> u64 {
+        self.buf.len() as u64 - self.pos
+    }
+
+    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(Error::Truncated { what: what.to_owned(), offset: self.pos, needed: n, file_len: self.buf.len() as u64 });
+        }
+        let s = &self.buf[self.pos as usize..(self.pos + n) as usize];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let s = self.take(N as u64, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let len = self.u64(what)?;
+        cap(&format!("length of {what}"), len, MAX_STRING_BYTES.min(self.remaining()))?;
+        let offset = self.pos;
+        let bytes = self.take(len, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| Error::InvalidUtf8 { what: what.to_owned(), offset })
+    }
+
+    fn value(&mut self, ty: ValueType, key: &str, depth: usize) -> Result<Value> {
+        Ok(match ty {
+            ValueType::U8 => Value::U8(self.array::<1>(key)?[0]),
+            ValueType::I8 => Value::I8(i8::from_le_bytes(self.array(key)?)),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.array(key)?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.array(key)?)),
+            ValueType::U32 => Value::U32(self.u32(key)?),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.array(key)?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.array(key)?)),
+            ValueType::Bool => Value::Bool(self.array::<1>(key)?[0] != 0),
+            ValueType::String => Value::String(self.string(&format!("value of `{key}`"))?),
+            ValueType::U64 => Value::U64(self.u64(key)?),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.array(key)?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.array(key)?)),
+            ValueType::Array => Value::Array(self.array_value(key, depth)?),
+        })
+    }
+
+    fn array_value(&mut self, key: &str, depth: usize) -> Result<Array> {
+        if depth >= MAX_ARRAY_DEPTH {
+            return Err(Error::LimitExceeded {
+                what: format!("array nesting of `{key}`"),
+                value: depth as u64 + 1,
+                limit: MAX_ARRAY_DEPTH as u64,
+            });
+        }
+        let type_id = self.u32(key)?;
+        let ety = ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType { key: key.to_owned(), type_id })?;
+        let n = self.u64(key)?;
+        // A count is bounded by the bytes left: no allocation larger than the file itself.
+        cap(&format!("array length of `{key}`"), n, self.remaining() / ety.min_encoded_bytes())?;
+        let n = n as usize;
+        macro_rules! prim {
+            ($variant:ident, $t:ty) => {{
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(<$t>::from_le_bytes(self.array(key)?));
+                }
+                Array::$variant(v)
+            }};
+        }
+        Ok(match ety {
+            ValueType::U8 => Array::U8(self.take(n as u64, key)?.to_vec()),
+            ValueType::I8 => prim!(I8, i8),
+            ValueType::U16 => prim!(U16, u16),
+            ValueType::I16 => prim!(I16, i16),
+            ValueType::U32 => prim!(U32, u32),
+            ValueType::I32 => prim!(I32, i32),
+            ValueType::F32 => prim!(F32, f32),
+            ValueType::U64 => prim!(U64, u64),
+            ValueType::I64 => prim!(I64, i64),
+            ValueType::F64 => prim!(F64, f64),
+            ValueType::Bool => Array::Bool(self.take(n as u64, key)?.iter().map(|&b| b != 0).collect()),
+            ValueType::String => {
+                let mut v = Vec::with_capacity(n);
+                for i in 0..n {
+                    v.push(self.string(&format!("element {i} of `{key}`"))?);
+                }
+                Array::String(v)
+            }
+            ValueType::Array => {
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.array_value(key, depth + 1)?);
+                }
+                Array::Array(v)
+            }
+        })
+    }
+}
