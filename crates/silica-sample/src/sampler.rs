@@ -185,8 +185,8 @@ impl Sampler {
     /// Whether the penalties stage changes anything (llama.cpp skips it on the same condition).
     fn penalties_active(&self) -> bool {
         let p = &self.params;
-        !self.history.is_empty()
-            && !(p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0)
+        let all_neutral = p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0;
+        !self.history.is_empty() && !all_neutral
     }
 
     /// Fills `self.candidates` with the tokens that survive the chain, `p` normalised.

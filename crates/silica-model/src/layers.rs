@@ -1,0 +1,427 @@
+//! Building blocks shared by every architecture: the batch, the preallocated KV cache, RMSNorm, RoPE and
+//! attention. Numerics follow llama.cpp's CPU path where it matters for greedy agreement (see each item).
+
+use candle_core::{D, DType, Device, Tensor};
+
+use crate::hparams::{HParams, RopeType};
+use crate::{Error, Result};
+
+/// Tokens to run in one forward pass, possibly from several independent sequences (llama.cpp `llama_batch`).
+///
+/// Each sequence's tokens continue that sequence's cache in batch order: the i-th token of sequence `s` in the
+/// batch sits at position `kv.n_past(s) + i`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Token ids, `[n_tokens]`.
+    pub tokens: Vec<u32>,
+    /// Sequence id of each token, `[n_tokens]`, each `< kv.n_seq()`.
+    pub seq: Vec<usize>,
+    /// Whether logits are wanted for each token, `[n_tokens]`.
+    pub logits: Vec<bool>,
+}
+
+impl Batch {
+    /// A batch of one sequence; logits for the last token only, or for all.
+    pub fn single(tokens: &[u32], seq: usize, all_logits: bool) -> Self {
+        let n = tokens.len();
+        Batch {
+            tokens: tokens.to_vec(),
+            seq: vec![seq; n],
+            logits: (0..n).map(|i| all_logits || i + 1 == n).collect(),
+        }
+    }
+
+    /// Appends one token.
+    pub fn push(&mut self, token: u32, seq: usize, logits: bool) {
+        self.tokens.push(token);
+        self.seq.push(seq);
+        self.logits.push(logits);
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether the batch has no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Removes every token, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.tokens.clear();
+        self.seq.clear();
+        self.logits.clear();
+    }
+}
+
+/// A preallocated KV cache: for each layer and sequence, keys and values `[n_head_kv, n_ctx, n_embd_head]`
+/// of `dtype` (F16 by default, as llama.cpp's `type_k`/`type_v`). Written in place, never grown.
+#[derive(Debug)]
+pub struct KvCache {
+    k: Vec<Vec<Tensor>>, // [n_layer][n_seq] -> [n_head_kv, n_ctx, n_embd_head_k], dtype
+    v: Vec<Vec<Tensor>>, // [n_layer][n_seq] -> [n_head_kv, n_ctx, n_embd_head_v], dtype
+    n_past: Vec<usize>,  // [n_seq] tokens cached per sequence
+    n_ctx: usize,
+    dtype: DType,
+}
+
+impl KvCache {
+    /// Allocates a cache of `n_ctx` positions for each of `n_seq` sequences.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBatch`] for zero sizes; candle's allocation errors.
+    pub fn new(hp: &HParams, n_ctx: usize, n_seq: usize, dtype: DType, device: &Device) -> Result<Self> {
+        if n_ctx == 0 || n_seq == 0 {
+            return Err(Error::InvalidBatch(format!(
+                "n_ctx ({n_ctx}) and n_seq ({n_seq}) must be > 0"
+            )));
+        }
+        let alloc = |hd: usize| -> Result<Vec<Vec<Tensor>>> {
+            (0..hp.n_layer)
+                .map(|_| {
+                    (0..n_seq)
+                        .map(|_| Ok(Tensor::zeros((hp.n_head_kv, n_ctx, hd), dtype, device)?))
+                        .collect()
+                })
+                .collect()
+        };
+        Ok(KvCache {
+            k: alloc(hp.n_embd_head_k)?,
+            v: alloc(hp.n_embd_head_v)?,
+            n_past: vec![0; n_seq],
+            n_ctx,
+            dtype,
+        })
+    }
+
+    /// Positions per sequence.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Number of sequences.
+    pub fn n_seq(&self) -> usize {
+        self.n_past.len()
+    }
+
+    /// Tokens cached for sequence `seq`.
+    pub fn n_past(&self, seq: usize) -> usize {
+        self.n_past[seq]
+    }
+
+    /// Forgets sequence `seq` (its slots are overwritten by later tokens).
+    pub fn clear_seq(&mut self, seq: usize) {
+        self.n_past[seq] = 0;
+    }
+
+    /// Forgets every sequence.
+    pub fn clear(&mut self) {
+        self.n_past.iter_mut().for_each(|p| *p = 0);
+    }
+
+    /// Truncates sequence `seq` to its first `n` tokens (for restoring a prefix state).
+    pub fn truncate(&mut self, seq: usize, n: usize) {
+        self.n_past[seq] = self.n_past[seq].min(n);
+    }
+
+    /// Sets sequence `seq`'s length after a successful forward pass.
+    pub(crate) fn advance(&mut self, seq: usize, n_past: usize) {
+        self.n_past[seq] = n_past;
+    }
+
+    /// Bytes allocated for keys and values.
+    pub fn size_bytes(&self) -> usize {
+        self.k
+            .iter()
+            .chain(&self.v)
+            .flatten()
+            .map(|t| t.elem_count() * self.dtype.size_in_bytes())
+            .sum()
+    }
+}
+
+/// Per forward pass: positions, the grouping of tokens by sequence and RoPE tables.
+#[derive(Debug)]
+pub(crate) struct BatchPlan {
+    /// Position of each token.
+    pub pos: Vec<usize>,
+    /// For each sequence present: `(seq, first position, token indices in batch order)`.
+    pub runs: Vec<(usize, usize, Vec<u32>)>,
+    /// Whether `runs` is a single sequence covering the batch in order (no gathers needed).
+    pub contiguous: bool,
+    /// Indices of the tokens whose logits are wanted.
+    pub outputs: Vec<u32>,
+}
+
+impl BatchPlan {
+    pub(crate) fn new(batch: &Batch, kv: &KvCache, n_vocab: usize) -> Result<Self> {
+        let n = batch.len();
+        if n == 0 {
+            return Err(Error::InvalidBatch("no tokens".into()));
+        }
+        if batch.seq.len() != n || batch.logits.len() != n {
+            return Err(Error::InvalidBatch(format!(
+                "{} tokens but {} sequence ids and {} logit flags",
+                n,
+                batch.seq.len(),
+                batch.logits.len()
+            )));
+        }
+        let mut counts = vec![0usize; kv.n_seq()];
+        let mut pos = Vec::with_capacity(n);
+        for (&t, &s) in batch.tokens.iter().zip(&batch.seq) {
+            if t as usize >= n_vocab {
+                return Err(Error::TokenOutOfRange { id: t, n_vocab });
+            }
+            if s >= kv.n_seq() {
+                return Err(Error::InvalidBatch(format!(
+                    "sequence id {s} but the cache holds {} sequences",
+                    kv.n_seq()
+                )));
+            }
+            pos.push(kv.n_past(s) + counts[s]);
+            counts[s] += 1;
+        }
+        let mut runs = Vec::new();
+        for (s, &c) in counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            if kv.n_past(s) + c > kv.n_ctx() {
+                return Err(Error::ContextFull {
+                    seq: s,
+                    n_past: kv.n_past(s),
+                    n_tokens: c,
+                    n_ctx: kv.n_ctx(),
+                });
+            }
+            let idx: Vec<u32> = (0..n as u32).filter(|&i| batch.seq[i as usize] == s).collect();
+            runs.push((s, kv.n_past(s), idx));
+        }
+        let contiguous = runs.len() == 1;
+        let outputs = (0..n as u32).filter(|&i| batch.logits[i as usize]).collect();
+        Ok(BatchPlan {
+            pos,
+            runs,
+            contiguous,
+            outputs,
+        })
+    }
+}
+
+/// RMSNorm: `x / sqrt(mean(x²) + eps) · w` over the last dimension (ggml `rms_norm` then `mul`).
+///
+/// `x`: `[n_tokens, n]` (or any rank, normalised over the last dim), f32; `w`: `[n]` f32.
+pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let scale = (mean_sq + f64::from(eps))?.sqrt()?.recip()?;
+    x.broadcast_mul(&scale)?.broadcast_mul(w)
+}
+
+/// RoPE cos/sin tables for the given positions, `[n_tokens, n_rot/2]` each, f32.
+///
+/// Computed as ggml's `ggml_rope_cache_init`: `theta_0 = pos`, `theta_{i+1} = theta_i · base^(−2/n_rot)` in f32
+/// (an iterated product, not `pow` per element, so the values equal llama.cpp's to the bit), scaled by
+/// `freq_scale` and divided by the optional Llama 3 frequency factors.
+pub(crate) fn rope_tables(
+    pos: &[usize],
+    n_rot: usize,
+    freq_base: f32,
+    freq_scale: f32,
+    freq_factors: Option<&[f32]>,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let half = n_rot / 2;
+    let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
+    let mut cos = Vec::with_capacity(pos.len() * half);
+    let mut sin = Vec::with_capacity(pos.len() * half);
+    for &p in pos {
+        let mut theta = p as f32;
+        for i in 0..half {
+            let ff = freq_factors.map_or(1.0, |f| f[i]);
+            let t = freq_scale * (theta / ff);
+            cos.push(t.cos());
+            sin.push(t.sin());
+            theta *= theta_scale;
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (pos.len(), half), device)?,
+        Tensor::from_vec(sin, (pos.len(), half), device)?,
+    ))
+}
+
+/// Applies RoPE to `x`: `[n_tokens, n_heads, head_dim]` f32, returning the same shape.
+pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ty: RopeType) -> candle_core::Result<Tensor> {
+    // candle's kernels take [batch, heads, tokens, dim].
+    let xt = x.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
+    let y = match ty {
+        RopeType::Norm => candle_nn::rotary_emb::rope_i(&xt, cos, sin)?,
+        RopeType::Neox => candle_nn::rotary_emb::rope(&xt, cos, sin)?,
+    };
+    y.squeeze(0)?.transpose(0, 1)?.contiguous()
+}
+
+/// Rounds f32 values to the nearest f16 and back: llama.cpp converts activations to F16 before dot products
+/// with F16 data (the KV cache), so emulating it keeps greedy tokens equal.
+pub(crate) fn round_f16(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.to_dtype(DType::F16)?.to_dtype(DType::F32)
+}
+
+/// Options of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttnParams {
+    /// Layer index (selects the cache).
+    pub il: usize,
+    /// Score scale applied after `q·k` (1.0 when queries were pre-scaled).
+    pub kq_scale: f32,
+    /// Sliding window in tokens (0: full causal attention).
+    pub n_swa: usize,
+}
+
+/// Causal (optionally sliding-window) attention of a batch over the KV cache; writes the batch's keys and
+/// values into the cache first.
+///
+/// * `q`: `[n_tokens, n_head, head_dim]` f32 (already RoPE'd); `k`, `v`: `[n_tokens, n_head_kv, head_dim]` f32.
+///
+/// Returns `[n_tokens, n_head · head_dim]` f32. A query at position `p` sees keys at `j ≤ p`, and with a window
+/// `n_swa` only `p − j < n_swa` (llama.cpp `LLAMA_SWA_TYPE_STANDARD`).
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    kv: &mut KvCache,
+    plan: &BatchPlan,
+    p: AttnParams,
+) -> candle_core::Result<Tensor> {
+    let (n_tokens, n_head, hd) = q.dims3()?;
+    let n_head_kv = k.dim(1)?;
+    let n_group = n_head / n_head_kv;
+    let device = q.device().clone();
+    let mut outs = Vec::with_capacity(plan.runs.len());
+    for (seq, p0, idx) in &plan.runs {
+        let (qs, ks, vs) = if plan.contiguous {
+            (q.clone(), k.clone(), v.clone())
+        } else {
+            let ids = Tensor::new(idx.as_slice(), &device)?;
+            (
+                q.index_select(&ids, 0)?,
+                k.index_select(&ids, 0)?,
+                v.index_select(&ids, 0)?,
+            )
+        };
+        let m = idx.len();
+        let kc = &kv.k[p.il][*seq];
+        let vc = &kv.v[p.il][*seq];
+        kc.slice_set(&ks.transpose(0, 1)?.to_dtype(kv.dtype)?.contiguous()?, 1, *p0)?;
+        vc.slice_set(&vs.transpose(0, 1)?.to_dtype(kv.dtype)?.contiguous()?, 1, *p0)?;
+        let n_kv = p0 + m;
+        let keys = kc.narrow(1, 0, n_kv)?;
+        let vals = vc.narrow(1, 0, n_kv)?;
+        // [m, n_head, hd] -> [n_head_kv, n_group * m, hd]: query heads g·n_group.. share kv head g.
+        let mut qh = qs
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((n_head_kv, n_group * m, hd))?;
+        // llama.cpp (flash attention on CPU) converts queries to F16 for the dot product with F16 keys;
+        // probabilities and the value sum stay f32. Measured: this keeps all 6 reference continuations equal
+        // or diverging only at near-ties (< 1% top-2 gap); rounding the probabilities too does not.
+        if kv.dtype == DType::F16 {
+            qh = round_f16(&qh)?;
+        }
+        let (keys, vals) = (keys.to_dtype(DType::F32)?, vals.to_dtype(DType::F32)?); // [n_head_kv, n_kv, hd]
+        let scores = (qh.matmul(&keys.t()?)? * f64::from(p.kq_scale))?; // [n_head_kv, n_group*m, n_kv]
+        let mask = causal_mask(*p0, m, n_kv, p.n_swa, &device)?; // [m, n_kv]
+        let scores = scores
+            .reshape((n_head_kv, n_group, m, n_kv))?
+            .broadcast_add(&mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((n_head_kv, n_group * m, n_kv))?;
+        let o = probs.matmul(&vals)?; // [n_head_kv, n_group*m, hd]
+        let o = o
+            .reshape((n_head, m, hd))?
+            .transpose(0, 1)?
+            .reshape((m, n_head * hd))?;
+        outs.push(o);
+    }
+    if plan.contiguous {
+        return Ok(outs.remove(0));
+    }
+    // Back to batch order: concatenated runs, then the inverse permutation.
+    let cat = Tensor::cat(&outs, 0)?;
+    let mut inv = vec![0u32; n_tokens];
+    let mut r = 0u32;
+    for (_, _, idx) in &plan.runs {
+        for &i in idx {
+            inv[i as usize] = r;
+            r += 1;
+        }
+    }
+    cat.index_select(&Tensor::new(inv.as_slice(), &device)?, 0)
+}
+
+/// Additive mask `[m, n_kv]`: 0 where query `p0 + i` may see key `j`, −∞ elsewhere.
+fn causal_mask(
+    p0: usize,
+    m: usize,
+    n_kv: usize,
+    n_swa: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let mut mask = vec![0f32; m * n_kv];
+    for i in 0..m {
+        let p = p0 + i;
+        for j in 0..n_kv {
+            let hidden = j > p || (n_swa > 0 && p - j >= n_swa);
+            if hidden {
+                mask[i * n_kv + j] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Tensor::from_vec(mask, (m, n_kv), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_is_causal_and_windowed() {
+        let m = causal_mask(2, 2, 4, 0, &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(m[0], vec![0.0, 0.0, 0.0, f32::NEG_INFINITY]);
+        assert_eq!(m[1], vec![0.0; 4]);
+        let m = causal_mask(2, 2, 4, 2, &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(m[0], vec![f32::NEG_INFINITY, 0.0, 0.0, f32::NEG_INFINITY]);
+        assert_eq!(m[1], vec![f32::NEG_INFINITY, f32::NEG_INFINITY, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn rope_table_matches_direct_formula() {
+        let (c, s) = rope_tables(&[0, 3], 8, 10000.0, 1.0, None, &Device::Cpu).unwrap();
+        let (c, s) = (c.to_vec2::<f32>().unwrap(), s.to_vec2::<f32>().unwrap());
+        assert_eq!(c[0], vec![1.0; 4]);
+        for i in 0..4 {
+            let t = 3.0 * 10000f64.powf(-2.0 * i as f64 / 8.0);
+            assert!((f64::from(c[1][i]) - t.cos()).abs() < 1e-5);
+            assert!((f64::from(s[1][i]) - t.sin()).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn rms_norm_unit_weight_gives_unit_rms() {
+        let x = Tensor::new(&[[3f32, 4.0], [1.0, -1.0]], &Device::Cpu).unwrap();
+        let w = Tensor::new(&[1f32, 1.0], &Device::Cpu).unwrap();
+        let y = rms_norm(&x, &w, 0.0).unwrap().to_vec2::<f32>().unwrap();
+        for row in y {
+            let rms = (row.iter().map(|v| v * v).sum::<f32>() / 2.0).sqrt();
+            assert!((rms - 1.0).abs() < 1e-6);
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Model architectures for silica on candle: hyperparameters from GGUF metadata ([`HParams`]), weights loaded
+//! with declared shapes, a preallocated [`KvCache`], and batched forward passes over several independent
+//! sequences ([`Batch`]). CPU by default; the `cuda` and `metal` features pass through to candle.
+//!
+//! Supported `general.architecture` values: `llama` (Llama 2/3, SmolLM2, Mistral) and `gemma3`.
+
+mod error;
+mod hparams;
+mod layers;
+pub mod loader;
+pub mod models;
+
+pub use candle_core::{DType, Device, Tensor};
+pub use error::{Error, LoadError, Result};
+pub use hparams::{Arch, HParams, RopeType};
+pub use layers::{Batch, KvCache};
+pub use models::Model;

@@ -1,0 +1,123 @@
+//! `llama`: Llama 2/3, SmolLM2, Mistral. Pre-norm blocks of RMSNorm → GQA attention with NORM RoPE →
+//! RMSNorm → SwiGLU FFN (Touvron et al., 2023); llama.cpp `llm_build_llama`.
+
+use candle_core::{Device, Tensor};
+use silica_gguf::GgufFile;
+
+use crate::layers::{AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables};
+use crate::loader::{Linear, Loader, tn};
+use crate::{HParams, LoadError, Result};
+
+#[derive(Debug)]
+struct Layer {
+    attn_norm: Tensor,   // [n_embd] f32
+    attn_q: Linear,      // [n_head·head_dim, n_embd]
+    attn_k: Linear,      // [n_head_kv·head_dim, n_embd]
+    attn_v: Linear,      // [n_head_kv·head_dim, n_embd]
+    attn_output: Linear, // [n_embd, n_head·head_dim]
+    ffn_norm: Tensor,    // [n_embd] f32
+    ffn_gate: Linear,    // [n_ff, n_embd]
+    ffn_up: Linear,      // [n_ff, n_embd]
+    ffn_down: Linear,    // [n_embd, n_ff]
+}
+
+/// A loaded Llama-family model (weights only; state lives in [`KvCache`]).
+#[derive(Debug)]
+pub struct Llama {
+    hp: HParams,
+    token_embd: std::sync::Arc<candle_core::quantized::QTensor>, // [n_vocab, n_embd]
+    layers: Vec<Layer>,
+    output_norm: Tensor,          // [n_embd] f32
+    output: Linear,               // [n_vocab, n_embd], tied to token_embd when absent
+    rope_freqs: Option<Vec<f32>>, // [n_rot/2] Llama 3 frequency factors
+    device: Device,
+}
+
+impl Llama {
+    pub(crate) fn load(file: &GgufFile, hp: HParams, device: &Device) -> Result<Self, LoadError> {
+        let ld = Loader::new(file, device);
+        let (e, q, kv, ff) = (hp.n_embd, hp.n_embd_q(), hp.n_embd_k_gqa(), hp.n_ff);
+        let token_embd = ld.qtensor(tn::TOKEN_EMBD, &[hp.n_vocab, e])?;
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for il in 0..hp.n_layer {
+            let b = |t| tn::blk(il, t);
+            layers.push(Layer {
+                attn_norm: ld.vector(&b(tn::ATTN_NORM), e)?,
+                attn_q: ld.matrix(&b(tn::ATTN_Q), q, e)?,
+                attn_k: ld.matrix(&b(tn::ATTN_K), kv, e)?,
+                attn_v: ld.matrix(&b(tn::ATTN_V), kv, e)?,
+                attn_output: ld.matrix(&b(tn::ATTN_OUTPUT), e, q)?,
+                ffn_norm: ld.vector(&b(tn::FFN_NORM), e)?,
+                ffn_gate: ld.matrix(&b(tn::FFN_GATE), ff, e)?,
+                ffn_up: ld.matrix(&b(tn::FFN_UP), ff, e)?,
+                ffn_down: ld.matrix(&b(tn::FFN_DOWN), e, ff)?,
+            });
+        }
+        let output_norm = ld.vector(tn::OUTPUT_NORM, e)?;
+        // `output.weight` is optional: many checkpoints tie it to `token_embd.weight`.
+        let output = match ld.optional_matrix(tn::OUTPUT, hp.n_vocab, e)? {
+            Some(o) => o,
+            None => Loader::linear(tn::TOKEN_EMBD, token_embd.clone(), hp.n_vocab)?,
+        };
+        let rope_freqs = match ld.optional_vector(tn::ROPE_FREQS, hp.n_rot / 2)? {
+            Some(t) => Some(t.to_vec1::<f32>().map_err(|source| LoadError::Candle {
+                name: tn::ROPE_FREQS.into(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Llama {
+            hp,
+            token_embd,
+            layers,
+            output_norm,
+            output,
+            rope_freqs,
+            device: device.clone(),
+        })
+    }
+
+    pub(crate) fn hparams(&self) -> &HParams {
+        &self.hp
+    }
+
+    pub(crate) fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Tensor> {
+        let hp = &self.hp;
+        let plan = BatchPlan::new(batch, kv, hp.n_vocab)?;
+        let n = batch.len();
+        let hd = hp.n_embd_head_k;
+        let ids = Tensor::new(batch.tokens.as_slice(), &self.device)?;
+        let mut x = self.token_embd.embedding(&ids)?; // [n, n_embd]
+        let (cos, sin) = rope_tables(
+            &plan.pos,
+            hp.n_rot,
+            hp.rope_freq_base,
+            hp.rope_freq_scale,
+            self.rope_freqs.as_deref(),
+            &self.device,
+        )?;
+        for (il, l) in self.layers.iter().enumerate() {
+            let h = rms_norm(&x, &l.attn_norm, hp.f_norm_rms_eps)?;
+            let q = l.attn_q.forward(&h)?.reshape((n, hp.n_head, hd))?;
+            let k = l.attn_k.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
+            let v = l.attn_v.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
+            let q = rope(&q, &cos, &sin, hp.rope_type)?;
+            let k = rope(&k, &cos, &sin, hp.rope_type)?;
+            let params = AttnParams {
+                il,
+                kq_scale: hp.f_attention_scale,
+                n_swa: 0,
+            };
+            let a = attention(&q, &k, &v, kv, &plan, params)?;
+            x = (x + l.attn_output.forward(&a)?)?;
+            let h = rms_norm(&x, &l.ffn_norm, hp.f_norm_rms_eps)?;
+            let g = candle_nn::ops::silu(&l.ffn_gate.forward(&h)?)?;
+            let u = l.ffn_up.forward(&h)?;
+            x = (x + l.ffn_down.forward(&(g * u)?)?)?;
+        }
+        super::commit(kv, &plan);
+        let x = super::select_outputs(&x, &plan)?;
+        let x = rms_norm(&x, &self.output_norm, hp.f_norm_rms_eps)?;
+        Ok(self.output.forward(&x)?)
+    }
+}

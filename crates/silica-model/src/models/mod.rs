@@ -1,0 +1,91 @@
+//! One file per architecture, and the [`Model`] that dispatches to them.
+
+pub mod gemma3;
+pub mod llama;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use silica_gguf::GgufFile;
+
+use crate::layers::{Batch, BatchPlan, KvCache};
+use crate::{Arch, HParams, LoadError, Result};
+
+/// A loaded model of any supported architecture: immutable weights; per-request state lives in a
+/// [`KvCache`].
+#[derive(Debug)]
+pub enum Model {
+    /// `llama`.
+    Llama(llama::Llama),
+    /// `gemma3`.
+    Gemma3(gemma3::Gemma3),
+}
+
+impl Model {
+    /// Loads the model in `file` onto `device`, checking every tensor's shape.
+    ///
+    /// # Errors
+    /// [`LoadError`] naming the key or tensor at fault.
+    pub fn load(file: &GgufFile, device: &Device) -> Result<Self, LoadError> {
+        let hp = HParams::from_gguf(file)?;
+        Ok(match hp.arch {
+            Arch::Llama => Model::Llama(llama::Llama::load(file, hp, device)?),
+            Arch::Gemma3 => Model::Gemma3(gemma3::Gemma3::load(file, hp, device)?),
+        })
+    }
+
+    /// Opens `path` and loads it.
+    ///
+    /// # Errors
+    /// As [`Model::load`], plus unreadable files.
+    pub fn open(path: impl AsRef<Path>, device: &Device) -> Result<Self, LoadError> {
+        let file = GgufFile::open(path)?;
+        Self::load(&file, device)
+    }
+
+    /// Hyperparameters.
+    pub fn hparams(&self) -> &HParams {
+        match self {
+            Model::Llama(m) => m.hparams(),
+            Model::Gemma3(m) => m.hparams(),
+        }
+    }
+
+    /// A KV cache for this model: `n_ctx` positions for each of `n_seq` sequences, F16 as llama.cpp's default.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidBatch`] for zero sizes; allocation errors.
+    pub fn new_kv_cache(&self, n_ctx: usize, n_seq: usize, device: &Device) -> Result<KvCache> {
+        KvCache::new(self.hparams(), n_ctx, n_seq, DType::F16, device)
+    }
+
+    /// Runs one batch, appending its keys and values to `kv`.
+    ///
+    /// Returns f32 logits `[n_outputs, n_vocab]`, one row per token with `batch.logits[i]` set, in batch order.
+    ///
+    /// # Errors
+    /// [`crate::Error::ContextFull`] if a sequence would pass `n_ctx` (nothing is written then),
+    /// [`crate::Error::InvalidBatch`], [`crate::Error::TokenOutOfRange`], candle errors.
+    pub fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Tensor> {
+        match self {
+            Model::Llama(m) => m.forward(batch, kv),
+            Model::Gemma3(m) => m.forward(batch, kv),
+        }
+    }
+}
+
+/// Advances each sequence's `n_past` once the whole pass has succeeded.
+fn commit(kv: &mut KvCache, plan: &BatchPlan) {
+    for (seq, p0, idx) in &plan.runs {
+        let n_past = p0 + idx.len();
+        kv.advance(*seq, n_past);
+    }
+}
+
+/// The rows of `x` (`[n_tokens, n_embd]`) whose logits are wanted.
+fn select_outputs(x: &Tensor, plan: &BatchPlan) -> candle_core::Result<Tensor> {
+    if plan.outputs.len() == x.dim(0)? {
+        return Ok(x.clone());
+    }
+    x.index_select(&Tensor::new(plan.outputs.as_slice(), x.device())?, 0)
+}
