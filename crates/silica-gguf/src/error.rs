@@ -15,7 +15,6 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// The operating system's error.
-        #[source]
         source: std::io::Error,
     },
     /// An error inside a named file (the source says what and where).
@@ -24,7 +23,6 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        #[source]
         source: Box<Error>,
     },
     /// The first four bytes are not `GGUF`.

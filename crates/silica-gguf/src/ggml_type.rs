@@ -212,7 +212,10 @@ impl FromStr for GgmlType {
             .iter()
             .find(|t| t.1.eq_ignore_ascii_case(s))
             .map(|t| t.0)
-            .ok_or_else(|| UnknownName { what: "ggml type", name: s.to_owned() })
+            .ok_or_else(|| UnknownName {
+                what: "ggml type",
+                name: s.to_owned(),
+            })
     }
 }
 
@@ -363,7 +366,10 @@ impl FromStr for FileType {
             .iter()
             .find(|t| t.1.eq_ignore_ascii_case(s))
             .map(|t| t.0)
-            .ok_or_else(|| UnknownName { what: "file type", name: s.to_owned() })
+            .ok_or_else(|| UnknownName {
+                what: "file type",
+                name: s.to_owned(),
+            })
     }
 }
 
@@ -391,8 +397,14 @@ mod tests {
     fn block_geometry_matches_ggml_structs() {
         // block_q4_0 = f16 + 16 nibble bytes; block_q4_K = 2·f16 + 12 scale bytes + 128 nibble bytes; block_q6_K =
         // 128 ql + 64 qh + 16 scales + f16.
-        assert_eq!((GgmlType::Q4_0.block_len(), GgmlType::Q4_0.block_bytes()), (32, 18));
-        assert_eq!((GgmlType::Q4_K.block_len(), GgmlType::Q4_K.block_bytes()), (256, 144));
+        assert_eq!(
+            (GgmlType::Q4_0.block_len(), GgmlType::Q4_0.block_bytes()),
+            (32, 18)
+        );
+        assert_eq!(
+            (GgmlType::Q4_K.block_len(), GgmlType::Q4_K.block_bytes()),
+            (256, 144)
+        );
         assert_eq!(GgmlType::Q6_K.block_bytes(), 128 + 64 + 16 + 2);
         assert_eq!(GgmlType::Q8_K.block_bytes(), 4 + 256 + 32);
         assert!((GgmlType::Q4_0.bits_per_weight() - 4.5).abs() < 1e-12);

@@ -383,11 +383,16 @@ impl Metadata {
     }
 
     fn require(&self, key: &str) -> Result<&Value> {
-        self.get(key).ok_or_else(|| Error::MissingKey { key: key.to_owned() })
+        self.get(key)
+            .ok_or_else(|| Error::MissingKey { key: key.to_owned() })
     }
 
     fn wrong(key: &str, expected: &'static str, v: &Value) -> Error {
-        Error::WrongValueType { key: key.to_owned(), expected, found: v.type_description() }
+        Error::WrongValueType {
+            key: key.to_owned(),
+            expected,
+            found: v.type_description(),
+        }
     }
 
     /// A string value.
@@ -405,7 +410,9 @@ impl Metadata {
     /// [`Error::MissingKey`], or [`Error::WrongValueType`] if it is not a non-negative integer below 2³².
     pub fn get_u32(&self, key: &str) -> Result<u32> {
         let v = self.require(key)?;
-        v.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| Self::wrong(key, "uint32", v))
+        v.as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .ok_or_else(|| Self::wrong(key, "uint32", v))
     }
 
     /// An integer value of any width that fits `u64`.
@@ -423,7 +430,9 @@ impl Metadata {
     /// [`Error::MissingKey`], or [`Error::WrongValueType`].
     pub fn get_f32(&self, key: &str) -> Result<f32> {
         let v = self.require(key)?;
-        v.as_f64().map(|x| x as f32).ok_or_else(|| Self::wrong(key, "float32", v))
+        v.as_f64()
+            .map(|x| x as f32)
+            .ok_or_else(|| Self::wrong(key, "float32", v))
     }
 
     /// A bool value.
@@ -484,9 +493,10 @@ impl Metadata {
             Value::Array(Array::U32(a)) => a.iter().map(|&x| x.into()).collect(),
             Value::Array(Array::I32(a)) => a.iter().map(|&x| x.into()).collect(),
             Value::Array(Array::I64(a)) => a.clone(),
-            Value::Array(Array::U64(a)) => {
-                a.iter().map(|&x| i64::try_from(x).map_err(|_| bad())).collect::<Result<_>>()?
-            }
+            Value::Array(Array::U64(a)) => a
+                .iter()
+                .map(|&x| i64::try_from(x).map_err(|_| bad()))
+                .collect::<Result<_>>()?,
             _ => return Err(bad()),
         })
     }

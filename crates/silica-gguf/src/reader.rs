@@ -57,22 +57,32 @@ impl TensorInfo {
     /// # Errors
     /// [`Error::InvalidDims`] or [`Error::RowNotBlockAligned`] naming `name`.
     pub fn data_bytes(name: &str, ty: GgmlType, ne: &[u64]) -> Result<u64> {
-        let invalid = |reason| Error::InvalidDims { name: name.to_owned(), ne: ne.to_vec(), reason };
+        let invalid = |reason| Error::InvalidDims {
+            name: name.to_owned(),
+            ne: ne.to_vec(),
+            reason,
+        };
         if ne.is_empty() || ne.len() > MAX_DIMS {
             return Err(invalid("must have 1 to 4 dimensions"));
         }
         if ne.contains(&0) {
             return Err(invalid("a dimension is zero"));
         }
-        let n_rows = ne[1..].iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or_else(|| invalid("element count overflows"))?;
+        let n_rows = ne[1..]
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| invalid("element count overflows"))?;
         let row = ty.row_bytes(ne[0]).ok_or(Error::RowNotBlockAligned {
             name: name.to_owned(),
             ne0: ne[0],
             ty,
             block_len: ty.block_len(),
         })?;
-        ne.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or_else(|| invalid("element count overflows"))?;
-        row.checked_mul(n_rows).ok_or_else(|| invalid("byte size overflows"))
+        ne.iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| invalid("element count overflows"))?;
+        row.checked_mul(n_rows)
+            .ok_or_else(|| invalid("byte size overflows"))
     }
 }
 
@@ -122,9 +132,14 @@ impl GgufFile {
     /// otherwise (bad magic, truncation, caps exceeded, tensors out of bounds...).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let map = crate::mmap::Mmap::open(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
-        Self::parse(Bytes::Mmap(map), path.to_owned())
-            .map_err(|e| Error::InFile { path: path.to_owned(), source: Box::new(e) })
+        let map = crate::mmap::Mmap::open(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(Bytes::Mmap(map), path.to_owned()).map_err(|e| Error::InFile {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
     }
 
     /// Parses a GGUF image held in memory; `name` stands for the path in messages.
@@ -133,8 +148,10 @@ impl GgufFile {
     /// As [`GgufFile::open`], without the I/O errors.
     pub fn from_bytes(bytes: Vec<u8>, name: impl Into<PathBuf>) -> Result<Self> {
         let name = name.into();
-        Self::parse(Bytes::Owned(bytes), name.clone())
-            .map_err(|e| Error::InFile { path: name, source: Box::new(e) })
+        Self::parse(Bytes::Owned(bytes), name.clone()).map_err(|e| Error::InFile {
+            path: name,
+            source: Box::new(e),
+        })
     }
 
     fn parse(bytes: Bytes, path: PathBuf) -> Result<Self> {
@@ -159,7 +176,10 @@ impl GgufFile {
         for i in 0..n_kv {
             let key = r.string(&format!("metadata key #{i}"))?;
             let type_id = r.u32(&format!("type of `{key}`"))?;
-            let ty = ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType { key: key.clone(), type_id })?;
+            let ty = ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType {
+                key: key.clone(),
+                type_id,
+            })?;
             let value = r.value(ty, &key, 0)?;
             metadata.insert_new(key, value)?;
         }
@@ -185,23 +205,40 @@ impl GgufFile {
             let name = r.string(&format!("tensor name #{i}"))?;
             let n_dims = r.u32(&format!("n_dims of `{name}`"))?;
             if n_dims as usize > MAX_DIMS || n_dims == 0 {
-                return Err(Error::LimitExceeded { what: format!("n_dims of tensor `{name}`"), value: n_dims.into(), limit: MAX_DIMS as u64 });
+                return Err(Error::LimitExceeded {
+                    what: format!("n_dims of tensor `{name}`"),
+                    value: n_dims.into(),
+                    limit: MAX_DIMS as u64,
+                });
             }
             let mut ne = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
                 ne.push(r.u64(&format!("dims of `{name}`"))?);
             }
             let type_id = r.u32(&format!("type of `{name}`"))?;
-            let ty = GgmlType::from_id(type_id).ok_or_else(|| Error::UnknownType { tensor: name.clone(), type_id })?;
+            let ty = GgmlType::from_id(type_id).ok_or_else(|| Error::UnknownType {
+                tensor: name.clone(),
+                type_id,
+            })?;
             let offset = r.u64(&format!("offset of `{name}`"))?;
             let n_bytes = TensorInfo::data_bytes(&name, ty, &ne)?;
             if offset % alignment != 0 {
-                return Err(Error::MisalignedTensor { name, offset, alignment });
+                return Err(Error::MisalignedTensor {
+                    name,
+                    offset,
+                    alignment,
+                });
             }
             if tensor_index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(Error::DuplicateTensor { name });
             }
-            tensors.push(TensorInfo { name, ne, ty, offset, n_bytes });
+            tensors.push(TensorInfo {
+                name,
+                ne,
+                ty,
+                offset,
+                n_bytes,
+            });
         }
 
         let data_offset = r.pos.div_ceil(alignment) * alignment;
@@ -221,7 +258,16 @@ impl GgufFile {
             }
         }
 
-        Ok(GgufFile { path, bytes, version, alignment, data_offset, metadata, tensors, tensor_index })
+        Ok(GgufFile {
+            path,
+            bytes,
+            version,
+            alignment,
+            data_offset,
+            metadata,
+            tensors,
+            tensor_index,
+        })
     }
 
     /// The path the file was opened from.
@@ -275,7 +321,9 @@ impl GgufFile {
     /// # Errors
     /// [`Error::MissingTensor`].
     pub fn tensor_data_by_name(&self, name: &str) -> Result<&[u8]> {
-        let info = self.tensor(name).ok_or_else(|| Error::MissingTensor { name: name.to_owned() })?;
+        let info = self.tensor(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_owned(),
+        })?;
         Ok(self.tensor_data(info))
     }
 
@@ -292,7 +340,11 @@ impl GgufFile {
 
 fn cap(what: &str, value: u64, limit: u64) -> Result<()> {
     if value > limit {
-        return Err(Error::LimitExceeded { what: what.to_owned(), value, limit });
+        return Err(Error::LimitExceeded {
+            what: what.to_owned(),
+            value,
+            limit,
+        });
     }
     Ok(())
 }
@@ -310,7 +362,12 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(Error::Truncated { what: what.to_owned(), offset: self.pos, needed: n, file_len: self.buf.len() as u64 });
+            return Err(Error::Truncated {
+                what: what.to_owned(),
+                offset: self.pos,
+                needed: n,
+                file_len: self.buf.len() as u64,
+            });
         }
         let s = &self.buf[self.pos as usize..(self.pos + n) as usize];
         self.pos += n;
@@ -334,10 +391,17 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self, what: &str) -> Result<String> {
         let len = self.u64(what)?;
-        cap(&format!("length of {what}"), len, MAX_STRING_BYTES.min(self.remaining()))?;
+        cap(
+            &format!("length of {what}"),
+            len,
+            MAX_STRING_BYTES.min(self.remaining()),
+        )?;
         let offset = self.pos;
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| Error::InvalidUtf8 { what: what.to_owned(), offset })
+        String::from_utf8(bytes.to_vec()).map_err(|_| Error::InvalidUtf8 {
+            what: what.to_owned(),
+            offset,
+        })
     }
 
     fn value(&mut self, ty: ValueType, key: &str, depth: usize) -> Result<Value> {
@@ -367,10 +431,17 @@ impl<'a> Reader<'a> {
             });
         }
         let type_id = self.u32(key)?;
-        let ety = ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType { key: key.to_owned(), type_id })?;
+        let ety = ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType {
+            key: key.to_owned(),
+            type_id,
+        })?;
         let n = self.u64(key)?;
         // A count is bounded by the bytes left: no allocation larger than the file itself.
-        cap(&format!("array length of `{key}`"), n, self.remaining() / ety.min_encoded_bytes())?;
+        cap(
+            &format!("array length of `{key}`"),
+            n,
+            self.remaining() / ety.min_encoded_bytes(),
+        )?;
         let n = n as usize;
         macro_rules! prim {
             ($variant:ident, $t:ty) => {{

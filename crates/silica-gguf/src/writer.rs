@@ -48,7 +48,11 @@ impl GgufWriter {
     }
 
     fn alignment(&self) -> u64 {
-        self.metadata.get(KEY_ALIGNMENT).and_then(Value::as_u64).filter(|a| a.is_power_of_two()).unwrap_or(DEFAULT_ALIGNMENT)
+        self.metadata
+            .get(KEY_ALIGNMENT)
+            .and_then(Value::as_u64)
+            .filter(|a| a.is_power_of_two())
+            .unwrap_or(DEFAULT_ALIGNMENT)
     }
 
     /// Declares a tensor; its data must later be written in declaration order.
@@ -65,7 +69,13 @@ impl GgufWriter {
         let n_bytes = TensorInfo::data_bytes(&name, ty, ne)?;
         let offset = self.next_offset;
         self.next_offset = (offset + n_bytes).div_ceil(self.alignment()) * self.alignment();
-        self.tensors.push(TensorInfo { name, ne: ne.to_vec(), ty, offset, n_bytes });
+        self.tensors.push(TensorInfo {
+            name,
+            ne: ne.to_vec(),
+            ty,
+            offset,
+            n_bytes,
+        });
         Ok(self.tensors.last().expect("just pushed"))
     }
 
@@ -109,8 +119,17 @@ impl GgufWriter {
     pub fn start<W: Write>(self, w: W, name: impl Into<PathBuf>) -> Result<TensorSink<W>> {
         let name = name.into();
         let mut w = w;
-        w.write_all(&self.header_bytes()).map_err(|source| Error::Io { path: name.clone(), source })?;
-        Ok(TensorSink { w, name, tensors: self.tensors, next: 0, written: 0 })
+        w.write_all(&self.header_bytes()).map_err(|source| Error::Io {
+            path: name.clone(),
+            source,
+        })?;
+        Ok(TensorSink {
+            w,
+            name,
+            tensors: self.tensors,
+            next: 0,
+            written: 0,
+        })
     }
 
     /// Builds a whole file in memory; `data[i]` is the data of the i-th declared tensor.
@@ -120,7 +139,10 @@ impl GgufWriter {
     pub fn to_bytes(self, data: &[&[u8]]) -> Result<Vec<u8>> {
         let n = self.tensors.len();
         if data.len() != n {
-            return Err(Error::WriteOrder { name: String::new(), reason: format!("{} data slices for {n} tensors", data.len()) });
+            return Err(Error::WriteOrder {
+                name: String::new(),
+                reason: format!("{} data slices for {n} tensors", data.len()),
+            });
         }
         let names: Vec<String> = self.tensors.iter().map(|t| t.name.clone()).collect();
         let mut sink = self.start(Vec::new(), "<memory>")?;
@@ -137,10 +159,16 @@ impl GgufWriter {
     /// [`Error::Io`].
     pub fn create(self, path: impl AsRef<Path>) -> Result<FileSink> {
         let path = path.as_ref().to_owned();
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
         #[allow(clippy::disallowed_methods)]
-        let file = std::fs::File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        let file = std::fs::File::create(&tmp).map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
         let guard = TempGuard(Some(tmp.clone()));
         let sink = self.start(BufWriter::with_capacity(1 << 20, file), tmp)?;
         Ok(FileSink { sink, path, guard })
@@ -182,18 +210,33 @@ impl<W: Write> TensorSink<W> {
     /// [`Error::WriteOrder`] for the wrong tensor or size, [`Error::Io`] if the sink fails.
     pub fn write_tensor(&mut self, name: &str, data: &[u8]) -> Result<()> {
         let Some(t) = self.tensors.get(self.next) else {
-            return Err(Error::WriteOrder { name: name.to_owned(), reason: "all declared tensors already written".into() });
+            return Err(Error::WriteOrder {
+                name: name.to_owned(),
+                reason: "all declared tensors already written".into(),
+            });
         };
         if t.name != name {
-            return Err(Error::WriteOrder { name: name.to_owned(), reason: format!("expected `{}` next", t.name) });
+            return Err(Error::WriteOrder {
+                name: name.to_owned(),
+                reason: format!("expected `{}` next", t.name),
+            });
         }
         if data.len() as u64 != t.n_bytes {
-            return Err(Error::WriteOrder { name: name.to_owned(), reason: format!("{} bytes given, {} declared", data.len(), t.n_bytes) });
+            return Err(Error::WriteOrder {
+                name: name.to_owned(),
+                reason: format!("{} bytes given, {} declared", data.len(), t.n_bytes),
+            });
         }
         let pad = t.offset - self.written;
-        let io = |source| Error::Io { path: self.name.clone(), source };
+        let io = |source| Error::Io {
+            path: self.name.clone(),
+            source,
+        };
         self.w.write_all(&vec![0u8; pad as usize]).map_err(io)?;
-        self.w.write_all(data).map_err(|source| Error::Io { path: self.name.clone(), source })?;
+        self.w.write_all(data).map_err(|source| Error::Io {
+            path: self.name.clone(),
+            source,
+        })?;
         self.written = t.offset + t.n_bytes;
         self.next += 1;
         Ok(())
@@ -205,9 +248,15 @@ impl<W: Write> TensorSink<W> {
     /// [`Error::WriteOrder`] if tensors are missing, [`Error::Io`] if flushing fails.
     pub fn finish(mut self) -> Result<W> {
         if let Some(t) = self.tensors.get(self.next) {
-            return Err(Error::WriteOrder { name: t.name.clone(), reason: "data never written".into() });
+            return Err(Error::WriteOrder {
+                name: t.name.clone(),
+                reason: "data never written".into(),
+            });
         }
-        self.w.flush().map_err(|source| Error::Io { path: self.name.clone(), source })?;
+        self.w.flush().map_err(|source| Error::Io {
+            path: self.name.clone(),
+            source,
+        })?;
         Ok(self.w)
     }
 }
@@ -241,10 +290,19 @@ impl FileSink {
     pub fn finish(mut self) -> Result<()> {
         let tmp = self.guard.0.clone().unwrap_or_default();
         let w = self.sink.finish()?;
-        let file = w.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
-        file.sync_all().map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        let file = w.into_inner().map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
         #[allow(clippy::disallowed_methods)]
-        std::fs::rename(&tmp, &self.path).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        std::fs::rename(&tmp, &self.path).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
         self.guard.0 = None;
         Ok(())
     }

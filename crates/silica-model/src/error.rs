@@ -55,7 +55,6 @@ pub enum LoadError {
         /// The tensor.
         name: String,
         /// candle's error.
-        #[source]
         source: candle_core::Error,
     },
 }

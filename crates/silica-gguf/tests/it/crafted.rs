@@ -26,8 +26,14 @@ fn err(bytes: Vec<u8>) -> Error {
 #[test]
 fn bad_magic_and_version() {
     assert!(matches!(err(b"GGML\0\0\0\0".to_vec()), Error::BadMagic { .. }));
-    assert!(matches!(err(header(1, 0, 0)), Error::UnsupportedVersion { version: 1 }));
-    assert!(matches!(err(header(4, 0, 0)), Error::UnsupportedVersion { version: 4 }));
+    assert!(matches!(
+        err(header(1, 0, 0)),
+        Error::UnsupportedVersion { version: 1 }
+    ));
+    assert!(matches!(
+        err(header(4, 0, 0)),
+        Error::UnsupportedVersion { version: 4 }
+    ));
     assert!(matches!(err(b"GG".to_vec()), Error::Truncated { .. }));
     // v2 files parse.
     assert!(GgufFile::from_bytes(header(2, 0, 0), "v2.gguf").is_ok());
@@ -63,7 +69,10 @@ fn deep_nesting_is_refused() {
     }
     b.extend_from_slice(&[0u8; 64]);
     let e = err(b);
-    assert!(matches!(e, Error::LimitExceeded { .. }) && e.to_string().contains("deep"), "{e}");
+    assert!(
+        matches!(e, Error::LimitExceeded { .. }) && e.to_string().contains("deep"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -72,7 +81,10 @@ fn unknown_value_type_names_the_key() {
     put_str(&mut b, "my.key");
     b.extend_from_slice(&99u32.to_le_bytes());
     let e = err(b);
-    assert!(matches!(&e, Error::UnknownValueType { key, type_id: 99 } if key == "my.key"), "{e}");
+    assert!(
+        matches!(&e, Error::UnknownValueType { key, type_id: 99 } if key == "my.key"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -111,13 +123,22 @@ fn one_tensor(n_dims: u32, ne: &[u64], ty: u32, offset: u64, data_len: usize) ->
 fn tensor_errors_name_the_tensor() {
     let name = "blk.0.attn_q.weight";
     let e = err(one_tensor(2, &[32, 4], 2, 0, 18 * 4 - 1));
-    assert!(matches!(&e, Error::TensorOutOfBounds { name: n, .. } if n == name), "{e}");
+    assert!(
+        matches!(&e, Error::TensorOutOfBounds { name: n, .. } if n == name),
+        "{e}"
+    );
     assert!(GgufFile::from_bytes(one_tensor(2, &[32, 4], 2, 0, 18 * 4), "ok.gguf").is_ok());
 
     let e = err(one_tensor(2, &[32, 4], 4, 0, 1000));
-    assert!(matches!(&e, Error::UnknownType { tensor, type_id: 4 } if tensor == name), "{e}");
+    assert!(
+        matches!(&e, Error::UnknownType { tensor, type_id: 4 } if tensor == name),
+        "{e}"
+    );
     let e = err(one_tensor(2, &[33, 4], 2, 0, 1000));
-    assert!(matches!(&e, Error::RowNotBlockAligned { name: n, .. } if n == name), "{e}");
+    assert!(
+        matches!(&e, Error::RowNotBlockAligned { name: n, .. } if n == name),
+        "{e}"
+    );
     let e = err(one_tensor(2, &[32, 0], 2, 0, 1000));
     assert!(matches!(&e, Error::InvalidDims { .. }), "{e}");
     let e = err(one_tensor(5, &[1, 1, 1, 1, 1], 0, 0, 1000));

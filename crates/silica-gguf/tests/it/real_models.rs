@@ -10,7 +10,10 @@ fn smollm2_q4_1_header() {
     let m = f.metadata();
     assert_eq!(m.get_str(keys::GENERAL_ARCHITECTURE).unwrap(), "llama");
     assert_eq!(m.get_u32("llama.block_count").unwrap(), 30);
-    assert_eq!(FileType::from_id(m.get_u32(keys::GENERAL_FILE_TYPE).unwrap()), Some(FileType::MOSTLY_Q4_1));
+    assert_eq!(
+        FileType::from_id(m.get_u32(keys::GENERAL_FILE_TYPE).unwrap()),
+        Some(FileType::MOSTLY_Q4_1)
+    );
     assert_eq!(m.get_string_array(keys::TOKENIZER_TOKENS).unwrap().len(), 49152);
     assert_eq!(f.tensors().len(), 272);
     let t = f.tensor("blk.0.ffn_gate.weight").unwrap();
@@ -24,9 +27,14 @@ fn smollm2_q4_1_header() {
 fn gemma3_q4_k_m_header() {
     let path = models::require(models::GEMMA3_Q4_K_M);
     let f = GgufFile::open(&path).unwrap();
-    assert_eq!(f.metadata().get_str(keys::GENERAL_ARCHITECTURE).unwrap(), "gemma3");
+    assert_eq!(
+        f.metadata().get_str(keys::GENERAL_ARCHITECTURE).unwrap(),
+        "gemma3"
+    );
     assert_eq!(f.tensors().len(), 236);
     assert_eq!(f.tensor("token_embd.weight").unwrap().shape(), vec![262_144, 640]);
     let types: std::collections::BTreeSet<GgmlType> = f.tensors().iter().map(|t| t.ty).collect();
-    assert!(types.contains(&GgmlType::Q4_K) && types.contains(&GgmlType::Q6_K) && types.contains(&GgmlType::Q5_0));
+    assert!(
+        types.contains(&GgmlType::Q4_K) && types.contains(&GgmlType::Q6_K) && types.contains(&GgmlType::Q5_0)
+    );
 }

@@ -15,14 +15,21 @@ fn every_value_type() -> Vec<(String, Value)> {
         ("t.u64".into(), Value::U64(u64::MAX)),
         ("t.i64".into(), Value::I64(i64::MIN)),
         ("t.f64".into(), Value::F64(-2.25)),
-        ("t.arr_str".into(), Value::Array(Array::String(vec!["a".into(), "".into(), "<0x0A>".into()]))),
+        (
+            "t.arr_str".into(),
+            Value::Array(Array::String(vec!["a".into(), "".into(), "<0x0A>".into()])),
+        ),
         ("t.arr_f32".into(), Value::Array(Array::F32(vec![0.5, -1.0]))),
         ("t.arr_i32".into(), Value::Array(Array::I32(vec![1, -2, 3]))),
         ("t.arr_bool".into(), Value::Array(Array::Bool(vec![true, false]))),
         ("t.arr_empty".into(), Value::Array(Array::U64(vec![]))),
         (
             "t.nested".into(),
-            Value::Array(Array::Array(vec![Array::U8(vec![1, 2]), Array::String(vec!["x".into()]), Array::Array(vec![])])),
+            Value::Array(Array::Array(vec![
+                Array::U8(vec![1, 2]),
+                Array::String(vec!["x".into()]),
+                Array::Array(vec![]),
+            ])),
         ),
     ]
 }
@@ -69,7 +76,10 @@ fn typed_accessors_name_the_key() {
     let m = f.metadata();
     assert_eq!(m.get_u32("a.count").unwrap(), 7);
     let e = m.get_u32("a.name").unwrap_err().to_string();
-    assert!(e.contains("a.name") && e.contains("string") && e.contains("uint32"), "{e}");
+    assert!(
+        e.contains("a.name") && e.contains("string") && e.contains("uint32"),
+        "{e}"
+    );
     let e = m.get_str("a.missing").unwrap_err().to_string();
     assert!(e.contains("a.missing"), "{e}");
     assert_eq!(m.opt_u32("a.missing").unwrap(), None);

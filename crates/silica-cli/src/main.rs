@@ -1,0 +1,54 @@
+//! `silica`: run and inspect GGUF models (more commands land with their issues).
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// silica — what fits, how fast, at what energy; and then run it.
+#[derive(Debug, Parser)]
+#[command(name = "silica", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate text from a prompt, streamed to stdout; timings to stderr.
+    Run(commands::run::RunArgs),
+    /// Show a GGUF file's metadata, tensors, parameter count, bits per weight and tokenizer.
+    Inspect(commands::inspect::InspectArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => commands::run::run(&a),
+        Command::Inspect(a) => commands::inspect::run(&a),
+    };
+    if let Err(e) = result {
+        // A closed pipe (`silica run ... | head`) is not an error.
+        if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            std::process::exit(0);
+        }
+        eprintln!("error: {}", render_chain(&e));
+        std::process::exit(2);
+    }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message already shows (library
+/// errors print their cause inline).
+fn render_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}
