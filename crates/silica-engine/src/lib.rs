@@ -34,7 +34,7 @@ pub enum Error {
         /// The model file.
         path: PathBuf,
         /// What failed.
-        source: silica_model::LoadError,
+        source: Box<silica_model::LoadError>,
     },
     /// The tokenizer metadata is invalid.
     #[error("{}: tokenizer: {source}", path.display())]
@@ -42,7 +42,7 @@ pub enum Error {
         /// The model file.
         path: PathBuf,
         /// What failed.
-        source: silica_tokenizer::Error,
+        source: Box<silica_tokenizer::Error>,
     },
     /// Tokenizing or detokenizing failed.
     #[error(transparent)]
@@ -102,7 +102,13 @@ pub struct GenerateParams {
 impl GenerateParams {
     /// Greedy decoding of `n_predict` tokens.
     pub fn greedy(n_predict: usize) -> Self {
-        GenerateParams { n_predict, n_ctx: 0, n_batch: 2048, sampling: SamplerParams::greedy(), parse_special: true }
+        GenerateParams {
+            n_predict,
+            n_ctx: 0,
+            n_batch: 2048,
+            sampling: SamplerParams::greedy(),
+            parse_special: true,
+        }
     }
 }
 
@@ -161,10 +167,22 @@ impl Engine {
         let path = path.as_ref().to_owned();
         let t0 = Instant::now();
         let file = GgufFile::open(&path)?;
-        let model = Model::load(&file, &params.device).map_err(|source| Error::Load { path: path.clone(), source })?;
-        let tokenizer = Tokenizer::from_gguf(&file).map_err(|source| Error::Tokenizer { path: path.clone(), source })?;
+        let model = Model::load(&file, &params.device).map_err(|source| Error::Load {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        let tokenizer = Tokenizer::from_gguf(&file).map_err(|source| Error::Tokenizer {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-        Ok(Engine { path, model, tokenizer, device: params.device.clone(), load_ms })
+        Ok(Engine {
+            path,
+            model,
+            tokenizer,
+            device: params.device.clone(),
+            load_ms,
+        })
     }
 
     /// The model.
@@ -198,12 +216,23 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::Request`] for an empty prompt or one that does not fit `n_ctx`; model and sampler errors.
-    pub fn generate(&self, prompt: &str, params: &GenerateParams, mut on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
+    pub fn generate(
+        &self,
+        prompt: &str,
+        params: &GenerateParams,
+        mut on_piece: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         let prompt_tokens = self.tokenizer.encode(prompt, true, params.parse_special)?;
         if prompt_tokens.is_empty() {
-            return Err(Error::Request("the prompt is empty (no tokens); give a prompt with -p".into()));
+            return Err(Error::Request(
+                "the prompt is empty (no tokens); give a prompt with -p".into(),
+            ));
         }
-        let n_ctx = if params.n_ctx == 0 { prompt_tokens.len() + params.n_predict } else { params.n_ctx };
+        let n_ctx = if params.n_ctx == 0 {
+            prompt_tokens.len() + params.n_predict
+        } else {
+            params.n_ctx
+        };
         if prompt_tokens.len() + params.n_predict > n_ctx {
             return Err(Error::Request(format!(
                 "prompt ({} tokens) + n_predict ({}) exceeds the context size n_ctx = {n_ctx}; raise -c/--ctx-size",
@@ -213,7 +242,11 @@ impl Engine {
         }
         let mut sampler = Sampler::new(params.sampling)?;
         let mut kv = self.model.new_kv_cache(n_ctx, 1, &self.device)?;
-        let mut timings = Timings { load_ms: self.load_ms, prompt_n: prompt_tokens.len(), ..Timings::default() };
+        let mut timings = Timings {
+            load_ms: self.load_ms,
+            prompt_n: prompt_tokens.len(),
+            ..Timings::default()
+        };
 
         let t0 = Instant::now();
         let n_batch = params.n_batch.max(1);
@@ -256,12 +289,20 @@ impl Engine {
         }
         timings.predicted_n = tokens.len();
         timings.predicted_ms = t1.elapsed().as_secs_f64() * 1e3;
-        Ok(Generation { prompt_tokens, tokens, text, stopped_eog, timings })
+        Ok(Generation {
+            prompt_tokens,
+            tokens,
+            text,
+            stopped_eog,
+            timings,
+        })
     }
 }
 
 fn last_row(logits: Option<silica_model::Tensor>) -> Result<Vec<f32>> {
     let t = logits.ok_or_else(|| Error::Request("no logits".into()))?;
     let n = t.dim(0).map_err(silica_model::Error::from)?;
-    Ok(t.get(n - 1).and_then(|r| r.to_vec1()).map_err(silica_model::Error::from)?)
+    Ok(t.get(n - 1)
+        .and_then(|r| r.to_vec1())
+        .map_err(silica_model::Error::from)?)
 }

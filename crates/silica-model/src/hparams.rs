@@ -185,7 +185,7 @@ impl HParams {
                 let f = m
                     .opt_f32(&keys::arch_key(a, keys::ROPE_SCALING_FACTOR))?
                     .unwrap_or(1.0);
-                if !(f > 0.0) {
+                if f.is_nan() || f <= 0.0 {
                     return Err(invalid(
                         &keys::arch_key(a, keys::ROPE_SCALING_FACTOR),
                         f,

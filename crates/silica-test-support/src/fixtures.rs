@@ -70,7 +70,15 @@ impl TinyModel {
 
     /// A 6-layer Gemma 3 (5 sliding-window layers of window 8, one global): n_embd 64, head_dim 32.
     pub fn gemma3() -> Self {
-        TinyModel { arch: Arch::Gemma3, n_layer: 6, head_dim: 32, n_head_kv: 1, n_swa: 8, tied_output: true, ..Self::llama() }
+        TinyModel {
+            arch: Arch::Gemma3,
+            n_layer: 6,
+            head_dim: 32,
+            n_head_kv: 1,
+            n_swa: 8,
+            tied_output: true,
+            ..Self::llama()
+        }
     }
 
     /// With 2-D weights of type `ty`.
@@ -138,7 +146,8 @@ impl TinyModel {
 
         let (e, hd, ff) = (self.n_embd as u64, self.head_dim as u64, self.n_ff as u64);
         let (q, kv) = (hd * self.n_head as u64, hd * self.n_head_kv as u64);
-        let mut tensors: Vec<(String, Vec<u64>, bool)> = vec![("token_embd.weight".into(), vec![e, self.n_vocab as u64], false)];
+        let mut tensors: Vec<(String, Vec<u64>, bool)> =
+            vec![("token_embd.weight".into(), vec![e, self.n_vocab as u64], false)];
         tensors.push(("output_norm.weight".into(), vec![e], true));
         if !self.tied_output {
             tensors.push(("output.weight".into(), vec![e, self.n_vocab as u64], false));
@@ -195,7 +204,10 @@ impl TinyModel {
                 types.extend(std::iter::repeat_n(1, 256));
                 let mut merges = Vec::new();
                 for i in 0..n_extra {
-                    let (x, y) = ((b'a' + (i / 26) as u8 % 26) as char, (b'a' + (i % 26) as u8) as char);
+                    let (x, y) = (
+                        (b'a' + (i / 26) as u8 % 26) as char,
+                        (b'a' + (i % 26) as u8) as char,
+                    );
                     tokens.push(format!("{x}{y}"));
                     types.push(1);
                     merges.push(format!("{x} {y}"));
@@ -214,8 +226,15 @@ impl TinyModel {
                 types.extend(std::iter::repeat_n(6, 256));
                 let mut scores = vec![0.0f32; 259];
                 for i in 0..n_extra {
-                    let (x, y) = ((b'a' + (i / 26) as u8 % 26) as char, (b'a' + (i % 26) as u8) as char);
-                    tokens.push(if i % 2 == 0 { format!("▁{x}") } else { format!("{x}{y}") });
+                    let (x, y) = (
+                        (b'a' + (i / 26) as u8 % 26) as char,
+                        (b'a' + (i % 26) as u8) as char,
+                    );
+                    tokens.push(if i % 2 == 0 {
+                        format!("▁{x}")
+                    } else {
+                        format!("{x}{y}")
+                    });
                     types.push(1);
                     scores.push(-(i as f32));
                 }
@@ -235,7 +254,10 @@ impl TinyModel {
 
 /// GPT-2's byte → printable character table (`bytes_to_unicode` in OpenAI's GPT-2 encoder).
 pub fn gpt2_byte_chars() -> Vec<char> {
-    let mut printable: Vec<u32> = (u32::from(b'!')..=u32::from(b'~')).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut printable: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
     let mut chars: Vec<u32> = printable.clone();
     let mut n = 0;
     for b in 0..256u32 {
@@ -253,7 +275,9 @@ pub fn gpt2_byte_chars() -> Vec<char> {
 }
 
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Encodes f32 values as `ty` (F32, F16, or Q8_0 with ggml's reference rounding: `d = amax / 127`,
@@ -261,7 +285,10 @@ fn fnv1a(s: &str) -> u64 {
 pub fn encode(values: &[f32], ty: GgmlType) -> Vec<u8> {
     match ty {
         GgmlType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        GgmlType::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+        GgmlType::F16 => values
+            .iter()
+            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+            .collect(),
         GgmlType::Q8_0 => {
             let mut out = Vec::with_capacity(values.len() / 32 * 34);
             for block in values.chunks(32) {

@@ -74,8 +74,14 @@ pub(crate) fn run(a: &InspectArgs) -> anyhow::Result<()> {
     let m = f.metadata();
     let n_params = f.n_params();
     let bytes = f.tensor_data_bytes();
-    let bpw = if n_params > 0 { bytes as f64 * 8.0 / n_params as f64 } else { 0.0 };
-    let file_type = m.opt_u32(keys::GENERAL_FILE_TYPE)?.map(|id| FileType::from_id(id).map_or(format!("unknown ({id})"), |t| t.name().to_owned()));
+    let bpw = if n_params > 0 {
+        bytes as f64 * 8.0 / n_params as f64
+    } else {
+        0.0
+    };
+    let file_type = m
+        .opt_u32(keys::GENERAL_FILE_TYPE)?
+        .map(|id| FileType::from_id(id).map_or(format!("unknown ({id})"), |t| t.name().to_owned()));
     let tok = Tokenizer::from_metadata(m);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -102,8 +108,10 @@ pub(crate) fn run(a: &InspectArgs) -> anyhow::Result<()> {
                     .collect()
             };
             let tokenizer = match &tok {
-                Ok(t) => json!({ "model": m.opt_str(keys::TOKENIZER_MODEL)?, "pre": t.pre(), "n_vocab": t.n_vocab(),
-                                  "bos_token_id": t.bos(), "eos_token_id": t.eos(), "add_bos_token": t.add_bos(), "eog_ids": t.eog_ids() }),
+                Ok(t) => {
+                    json!({ "model": m.opt_str(keys::TOKENIZER_MODEL)?, "pre": t.pre(), "n_vocab": t.n_vocab(),
+                                  "bos_token_id": t.bos(), "eos_token_id": t.eos(), "add_bos_token": t.add_bos(), "eog_ids": t.eog_ids() })
+                }
                 Err(e) => json!({ "error": e.to_string() }),
             };
             let j = json!({
@@ -126,14 +134,33 @@ pub(crate) fn run(a: &InspectArgs) -> anyhow::Result<()> {
         }
         Format::Text => {
             writeln!(out, "file:            {}", a.file.display())?;
-            writeln!(out, "GGUF version:    {}  (alignment {}, {} metadata keys, {} tensors)", f.version(), f.alignment(), m.len(), f.tensors().len())?;
-            writeln!(out, "architecture:    {}", m.opt_str(keys::GENERAL_ARCHITECTURE)?.unwrap_or("?"))?;
+            writeln!(
+                out,
+                "GGUF version:    {}  (alignment {}, {} metadata keys, {} tensors)",
+                f.version(),
+                f.alignment(),
+                m.len(),
+                f.tensors().len()
+            )?;
+            writeln!(
+                out,
+                "architecture:    {}",
+                m.opt_str(keys::GENERAL_ARCHITECTURE)?.unwrap_or("?")
+            )?;
             if let Some(n) = m.opt_str(keys::GENERAL_NAME)? {
                 writeln!(out, "name:            {n}")?;
             }
             writeln!(out, "file type:       {}", file_type.as_deref().unwrap_or("?"))?;
-            writeln!(out, "parameters:      {n_params} ({:.2} M)", n_params as f64 / 1e6)?;
-            writeln!(out, "tensor data:     {bytes} bytes ({:.2} MiB), {bpw:.2} bits per weight", bytes as f64 / (1u64 << 20) as f64)?;
+            writeln!(
+                out,
+                "parameters:      {n_params} ({:.2} M)",
+                n_params as f64 / 1e6
+            )?;
+            writeln!(
+                out,
+                "tensor data:     {bytes} bytes ({:.2} MiB), {bpw:.2} bits per weight",
+                bytes as f64 / (1u64 << 20) as f64
+            )?;
             match &tok {
                 Ok(t) => writeln!(
                     out,
@@ -151,14 +178,34 @@ pub(crate) fn run(a: &InspectArgs) -> anyhow::Result<()> {
             writeln!(out, "\nmetadata:")?;
             for (k, v) in m.iter() {
                 let s = v.to_string();
-                let s = if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s };
-                writeln!(out, "  {k:<48} {:<14} {}", v.type_description(), s.replace('\n', "\\n"))?;
+                let s = if s.chars().count() > 120 {
+                    format!("{}…", s.chars().take(120).collect::<String>())
+                } else {
+                    s
+                };
+                writeln!(
+                    out,
+                    "  {k:<48} {:<14} {}",
+                    v.type_description(),
+                    s.replace('\n', "\\n")
+                )?;
             }
             if !a.no_tensors {
                 writeln!(out, "\ntensors:")?;
-                writeln!(out, "  {:<40} {:<8} {:<20} {:>12}", "name", "type", "shape", "bytes")?;
+                writeln!(
+                    out,
+                    "  {:<40} {:<8} {:<20} {:>12}",
+                    "name", "type", "shape", "bytes"
+                )?;
                 for t in f.tensors() {
-                    writeln!(out, "  {:<40} {:<8} {:<20} {:>12}", t.name, t.ty.name(), format!("{:?}", t.shape()), t.n_bytes)?;
+                    writeln!(
+                        out,
+                        "  {:<40} {:<8} {:<20} {:>12}",
+                        t.name,
+                        t.ty.name(),
+                        format!("{:?}", t.shape()),
+                        t.n_bytes
+                    )?;
                 }
             }
         }

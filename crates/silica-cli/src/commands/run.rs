@@ -66,7 +66,10 @@ pub(crate) fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(t) = threads {
         anyhow::ensure!(t > 0, "-t/--threads must be at least 1");
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        anyhow::ensure!(t <= 4 * cores, "-t/--threads {t} is more than 4 x the {cores} cores of this machine");
+        anyhow::ensure!(
+            t <= 4 * cores,
+            "-t/--threads {t} is more than 4 x the {cores} cores of this machine"
+        );
         #[allow(unsafe_code)]
         // SAFETY: called from `main`'s thread before any other thread (rayon's pool included) exists.
         unsafe {
@@ -78,7 +81,8 @@ pub(crate) fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
 
 pub(crate) fn run(a: &RunArgs) -> anyhow::Result<()> {
     set_threads(a.threads)?;
-    let engine = Engine::load(&a.model, &LoadParams::default()).with_context(|| format!("loading model {}", a.model.display()))?;
+    let engine = Engine::load(&a.model, &LoadParams::default())
+        .with_context(|| format!("loading model {}", a.model.display()))?;
     let sampling = SamplerParams {
         temp: a.temp,
         top_k: a.top_k,
@@ -137,6 +141,8 @@ pub(crate) fn run(a: &RunArgs) -> anyhow::Result<()> {
 }
 
 fn rand_seed() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     (t as u64) ^ u64::from(std::process::id()).rotate_left(32)
 }

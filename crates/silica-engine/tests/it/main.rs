@@ -1,5 +1,6 @@
 //! Engine tests: generation through the tokenizer matches llama.cpp's reference text on a real model, and
 //! requests that cannot fit fail clearly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use silica_engine::{Engine, GenerateParams, LoadParams};
 use silica_test_support::{golden, models};
@@ -28,15 +29,26 @@ fn gemma3_greedy_text_matches_llama_cpp() {
 #[test]
 fn too_small_context_and_bad_files_fail_clearly() {
     let engine = Engine::load(models::require(models::SMOLLM2_Q4_1), &LoadParams::default()).unwrap();
-    let params = GenerateParams { n_ctx: 8, ..GenerateParams::greedy(16) };
-    let e = engine.generate("The capital of France is", &params, |_| true).unwrap_err().to_string();
+    let params = GenerateParams {
+        n_ctx: 8,
+        ..GenerateParams::greedy(16)
+    };
+    let e = engine
+        .generate("The capital of France is", &params, |_| true)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("n_ctx = 8") && e.contains("--ctx-size"), "{e}");
-    let e = engine.generate("", &GenerateParams::greedy(4), |_| true).unwrap_err().to_string();
+    let e = engine
+        .generate("", &GenerateParams::greedy(4), |_| true)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("empty"), "{e}");
 
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.gguf");
     std::fs::write(&junk, b"not a gguf file at all").unwrap();
-    let e = Engine::load(&junk, &LoadParams::default()).unwrap_err().to_string();
+    let e = Engine::load(&junk, &LoadParams::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("junk.gguf") && e.contains("GGUF"), "{e}");
 }

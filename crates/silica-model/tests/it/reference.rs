@@ -44,7 +44,7 @@ fn check(name: &str, file: &str) {
                     gap * 100.0
                 );
                 eprintln!("{msg}");
-                if gap >= 0.01 || !(t2 == want[step]) {
+                if gap >= 0.01 || (t2 != want[step]) {
                     failures.push(msg);
                 }
             }

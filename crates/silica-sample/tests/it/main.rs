@@ -1,4 +1,5 @@
 //! Integration tests of silica-sample: one binary, modules by topic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod draw;
 mod filters;

@@ -1,0 +1,113 @@
+//! The `silica` binary end to end: `run` streams llama.cpp's greedy text, `inspect` reports the file, and bad
+//! input fails with exit code 2 and a message naming the problem.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use std::process::Command;
+
+use silica_test_support::{golden, models};
+
+fn silica(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_silica"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_greedy_prints_llama_cpp_text_and_timings() {
+    let reference = golden::llama_cpp_greedy("SmolLM2-135M-Instruct.Q4_1");
+    let p = &reference.prompts[2]; // "def fibonacci(n):": all 32 tokens equal
+    let model = models::require(models::SMOLLM2_Q4_1);
+    let out = silica(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        &p.prompt,
+        "-n",
+        "32",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout, format!("{}{}\n", p.prompt, p.generated_text));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("load time") && stderr.contains("prompt eval") && stderr.contains("/    32 tokens"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn inspect_json_reports_counts_and_tokenizer() {
+    let model = models::require(models::SMOLLM2_Q4_1);
+    let out = silica(&["inspect", "-o", "json", model.to_str().unwrap()]);
+    assert!(out.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // llama-bench reports model_size 96576768 and model_n_params 134515008 for this file.
+    assert_eq!(j["n_params"], 134_515_008);
+    assert_eq!(j["tensor_bytes"], 96_576_768);
+    assert_eq!(j["file_type"], "Q4_1");
+    assert_eq!(j["architecture"], "llama");
+    assert_eq!(j["tokenizer"]["n_vocab"], 49152);
+    assert_eq!(j["tokenizer"]["pre"], "smollm");
+    assert_eq!(j["metadata"]["tokenizer.ggml.tokens"]["len"], 49152);
+    assert_eq!(j["tensors"].as_array().unwrap().len(), 272);
+    let t = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "blk.0.ffn_gate.weight")
+        .unwrap();
+    assert_eq!(t["shape"], serde_json::json!([1536, 576]));
+    assert_eq!(t["type"], "Q4_1");
+
+    let out = silica(&["inspect", model.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("134515008")
+            && text.contains("blk.29.ffn_down.weight")
+            && text.contains("5.74 bits per weight"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"GGUF\x03\0\0\0").unwrap();
+    for args in [
+        vec!["inspect", junk.to_str().unwrap()],
+        vec!["run", "-m", junk.to_str().unwrap(), "-p", "hi"],
+        vec!["run", "-m", "/nonexistent/m.gguf", "-p", "hi"],
+    ] {
+        let out = silica(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.starts_with("error: ") && (err.contains("junk.gguf") || err.contains("/nonexistent/m.gguf")),
+            "{err}"
+        );
+    }
+    let model = models::require(models::SMOLLM2_Q4_1);
+    let out = silica(&["run", "-m", model.to_str().unwrap(), "-p", "hi", "-t", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("threads"));
+    let out = silica(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "hello there",
+        "-n",
+        "10",
+        "-c",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ctx-size"));
+}
