@@ -127,6 +127,19 @@ impl<'a> Loader<'a> {
         Ok(Linear { w, out_features: out })
     }
 
+    /// `output.weight` `[n_vocab, n_embd]`, or the token embeddings when absent: many checkpoints tie them.
+    pub(crate) fn output_or_tied(
+        &self,
+        token_embd: &Arc<QTensor>,
+        n_vocab: usize,
+        n_embd: usize,
+    ) -> Result<Linear, LoadError> {
+        match self.optional_matrix(tn::OUTPUT, n_vocab, n_embd)? {
+            Some(o) => Ok(o),
+            None => Self::linear(tn::TOKEN_EMBD, token_embd.clone(), n_vocab),
+        }
+    }
+
     /// A vector `[n]` as f32 (norm weights).
     pub(crate) fn vector(&self, name: &str, n: usize) -> Result<Tensor, LoadError> {
         let q = self.qtensor(name, &[n])?;

@@ -10,6 +10,18 @@
 //! - Control and user-defined tokens are cut out of the text before the model runs, as llama.cpp's
 //!   `tokenizer_st_partition` does; end-of-generation tokens follow llama.cpp's `special_eog_ids`.
 //!
+//! Codepoint classes equal llama.cpp's `unicode-data.cpp` (Unicode 15.1) for every codepoint. Deliberate
+//! differences from llama.cpp, all on malformed or unusual files:
+//! - a special-token id key past the vocabulary is an error ([`Error::SpecialIdOutOfRange`]); llama.cpp
+//!   warns and keeps the default;
+//! - a token text that repeats maps to its last id; recent llama.cpp refuses such vocabularies;
+//! - where llama.cpp picks among several candidate texts by `std::unordered_map` order (EOT/FIM
+//!   detection) or `std::sort` order (special tokens of equal length), this takes the lowest id;
+//! - the `phi-3` attribute fix skips tokens the vocabulary lacks instead of failing to load;
+//! - [`Tokenizer::decode`] and [`Tokenizer::detokenize`] return `String`s, so byte sequences that are not
+//!   UTF-8 (possible for arbitrary id sequences) come back as U+FFFD rather than raw bytes; use
+//!   [`Tokenizer::token_to_piece`] for bytes.
+//!
 //! ```
 //! use silica_gguf::GgufFile;
 //! use silica_test_support::fixtures::TinyModel;

@@ -77,10 +77,7 @@ impl Gemma3 {
             });
         }
         let output_norm = ld.vector(tn::OUTPUT_NORM, e)?;
-        let output = match ld.optional_matrix(tn::OUTPUT, hp.n_vocab, e)? {
-            Some(o) => o,
-            None => Loader::linear(tn::TOKEN_EMBD, token_embd.clone(), hp.n_vocab)?,
-        };
+        let output = ld.output_or_tied(&token_embd, hp.n_vocab, e)?;
         Ok(Gemma3 {
             hp,
             token_embd,
@@ -101,8 +98,7 @@ impl Gemma3 {
         let n = batch.len();
         let hd = hp.n_embd_head_k;
         let eps = hp.f_norm_rms_eps;
-        let ids = Tensor::new(batch.tokens.as_slice(), &self.device)?;
-        let mut x = self.token_embd.embedding(&ids)?; // [n, n_embd]
+        let mut x = super::embed(&self.token_embd, batch, &self.device)?; // [n, n_embd]
         if let Some(s) = hp.embd_scale {
             x = (x * f64::from(s))?;
         }
@@ -147,9 +143,6 @@ impl Gemma3 {
             let f = rms_norm(&l.ffn_down.forward(&(g * u)?)?, &l.ffn_post_norm, eps)?;
             x = (f + sa)?;
         }
-        super::commit(kv, &plan);
-        let x = super::select_outputs(&x, &plan)?;
-        let x = rms_norm(&x, &self.output_norm, eps)?;
-        Ok(self.output.forward(&x)?)
+        super::head(&x, kv, &plan, &self.output_norm, eps, &self.output)
     }
 }

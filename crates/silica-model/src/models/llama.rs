@@ -55,10 +55,7 @@ impl Llama {
         }
         let output_norm = ld.vector(tn::OUTPUT_NORM, e)?;
         // `output.weight` is optional: many checkpoints tie it to `token_embd.weight`.
-        let output = match ld.optional_matrix(tn::OUTPUT, hp.n_vocab, e)? {
-            Some(o) => o,
-            None => Loader::linear(tn::TOKEN_EMBD, token_embd.clone(), hp.n_vocab)?,
-        };
+        let output = ld.output_or_tied(&token_embd, hp.n_vocab, e)?;
         let rope_freqs = match ld.optional_vector(tn::ROPE_FREQS, hp.n_rot / 2)? {
             Some(t) => Some(t.to_vec1::<f32>().map_err(|source| LoadError::Candle {
                 name: tn::ROPE_FREQS.into(),
@@ -86,8 +83,7 @@ impl Llama {
         let plan = BatchPlan::new(batch, kv, hp.n_vocab)?;
         let n = batch.len();
         let hd = hp.n_embd_head_k;
-        let ids = Tensor::new(batch.tokens.as_slice(), &self.device)?;
-        let mut x = self.token_embd.embedding(&ids)?; // [n, n_embd]
+        let mut x = super::embed(&self.token_embd, batch, &self.device)?; // [n, n_embd]
         let (cos, sin) = rope_tables(
             &plan.pos,
             hp.n_rot,
@@ -115,9 +111,6 @@ impl Llama {
             let u = l.ffn_up.forward(&h)?;
             x = (x + l.ffn_down.forward(&(g * u)?)?)?;
         }
-        super::commit(kv, &plan);
-        let x = super::select_outputs(&x, &plan)?;
-        let x = rms_norm(&x, &self.output_norm, hp.f_norm_rms_eps)?;
-        Ok(self.output.forward(&x)?)
+        super::head(&x, kv, &plan, &self.output_norm, hp.f_norm_rms_eps, &self.output)
     }
 }

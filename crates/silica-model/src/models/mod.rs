@@ -82,6 +82,31 @@ fn commit(kv: &mut KvCache, plan: &BatchPlan) {
     }
 }
 
+/// Token embeddings of the batch: `[n_tokens, n_embd]` f32 (ggml `get_rows`, dequantizing only those rows).
+fn embed(
+    token_embd: &candle_core::quantized::QTensor,
+    batch: &Batch,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    token_embd.embedding(&Tensor::new(batch.tokens.as_slice(), device)?)
+}
+
+/// Commits the pass to the cache, then final norm and output projection of the rows whose logits are wanted:
+/// `x` `[n_tokens, n_embd]` → logits `[n_outputs, n_vocab]` f32.
+fn head(
+    x: &Tensor,
+    kv: &mut KvCache,
+    plan: &BatchPlan,
+    output_norm: &Tensor,
+    eps: f32,
+    output: &crate::loader::Linear,
+) -> Result<Tensor> {
+    commit(kv, plan);
+    let x = select_outputs(x, plan)?;
+    let x = crate::layers::rms_norm(&x, output_norm, eps)?;
+    Ok(output.forward(&x)?)
+}
+
 /// The rows of `x` (`[n_tokens, n_embd]`) whose logits are wanted.
 fn select_outputs(x: &Tensor, plan: &BatchPlan) -> candle_core::Result<Tensor> {
     if plan.outputs.len() == x.dim(0)? {
