@@ -153,10 +153,19 @@ pub(crate) struct BatchPlan {
     pub contiguous: bool,
     /// Indices of the tokens whose logits are wanted.
     pub outputs: Vec<u32>,
+    /// Per run: the causal mask `[m, n_kv]`, and the sliding-window one when the model has a window. Built once
+    /// per pass, shared by every layer.
+    pub masks: Vec<(Tensor, Option<Tensor>)>,
 }
 
 impl BatchPlan {
-    pub(crate) fn new(batch: &Batch, kv: &KvCache, n_vocab: usize) -> Result<Self> {
+    pub(crate) fn new(
+        batch: &Batch,
+        kv: &KvCache,
+        n_vocab: usize,
+        n_swa: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let n = batch.len();
         if n == 0 {
             return Err(Error::InvalidBatch("no tokens".into()));
@@ -202,11 +211,25 @@ impl BatchPlan {
         }
         let contiguous = runs.len() == 1;
         let outputs = (0..n as u32).filter(|&i| batch.logits[i as usize]).collect();
+        let masks = runs
+            .iter()
+            .map(|(_, p0, idx)| {
+                let (m, n_kv) = (idx.len(), p0 + idx.len());
+                let full = causal_mask(*p0, m, n_kv, 0, device)?;
+                let swa = if n_swa > 0 {
+                    Some(causal_mask(*p0, m, n_kv, n_swa, device)?)
+                } else {
+                    None
+                };
+                Ok((full, swa))
+            })
+            .collect::<Result<_>>()?;
         Ok(BatchPlan {
             pos,
             runs,
             contiguous,
             outputs,
+            masks,
         })
     }
 }
@@ -301,7 +324,7 @@ pub(crate) fn attention(
     let n_group = n_head / n_head_kv;
     let device = q.device().clone();
     let mut outs = Vec::with_capacity(plan.runs.len());
-    for (seq, p0, idx) in &plan.runs {
+    for ((seq, p0, idx), (full_mask, swa_mask)) in plan.runs.iter().zip(&plan.masks) {
         let (qs, ks, vs) = if plan.contiguous {
             (q.clone(), k.clone(), v.clone())
         } else {
@@ -333,10 +356,13 @@ pub(crate) fn attention(
         }
         let (keys, vals) = (keys.to_dtype(DType::F32)?, vals.to_dtype(DType::F32)?); // [n_head_kv, n_kv, hd]
         let scores = (qh.matmul(&keys.t()?)? * f64::from(p.kq_scale))?; // [n_head_kv, n_group*m, n_kv]
-        let mask = causal_mask(*p0, m, n_kv, p.n_swa, &device)?; // [m, n_kv]
+        let mask = match (p.n_swa, swa_mask) {
+            (0, _) | (_, None) => full_mask,
+            (_, Some(w)) => w,
+        }; // [m, n_kv]
         let scores = scores
             .reshape((n_head_kv, n_group, m, n_kv))?
-            .broadcast_add(&mask)?;
+            .broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((n_head_kv, n_group * m, n_kv))?;
         let o = probs.matmul(&vals)?; // [n_head_kv, n_group*m, hd]
         let o = o

@@ -94,7 +94,7 @@ impl Gemma3 {
 
     pub(crate) fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Tensor> {
         let hp = &self.hp;
-        let plan = BatchPlan::new(batch, kv, hp.n_vocab)?;
+        let plan = BatchPlan::new(batch, kv, hp.n_vocab, hp.n_swa, &self.device)?;
         let n = batch.len();
         let hd = hp.n_embd_head_k;
         let eps = hp.f_norm_rms_eps;

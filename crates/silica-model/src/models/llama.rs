@@ -80,7 +80,7 @@ impl Llama {
 
     pub(crate) fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Tensor> {
         let hp = &self.hp;
-        let plan = BatchPlan::new(batch, kv, hp.n_vocab)?;
+        let plan = BatchPlan::new(batch, kv, hp.n_vocab, 0, &self.device)?;
         let n = batch.len();
         let hd = hp.n_embd_head_k;
         let mut x = super::embed(&self.token_embd, batch, &self.device)?; // [n, n_embd]
