@@ -2,9 +2,9 @@
 //! text into words with the pre-tokenizer stages, map each word's UTF-8 bytes to GPT-2's printable
 //! characters, then repeatedly merge the adjacent pair with the lowest merge rank (ties: the leftmost pair).
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::cmp::Reverse;
 
+use crate::merge::{NONE, merge};
 use crate::unicode::{self, Split};
 use crate::vocab::Vocab;
 
@@ -64,41 +64,6 @@ impl PreTokenizer {
     }
 }
 
-/// A symbol: a byte range of the word, linked to its neighbours (`usize::MAX` = none).
-#[derive(Clone, Copy)]
-struct Symbol {
-    start: usize,
-    n: usize,
-    prev: usize,
-    next: usize,
-}
-
-const NONE: usize = usize::MAX;
-
-/// A candidate merge of `left` and its right neighbour `right`.
-#[derive(PartialEq, Eq)]
-struct Bigram {
-    rank: u32,
-    left: usize,
-    right: usize,
-    size: usize,
-}
-
-impl PartialOrd for Bigram {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Bigram {
-    /// Max-heap order of llama.cpp's `llm_bigram_bpe::comparator`: lower rank first, then lower `left`.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .rank
-            .cmp(&self.rank)
-            .then_with(|| other.left.cmp(&self.left))
-    }
-}
-
 /// Tokenizes one raw-text fragment and appends the ids to `out`.
 pub(crate) fn tokenize(vocab: &Vocab, pre: &PreTokenizer, text: &str, out: &mut Vec<u32>) {
     let cpts: Vec<char> = text.chars().collect();
@@ -125,56 +90,14 @@ fn tokenize_word(vocab: &Vocab, pre: &PreTokenizer, word: &str, key: &mut String
         out.push(id);
         return;
     }
-    let mut symbols: Vec<Symbol> = Vec::with_capacity(word.len());
-    let mut iter = word.char_indices().peekable();
-    while let Some((start, c)) = iter.next() {
-        let i = symbols.len();
-        symbols.push(Symbol {
-            start,
-            n: c.len_utf8(),
-            prev: if i == 0 { NONE } else { i - 1 },
-            next: if iter.peek().is_some() { i + 1 } else { NONE },
-        });
-    }
-
-    let mut queue = BinaryHeap::new();
-    let mut try_add = |symbols: &[Symbol], queue: &mut BinaryHeap<Bigram>, left: usize, right: usize| {
-        if left == NONE || right == NONE {
-            return;
-        }
-        let (l, r) = (symbols[left], symbols[right]);
+    // Lower merge rank merges first (llama.cpp `llm_bigram_bpe::comparator`).
+    let symbols = merge(word, |l, r| {
         key.clear();
         key.push_str(&word[l.start..l.start + l.n]);
         key.push(' ');
         key.push_str(&word[r.start..r.start + r.n]);
-        if let Some(rank) = vocab.merge_rank(key) {
-            queue.push(Bigram {
-                rank,
-                left,
-                right,
-                size: l.n + r.n,
-            });
-        }
-    };
-    for i in 1..symbols.len() {
-        try_add(&symbols, &mut queue, i - 1, i);
-    }
-    while let Some(bigram) = queue.pop() {
-        let (l, r) = (symbols[bigram.left], symbols[bigram.right]);
-        // outdated: one side was merged away or grew (llama.cpp compares the texts, which is equivalent)
-        if l.n == 0 || r.n == 0 || l.n + r.n != bigram.size {
-            continue;
-        }
-        symbols[bigram.left].n += r.n;
-        symbols[bigram.right].n = 0;
-        symbols[bigram.left].next = r.next;
-        if r.next != NONE {
-            symbols[r.next].prev = bigram.left;
-        }
-        let left = symbols[bigram.left];
-        try_add(&symbols, &mut queue, left.prev, bigram.left);
-        try_add(&symbols, &mut queue, bigram.left, left.next);
-    }
+        vocab.merge_rank(key).map(Reverse)
+    });
 
     let mut i = if symbols.is_empty() { NONE } else { 0 };
     while i != NONE {

@@ -41,6 +41,7 @@
 
 mod bpe;
 mod error;
+mod merge;
 mod partition;
 mod spm;
 mod stream;
