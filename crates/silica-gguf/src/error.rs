@@ -37,6 +37,12 @@ pub enum Error {
         /// The version field.
         version: u32,
     },
+    /// Tensor data was asked for in place from a file opened without a memory map.
+    #[error("{}: opened unmapped; tensor data must be read with read_tensor_data", path.display())]
+    NotMapped {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// The file ends before a field it declares.
     #[error("file truncated: {what} needs {needed} bytes at offset {offset}, file has {file_len}")]
     Truncated {

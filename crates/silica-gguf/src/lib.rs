@@ -18,7 +18,7 @@
 //! assert_eq!(f.metadata().get_str("general.architecture")?, "llama");
 //! let t = f.tensor("token_embd.weight").unwrap();
 //! assert_eq!(t.shape(), vec![2, 4]); // row-major: [n_vocab, n_embd]
-//! assert_eq!(f.tensor_data(t), &data[..]);
+//! assert_eq!(f.tensor_data(t).unwrap(), &data[..]);
 //! # Ok::<(), silica_gguf::Error>(())
 //! ```
 

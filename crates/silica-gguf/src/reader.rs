@@ -86,25 +86,37 @@ impl TensorInfo {
     }
 }
 
-/// Backing bytes of an open file: a read-only memory map, or owned bytes (tests, in-memory files).
+/// Backing bytes of an open file: a read-only memory map, owned bytes (tests, in-memory files), or only the
+/// header read into memory with tensor data read on demand ([`GgufFile::open_unmapped`]).
 enum Bytes {
     Mmap(crate::mmap::Mmap),
     Owned(Vec<u8>),
+    Unmapped { file: std::fs::File, header: Vec<u8> },
 }
 
 impl Bytes {
+    /// The bytes held in memory: the whole file, or the header prefix when unmapped.
     fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Mmap(m) => m.as_slice(),
             Bytes::Owned(v) => v,
+            Bytes::Unmapped { header, .. } => header,
         }
     }
 }
+
+/// First read size when parsing an unmapped header; doubled until the header fits.
+const HEADER_READ_BYTES: u64 = 1 << 20;
 
 /// An open GGUF file: parsed metadata and tensor table, with tensor data read in place from the mapping.
 pub struct GgufFile {
     path: PathBuf,
     bytes: Bytes,
+    h: Header,
+}
+
+/// The parsed header of a GGUF file.
+struct Header {
     version: u32,
     alignment: u64,
     data_offset: u64,
@@ -117,9 +129,9 @@ impl std::fmt::Debug for GgufFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GgufFile")
             .field("path", &self.path)
-            .field("version", &self.version)
-            .field("n_kv", &self.metadata.len())
-            .field("n_tensors", &self.tensors.len())
+            .field("version", &self.h.version)
+            .field("n_kv", &self.h.metadata.len())
+            .field("n_tensors", &self.h.tensors.len())
             .finish_non_exhaustive()
     }
 }
@@ -136,10 +148,65 @@ impl GgufFile {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(Bytes::Mmap(map), path.to_owned()).map_err(|e| Error::InFile {
+        let bytes = Bytes::Mmap(map);
+        let h =
+            Header::parse(bytes.as_slice(), bytes.as_slice().len() as u64).map_err(|e| Error::InFile {
+                path: path.to_owned(),
+                source: Box::new(e),
+            })?;
+        Ok(GgufFile {
             path: path.to_owned(),
-            source: Box::new(e),
+            bytes,
+            h,
         })
+    }
+
+    /// Opens `path` reading only its header into memory (no memory map). Tensor data is read on demand with
+    /// [`GgufFile::read_tensor_data`], so streaming through a file larger than RAM keeps the resident set to the
+    /// caller's buffers: a mapped file's pages count towards the process's RSS once touched.
+    ///
+    /// # Errors
+    /// As [`GgufFile::open`].
+    pub fn open_unmapped(path: impl AsRef<Path>) -> Result<Self> {
+        use std::io::Read;
+        let path = path.as_ref();
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        #[allow(clippy::disallowed_methods)]
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut header = Vec::new();
+        let mut want = HEADER_READ_BYTES.min(len);
+        loop {
+            let have = header.len() as u64;
+            (&file).take(want - have).read_to_end(&mut header).map_err(io)?;
+            if (header.len() as u64) < want {
+                return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            match Header::parse(&header, len) {
+                Ok(h) => {
+                    return Ok(GgufFile {
+                        path: path.to_owned(),
+                        bytes: Bytes::Unmapped { file, header },
+                        h,
+                    });
+                }
+                // A truncation inside the file means the header is longer than the prefix read so far.
+                Err(Error::Truncated { offset, needed, .. })
+                    if want < len && offset.saturating_add(needed) <= len =>
+                {
+                    want = (want * 2).max(offset.saturating_add(needed)).min(len);
+                }
+                Err(e) => {
+                    return Err(Error::InFile {
+                        path: path.to_owned(),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
     }
 
     /// Parses a GGUF image held in memory; `name` stands for the path in messages.
@@ -148,16 +215,25 @@ impl GgufFile {
     /// As [`GgufFile::open`], without the I/O errors.
     pub fn from_bytes(bytes: Vec<u8>, name: impl Into<PathBuf>) -> Result<Self> {
         let name = name.into();
-        Self::parse(Bytes::Owned(bytes), name.clone()).map_err(|e| Error::InFile {
-            path: name,
+        let h = Header::parse(&bytes, bytes.len() as u64).map_err(|e| Error::InFile {
+            path: name.clone(),
             source: Box::new(e),
+        })?;
+        Ok(GgufFile {
+            path: name,
+            bytes: Bytes::Owned(bytes),
+            h,
         })
     }
+}
 
-    fn parse(bytes: Bytes, path: PathBuf) -> Result<Self> {
-        let buf = bytes.as_slice();
-        let file_len = buf.len() as u64;
-        let mut r = Reader { buf, pos: 0 };
+impl Header {
+    fn parse(buf: &[u8], file_len: u64) -> Result<Self> {
+        let mut r = Reader {
+            buf,
+            len: file_len.max(buf.len() as u64),
+            pos: 0,
+        };
         let magic: [u8; 4] = r.take(4, "magic")?.try_into().unwrap_or([0; 4]);
         if &magic != b"GGUF" {
             return Err(Error::BadMagic { found: magic });
@@ -258,9 +334,7 @@ impl GgufFile {
             }
         }
 
-        Ok(GgufFile {
-            path,
-            bytes,
+        Ok(Header {
             version,
             alignment,
             data_offset,
@@ -269,7 +343,9 @@ impl GgufFile {
             tensor_index,
         })
     }
+}
 
+impl GgufFile {
     /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -277,17 +353,17 @@ impl GgufFile {
 
     /// GGUF version (2 or 3).
     pub fn version(&self) -> u32 {
-        self.version
+        self.h.version
     }
 
     /// Data alignment in bytes (`general.alignment`, default 32).
     pub fn alignment(&self) -> u64 {
-        self.alignment
+        self.h.alignment
     }
 
     /// Absolute offset of the tensor data section.
     pub fn data_offset(&self) -> u64 {
-        self.data_offset
+        self.h.data_offset
     }
 
     /// File size in bytes.
@@ -297,23 +373,68 @@ impl GgufFile {
 
     /// The metadata table.
     pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+        &self.h.metadata
     }
 
     /// Tensor infos in file order.
     pub fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
+        &self.h.tensors
     }
 
     /// The tensor named `name`, if present.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensor_index.get(name).map(|&i| &self.tensors[i])
+        self.h.tensor_index.get(name).map(|&i| &self.h.tensors[i])
     }
 
     /// The raw bytes of a tensor of this file, in place (no copy). Bounds were checked at open.
-    pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
-        let start = (self.data_offset + info.offset) as usize;
-        &self.bytes.as_slice()[start..start + info.n_bytes as usize]
+    ///
+    /// # Errors
+    /// [`Error::NotMapped`] for a file opened with [`GgufFile::open_unmapped`] (use
+    /// [`GgufFile::read_tensor_data`]); [`Error::TensorOutOfBounds`] for an info that is not this file's.
+    pub fn tensor_data(&self, info: &TensorInfo) -> Result<&[u8]> {
+        if let Bytes::Unmapped { .. } = self.bytes {
+            return Err(Error::NotMapped {
+                path: self.path.clone(),
+            });
+        }
+        let buf = self.bytes.as_slice();
+        let start = self.h.data_offset.saturating_add(info.offset);
+        let end = start.saturating_add(info.n_bytes);
+        buf.get(start as usize..end as usize)
+            .ok_or_else(|| Error::TensorOutOfBounds {
+                name: info.name.clone(),
+                start,
+                end,
+                file_len: buf.len() as u64,
+            })
+    }
+
+    /// Copies the raw bytes of a tensor into `out` (resized to the tensor's size), reading from disk for a file
+    /// opened with [`GgufFile::open_unmapped`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the read fails; [`Error::TensorOutOfBounds`] for an info that is not this file's.
+    pub fn read_tensor_data(&self, info: &TensorInfo, out: &mut Vec<u8>) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        match &self.bytes {
+            Bytes::Unmapped { file, .. } => {
+                let io = |source| Error::Io {
+                    path: self.path.clone(),
+                    source,
+                };
+                out.resize(info.n_bytes as usize, 0);
+                let mut f = file;
+                f.seek(SeekFrom::Start(self.h.data_offset.saturating_add(info.offset)))
+                    .map_err(io)?;
+                f.read_exact(out).map_err(io)
+            }
+            _ => {
+                let data = self.tensor_data(info)?;
+                out.clear();
+                out.extend_from_slice(data);
+                Ok(())
+            }
+        }
     }
 
     /// The raw bytes of the tensor named `name`.
@@ -324,17 +445,17 @@ impl GgufFile {
         let info = self.tensor(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_owned(),
         })?;
-        Ok(self.tensor_data(info))
+        self.tensor_data(info)
     }
 
     /// Total bytes of tensor data (what llama.cpp reports as model size).
     pub fn tensor_data_bytes(&self) -> u64 {
-        self.tensors.iter().map(|t| t.n_bytes).sum()
+        self.h.tensors.iter().map(|t| t.n_bytes).sum()
     }
 
     /// Total number of parameters (elements of all tensors).
     pub fn n_params(&self) -> u64 {
-        self.tensors.iter().map(TensorInfo::n_elements).sum()
+        self.h.tensors.iter().map(TensorInfo::n_elements).sum()
     }
 }
 
@@ -350,23 +471,27 @@ fn cap(what: &str, value: u64, limit: u64) -> Result<()> {
 }
 
 /// A bounds-checked little-endian cursor.
+///
+/// `buf` may be a prefix of the file (`len` bytes long): caps use the whole file's length, and reading past the
+/// prefix reports [`Error::Truncated`] with an end inside the file, which tells the caller to read more.
 struct Reader<'a> {
     buf: &'a [u8],
+    len: u64,
     pos: u64,
 }
 
 impl<'a> Reader<'a> {
     fn remaining(&self) -> u64 {
-        self.buf.len() as u64 - self.pos
+        self.len - self.pos
     }
 
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
-        if n > self.remaining() {
+        if n > self.remaining() || self.pos + n > self.buf.len() as u64 {
             return Err(Error::Truncated {
                 what: what.to_owned(),
                 offset: self.pos,
                 needed: n,
-                file_len: self.buf.len() as u64,
+                file_len: self.len,
             });
         }
         let s = &self.buf[self.pos as usize..(self.pos + n) as usize];

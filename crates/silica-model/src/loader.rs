@@ -91,12 +91,13 @@ impl<'a> Loader<'a> {
             ty: info.ty,
         })?;
         // candle takes dims innermost-last (row-major), the reverse of ggml `ne`.
-        let q = qtensor_from_ggml(dtype, self.file.tensor_data(info), info.shape(), &self.device).map_err(
-            |source| LoadError::Candle {
+        let data = self.file.tensor_data(info)?;
+        let q = qtensor_from_ggml(dtype, data, info.shape(), &self.device).map_err(|source| {
+            LoadError::Candle {
                 name: name.to_owned(),
                 source,
-            },
-        )?;
+            }
+        })?;
         Ok(Arc::new(q))
     }
 

@@ -58,9 +58,9 @@ fn every_value_type_and_tensor_round_trips() {
     let tb = f.tensor("b").unwrap();
     assert_eq!(tb.shape(), vec![2, 64]);
     assert_eq!(tb.n_bytes, 72);
-    assert_eq!(f.tensor_data(tb), &b[..]);
+    assert_eq!(f.tensor_data(tb).unwrap(), &b[..]);
     assert_eq!(f.tensor_data_by_name("c").unwrap(), &c[..]);
-    assert_eq!(f.tensor_data(f.tensor("a").unwrap()), &a[..]);
+    assert_eq!(f.tensor_data(f.tensor("a").unwrap()).unwrap(), &a[..]);
     for t in f.tensors() {
         assert_eq!(t.offset % 32, 0, "{} aligned", t.name);
     }
@@ -184,4 +184,38 @@ proptest! {
         bytes[p] = byte;
         let _ = GgufFile::from_bytes(bytes, "corrupt.gguf");
     }
+}
+
+#[test]
+fn unmapped_open_reads_a_header_longer_than_the_first_read_and_tensor_data_on_demand() {
+    // A 3 MiB string array makes the header span several reads (the first read is 1 MiB).
+    let big: Vec<String> = (0..200_000).map(|i| format!("token-{i:08}")).collect();
+    let mut w = GgufWriter::new();
+    w.set("t.big", Value::Array(Array::String(big.clone())));
+    w.add_tensor("a", GgmlType::F32, &[5]).unwrap();
+    w.add_tensor("b", GgmlType::Q8_0, &[32, 3]).unwrap();
+    let a: Vec<u8> = (0..20).collect();
+    let b: Vec<u8> = (0..102).map(|i| (i * 3) as u8).collect();
+    let bytes = w.to_bytes(&[&a, &b]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let f = GgufFile::open_unmapped(&path).unwrap();
+    assert_eq!(f.metadata().get_string_array("t.big").unwrap(), &big[..]);
+    let mut buf = Vec::new();
+    f.read_tensor_data(f.tensor("b").unwrap(), &mut buf).unwrap();
+    assert_eq!(buf, b);
+    f.read_tensor_data(f.tensor("a").unwrap(), &mut buf).unwrap();
+    assert_eq!(buf, a);
+    let err = f.tensor_data(f.tensor("a").unwrap()).unwrap_err();
+    assert!(err.to_string().contains("read_tensor_data"), "{err}");
+
+    // A mapped open of the same file agrees, and a truncated file is still refused.
+    let m = GgufFile::open(&path).unwrap();
+    m.read_tensor_data(m.tensor("b").unwrap(), &mut buf).unwrap();
+    assert_eq!(buf, b);
+    std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+    let err = GgufFile::open_unmapped(&path).unwrap_err().to_string();
+    assert!(err.contains("big.gguf") && err.contains("`b`"), "{err}");
 }

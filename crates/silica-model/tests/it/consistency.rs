@@ -186,7 +186,7 @@ fn wrong_tensor_shape_names_the_tensor() {
     let mut datas = Vec::new();
     for ti in f.tensors() {
         w.add_tensor(ti.name.clone(), ti.ty, &ti.ne).unwrap();
-        datas.push(f.tensor_data(ti).to_vec());
+        datas.push(f.tensor_data(ti).unwrap().to_vec());
     }
     let slices: Vec<&[u8]> = datas.iter().map(Vec::as_slice).collect();
     bytes = w.to_bytes(&slices).unwrap();
