@@ -5,6 +5,7 @@
 //! to `general.alignment` (default 32), then the tensor data, each tensor at its offset from the data start.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::metadata::{Array, Metadata, Value, ValueType};
@@ -415,23 +416,41 @@ impl GgufFile {
     /// # Errors
     /// [`Error::Io`] if the read fails; [`Error::TensorOutOfBounds`] for an info that is not this file's.
     pub fn read_tensor_data(&self, info: &TensorInfo, out: &mut Vec<u8>) -> Result<()> {
+        self.read_tensor_range(info, 0..info.n_bytes, out)
+    }
+
+    /// Copies bytes `range` (relative to the tensor's start) of a tensor into `out` (resized to the range's
+    /// length): how a large tensor is streamed in slabs of rows.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the read fails; [`Error::TensorOutOfBounds`] for a range past the tensor's end or an
+    /// info that is not this file's.
+    pub fn read_tensor_range(&self, info: &TensorInfo, range: Range<u64>, out: &mut Vec<u8>) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
+        let start = self.h.data_offset.saturating_add(info.offset);
+        if range.start > range.end || range.end > info.n_bytes {
+            return Err(Error::TensorOutOfBounds {
+                name: info.name.clone(),
+                start: start.saturating_add(range.start),
+                end: start.saturating_add(range.end),
+                file_len: start.saturating_add(info.n_bytes),
+            });
+        }
         match &self.bytes {
             Bytes::Unmapped { file, .. } => {
                 let io = |source| Error::Io {
                     path: self.path.clone(),
                     source,
                 };
-                out.resize(info.n_bytes as usize, 0);
+                out.resize((range.end - range.start) as usize, 0);
                 let mut f = file;
-                f.seek(SeekFrom::Start(self.h.data_offset.saturating_add(info.offset)))
-                    .map_err(io)?;
+                f.seek(SeekFrom::Start(start + range.start)).map_err(io)?;
                 f.read_exact(out).map_err(io)
             }
             _ => {
                 let data = self.tensor_data(info)?;
                 out.clear();
-                out.extend_from_slice(data);
+                out.extend_from_slice(&data[range.start as usize..range.end as usize]);
                 Ok(())
             }
         }

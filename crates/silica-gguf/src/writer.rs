@@ -128,6 +128,7 @@ impl GgufWriter {
             name,
             tensors: self.tensors,
             next: 0,
+            in_tensor: 0,
             written: 0,
         })
     }
@@ -196,6 +197,8 @@ pub struct TensorSink<W: Write> {
     tensors: Vec<TensorInfo>,
     next: usize,
     written: u64,
+    /// Bytes of the current tensor written so far by [`TensorSink::write_tensor_part`].
+    in_tensor: u64,
 }
 
 impl<W: Write> TensorSink<W> {
@@ -209,6 +212,31 @@ impl<W: Write> TensorSink<W> {
     /// # Errors
     /// [`Error::WriteOrder`] for the wrong tensor or size, [`Error::Io`] if the sink fails.
     pub fn write_tensor(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        if self.in_tensor != 0 {
+            return Err(Error::WriteOrder {
+                name: name.to_owned(),
+                reason: "the previous tensor was only partly written".into(),
+            });
+        }
+        if let Some(t) = self.tensors.get(self.next)
+            && data.len() as u64 != t.n_bytes
+            && t.name == name
+        {
+            return Err(Error::WriteOrder {
+                name: name.to_owned(),
+                reason: format!("{} bytes given, {} declared", data.len(), t.n_bytes),
+            });
+        }
+        self.write_tensor_part(name, data)
+    }
+
+    /// Appends `data` to the next tensor, which must be `name`: a tensor can be written in several parts (slabs
+    /// of rows), so that no caller needs the whole tensor in memory. The tensor is complete once its declared
+    /// size has been written.
+    ///
+    /// # Errors
+    /// [`Error::WriteOrder`] for the wrong tensor or more bytes than declared, [`Error::Io`] if the sink fails.
+    pub fn write_tensor_part(&mut self, name: &str, data: &[u8]) -> Result<()> {
         let Some(t) = self.tensors.get(self.next) else {
             return Err(Error::WriteOrder {
                 name: name.to_owned(),
@@ -221,24 +249,33 @@ impl<W: Write> TensorSink<W> {
                 reason: format!("expected `{}` next", t.name),
             });
         }
-        if data.len() as u64 != t.n_bytes {
+        let done = self.in_tensor + data.len() as u64;
+        if done > t.n_bytes {
             return Err(Error::WriteOrder {
                 name: name.to_owned(),
-                reason: format!("{} bytes given, {} declared", data.len(), t.n_bytes),
+                reason: format!("{done} bytes given, {} declared", t.n_bytes),
             });
         }
-        let pad = t.offset - self.written;
+        let (offset, n_bytes) = (t.offset, t.n_bytes);
         let io = |source| Error::Io {
             path: self.name.clone(),
             source,
         };
-        self.w.write_all(&vec![0u8; pad as usize]).map_err(io)?;
+        if self.in_tensor == 0 {
+            let pad = offset - self.written;
+            self.w.write_all(&vec![0u8; pad as usize]).map_err(io)?;
+            self.written = offset;
+        }
         self.w.write_all(data).map_err(|source| Error::Io {
             path: self.name.clone(),
             source,
         })?;
-        self.written = t.offset + t.n_bytes;
-        self.next += 1;
+        self.written += data.len() as u64;
+        self.in_tensor = done;
+        if done == n_bytes {
+            self.in_tensor = 0;
+            self.next += 1;
+        }
         Ok(())
     }
 
@@ -281,6 +318,14 @@ impl FileSink {
     /// As [`TensorSink::write_tensor`].
     pub fn write_tensor(&mut self, name: &str, data: &[u8]) -> Result<()> {
         self.sink.write_tensor(name, data)
+    }
+
+    /// See [`TensorSink::write_tensor_part`].
+    ///
+    /// # Errors
+    /// As [`TensorSink::write_tensor_part`].
+    pub fn write_tensor_part(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        self.sink.write_tensor_part(name, data)
     }
 
     /// Flushes, syncs and renames the temporary file to the final path.

@@ -219,3 +219,29 @@ fn unmapped_open_reads_a_header_longer_than_the_first_read_and_tensor_data_on_de
     let err = GgufFile::open_unmapped(&path).unwrap_err().to_string();
     assert!(err.contains("big.gguf") && err.contains("`b`"), "{err}");
 }
+
+#[test]
+fn a_tensor_written_in_parts_equals_one_written_whole_and_overruns_are_refused() {
+    let make = || {
+        let mut w = GgufWriter::new();
+        w.add_tensor("a", GgmlType::F32, &[3]).unwrap();
+        w.add_tensor("b", GgmlType::F32, &[4, 2]).unwrap();
+        w
+    };
+    let a: Vec<u8> = (0..12).collect();
+    let b: Vec<u8> = (100..132).collect();
+    let whole = make().to_bytes(&[&a, &b]).unwrap();
+    let mut sink = make().start(Vec::new(), "parts.gguf").unwrap();
+    sink.write_tensor_part("a", &a[..5]).unwrap();
+    let err = sink.write_tensor("b", &b).unwrap_err().to_string();
+    assert!(err.contains("partly written"), "{err}");
+    sink.write_tensor_part("a", &a[5..]).unwrap();
+    for chunk in b.chunks(7) {
+        sink.write_tensor_part("b", chunk).unwrap();
+    }
+    assert_eq!(sink.finish().unwrap(), whole);
+
+    let mut sink = make().start(Vec::new(), "over.gguf").unwrap();
+    let err = sink.write_tensor_part("a", &b).unwrap_err().to_string();
+    assert!(err.contains("32 bytes given, 12 declared"), "{err}");
+}
