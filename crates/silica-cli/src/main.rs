@@ -1,4 +1,4 @@
-//! `silica`: run and inspect GGUF models (more commands land with their issues).
+//! `silica`: run, inspect, quantize and synthesize GGUF models (more commands land with their issues).
 
 mod commands;
 
@@ -18,6 +18,10 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Show a GGUF file's metadata, tensors, parameter count, bits per weight and tokenizer.
     Inspect(commands::inspect::InspectArgs),
+    /// Quantize a GGUF file to a llama.cpp type or file-type mix (as llama-quantize).
+    Quantize(commands::quantize::QuantizeArgs),
+    /// Write a random-weight model with a published model's shapes and a working tokenizer.
+    Synth(commands::synth::SynthArgs),
 }
 
 fn main() {
@@ -25,6 +29,8 @@ fn main() {
     let result = match cli.command {
         Command::Run(a) => commands::run::run(&a),
         Command::Inspect(a) => commands::inspect::run(&a),
+        Command::Quantize(a) => commands::quantize::run(&a),
+        Command::Synth(a) => commands::synth::run(&a),
     };
     if let Err(e) = result {
         // A closed pipe (`silica run ... | head`) is not an error.

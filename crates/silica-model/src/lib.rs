@@ -14,4 +14,4 @@ pub use candle_core::{DType, Device, Tensor};
 pub use error::{Error, LoadError, Result};
 pub use hparams::{Arch, HParams, RopeType};
 pub use layers::{Batch, KvCache};
-pub use models::Model;
+pub use models::{GreedyStep, Model};

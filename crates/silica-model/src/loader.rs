@@ -37,6 +37,10 @@ pub fn candle_dtype(ty: GgmlType) -> Option<GgmlDType> {
 pub struct Linear {
     w: QMatMul,
     out_features: usize,
+    /// For float weights, the type llama.cpp's CPU backend converts activations to before the product (its
+    /// `vec_dot_type`: F16 for F16 weights, BF16 for BF16): rounding `x` the same way keeps greedy tokens equal
+    /// to llama.cpp's. Quantized weights get Q8 activations inside candle's kernels.
+    act_dtype: Option<DType>,
 }
 
 impl Linear {
@@ -45,7 +49,10 @@ impl Linear {
     /// # Errors
     /// candle's errors.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.w.forward(x)
+        match self.act_dtype {
+            Some(dt) => self.w.forward(&x.to_dtype(dt)?.to_dtype(DType::F32)?),
+            None => self.w.forward(x),
+        }
     }
 
     /// Output width.
@@ -121,11 +128,20 @@ impl<'a> Loader<'a> {
     }
 
     pub(crate) fn linear(name: &str, q: Arc<QTensor>, out: usize) -> Result<Linear, LoadError> {
+        let act_dtype = match q.dtype() {
+            GgmlDType::F16 => Some(DType::F16),
+            GgmlDType::BF16 => Some(DType::BF16),
+            _ => None,
+        };
         let w = QMatMul::from_arc(q).map_err(|source| LoadError::Candle {
             name: name.to_owned(),
             source,
         })?;
-        Ok(Linear { w, out_features: out })
+        Ok(Linear {
+            w,
+            out_features: out,
+            act_dtype,
+        })
     }
 
     /// `output.weight` `[n_vocab, n_embd]`, or the token embeddings when absent: many checkpoints tie them.

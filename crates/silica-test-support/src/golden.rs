@@ -13,9 +13,11 @@ pub struct PromptRef {
     pub prompt_ids: Vec<u32>,
     /// Greedy continuation; ends with the EOG token when generation stopped early.
     pub generated_ids: Vec<u32>,
-    /// Detokenized continuation.
+    /// Detokenized continuation (absent in token-only reference files).
+    #[serde(default)]
     pub generated_text: String,
     /// Whether generation stopped on an end-of-generation token.
+    #[serde(default)]
     pub stopped_eos: bool,
 }
 
@@ -26,7 +28,8 @@ pub struct ModelRef {
     pub name: String,
     /// GGUF file name.
     pub file: String,
-    /// File size in bytes.
+    /// File size in bytes (absent in token-only reference files).
+    #[serde(default)]
     pub file_bytes: u64,
     /// Per-prompt references.
     pub prompts: Vec<PromptRef>,
@@ -58,4 +61,102 @@ pub fn llama_cpp_greedy(name: &str) -> ModelRef {
         .into_iter()
         .find(|m| m.name == name)
         .unwrap_or_else(|| panic!("{} has no model `{name}`", path.display()))
+}
+
+/// The references named `name` in a reference file of the same schema at `path` (e.g. the token-only files
+/// committed beside tests).
+///
+/// # Panics
+/// If the file or the entry is missing.
+pub fn greedy_from(path: &std::path::Path, name: &str) -> ModelRef {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let refs: RefFile = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    refs.models
+        .into_iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("{} has no model `{name}`", path.display()))
+}
+
+/// One greedy step as a test saw it: the token taken and the top-2 `(id, logit)` pairs.
+pub type GreedyStep = (u32, [(u32, f32); 2]);
+
+/// Checks greedy continuations against a reference: for every prompt, `decode(prompt_ids, n)` must give the
+/// reference tokens, except that a divergence is accepted where the two top logits are within 1% and the
+/// reference's token is the runner-up (a near-tie that summation order can flip). Prints every divergence.
+///
+/// # Panics
+/// Listing every prompt that diverged without a near-tie.
+pub fn assert_greedy_matches(reference: &ModelRef, mut decode: impl FnMut(&[u32], usize) -> Vec<GreedyStep>) {
+    let name = &reference.name;
+    let mut failures = Vec::new();
+    for p in &reference.prompts {
+        let want = &p.generated_ids;
+        let steps = decode(&p.prompt_ids, want.len());
+        let got: Vec<u32> = steps.iter().map(|s| s.0).collect();
+        match got.iter().zip(want).position(|(a, b)| a != b) {
+            None if got.len() == want.len() => {
+                eprintln!("{name} {:?}: all {} tokens equal llama.cpp", p.prompt, want.len())
+            }
+            None => failures.push(format!(
+                "{name} {:?}: {} tokens, want {}",
+                p.prompt,
+                got.len(),
+                want.len()
+            )),
+            Some(step) => {
+                let [(t1, l1), (t2, l2)] = steps[step].1;
+                let gap = (l1 - l2).abs() / l1.abs().max(l2.abs());
+                let msg = format!(
+                    "{name} {:?}: first difference at step {step}: silica {} vs llama.cpp {}; silica top-2 {t1}={l1:.4}, {t2}={l2:.4} ({:.3}% apart)",
+                    p.prompt,
+                    got[step],
+                    want[step],
+                    gap * 100.0
+                );
+                eprintln!("{msg}");
+                if gap >= 0.01 || t2 != want[step] {
+                    failures.push(msg);
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "diverged from llama.cpp without a near-tie:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Weaker check for engine paths whose numerics are known to differ slightly from llama.cpp's: the first
+/// `n_steps` greedy tokens of every prompt must equal the reference exactly; later divergences are printed.
+///
+/// # Panics
+/// Listing every prompt that diverged within the first `n_steps` tokens.
+pub fn assert_greedy_prefix_matches(
+    reference: &ModelRef,
+    n_steps: usize,
+    mut decode: impl FnMut(&[u32], usize) -> Vec<GreedyStep>,
+) {
+    let mut failures = Vec::new();
+    for p in &reference.prompts {
+        let want = &p.generated_ids;
+        let got: Vec<u32> = decode(&p.prompt_ids, want.len()).iter().map(|s| s.0).collect();
+        let first_diff = got.iter().zip(want).position(|(a, b)| a != b);
+        eprintln!(
+            "{} {:?}: first difference at step {first_diff:?} of {}",
+            reference.name,
+            p.prompt,
+            want.len()
+        );
+        if first_diff.is_some_and(|d| d < n_steps.min(want.len())) || got.len() < n_steps.min(want.len()) {
+            failures.push(format!("{:?}: got {got:?}, want {want:?}", p.prompt));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}: first {n_steps} tokens differ:\n{}",
+        reference.name,
+        failures.join("\n")
+    );
 }
