@@ -20,9 +20,12 @@ fn rel_max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
-/// Tolerance: the paths differ only in how activations are grouped for Q8/F16 rounding, and F32-weight paths
-/// only in summation order; 1e-4 of the logit range is far below a greedy flip on these fixtures.
+/// Tolerance: F32-weight paths differ only in summation order; 1e-4 of the logit range is far below a greedy
+/// flip on these fixtures.
 const TOL: f32 = 1e-4;
+/// F16 weights round activations to F16 first (as llama.cpp does); a summation-order difference upstream can
+/// move an activation across an F16 rounding boundary, one F16 step (2^-11 relative), so the bound is wider.
+const TOL_F16: f32 = 1e-3;
 
 fn step_equals_full(t: TinyModel) {
     let model = load(&t);
@@ -39,8 +42,9 @@ fn step_equals_full(t: TinyModel) {
     assert_eq!(kv.n_past(0), prompt.len());
     for (i, (a, b)) in full.iter().zip(&step).enumerate() {
         let d = rel_max_diff(a, b);
+        let tol = if t.weight_type == GgmlType::F16 { TOL_F16 } else { TOL };
         assert!(
-            d < TOL,
+            d < tol,
             "{:?} {:?} token {i}: rel diff {d}",
             t.arch,
             t.weight_type
