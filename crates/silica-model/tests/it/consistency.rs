@@ -42,7 +42,11 @@ fn step_equals_full(t: TinyModel) {
     assert_eq!(kv.n_past(0), prompt.len());
     for (i, (a, b)) in full.iter().zip(&step).enumerate() {
         let d = rel_max_diff(a, b);
-        let tol = if t.weight_type == GgmlType::F16 { TOL_F16 } else { TOL };
+        let tol = if t.weight_type == GgmlType::F16 {
+            TOL_F16
+        } else {
+            TOL
+        };
         assert!(
             d < tol,
             "{:?} {:?} token {i}: rel diff {d}",
