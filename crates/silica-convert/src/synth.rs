@@ -113,325 +113,100 @@ const LLAMA3_ROPE: Llama3Rope = Llama3Rope {
     original_context: 8192,
 };
 
-#[allow(clippy::too_many_arguments)]
-fn cfg(
-    name: &str,
-    arch: SynthArch,
-    n_vocab: u32,
-    n_embd: u32,
-    n_layer: u32,
-    n_head: u32,
-    n_head_kv: u32,
-    n_ff: u32,
-    n_ctx_train: u32,
-    rope_freq_base: f32,
-    rms_eps: f32,
-    tied: bool,
-) -> SynthConfig {
-    SynthConfig {
-        name: name.to_owned(),
-        arch,
-        n_vocab,
-        n_embd,
-        n_layer,
-        n_head,
-        n_head_kv,
-        head_dim: n_embd / n_head,
-        n_ff,
-        n_ctx_train,
-        rope_freq_base,
-        rms_eps,
-        tied,
-        sliding_window: None,
-        rope_linear_factor: None,
-        llama3_rope: None,
-    }
+/// Family-specific settings of a preset row.
+#[derive(Clone, Copy, Debug)]
+enum Family {
+    /// Plain Llama / Mistral / Qwen2 / SmolLM2.
+    Plain,
+    /// Llama 3.1+ RoPE scaling ([`LLAMA3_ROPE`]).
+    Llama3Rope,
+    /// Gemma 3: head_dim 256, this sliding window, and an optional linear RoPE factor.
+    Gemma { swa: u32, rope_linear: Option<f32> },
 }
 
-/// The built-in shapes. Hyperparameters are those of each model's `config.json` on Hugging Face; the published
-/// parameter counts are the model cards' (Gemma 3 4B: the text decoder only, without the vision tower).
-pub fn presets() -> Vec<Preset> {
+/// One preset: name, `general.name`, published parameter count, architecture,
+/// `[n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx_train]`, `rope_theta`, `rms_norm_eps`, tied output,
+/// family settings. Values are each model's Hugging Face `config.json`; counts are the model cards' (Gemma 3 4B:
+/// the text decoder only, without the vision tower).
+type PresetRow = (
+    &'static str,
+    &'static str,
+    u64,
+    SynthArch,
+    [u32; 7],
+    f32,
+    f32,
+    bool,
+    Family,
+);
+
+#[rustfmt::skip] // a table: one preset per line
+const PRESETS: &[PresetRow] = {
+    use Family::{Gemma, Llama3Rope, Plain};
     use SynthArch::{Gemma3, Llama, Qwen2};
-    let p = |name: &'static str, published_params: u64, config: SynthConfig| Preset {
-        name,
-        published_params,
-        config,
-    };
-    let with = |mut c: SynthConfig, f: &dyn Fn(&mut SynthConfig)| {
-        f(&mut c);
-        c
-    };
-    let gemma = |name: &str, vocab, embd, layers, heads, kv, ff, ctx, swa| {
-        with(
-            cfg(
-                name, Gemma3, vocab, embd, layers, heads, kv, ff, ctx, 1e6, 1e-6, true,
-            ),
-            &|c| {
-                c.head_dim = 256;
-                c.sliding_window = Some(swa);
+    const G512: Family = Gemma { swa: 512, rope_linear: None };
+    &[
+        ("llama-2-7b", "Llama 2 7B", 6_738_415_616, Llama, [32000, 4096, 32, 32, 32, 11008, 4096], 1e4, 1e-5, false, Plain),
+        ("llama-2-13b", "Llama 2 13B", 13_015_864_320, Llama, [32000, 5120, 40, 40, 40, 13824, 4096], 1e4, 1e-5, false, Plain),
+        ("llama-3.2-1b", "Llama 3.2 1B", 1_235_814_400, Llama, [128256, 2048, 16, 32, 8, 8192, 131072], 5e5, 1e-5, true, Llama3Rope),
+        ("llama-3.2-3b", "Llama 3.2 3B", 3_212_749_824, Llama, [128256, 3072, 28, 24, 8, 8192, 131072], 5e5, 1e-5, true, Llama3Rope),
+        ("llama-3-8b", "Llama 3 8B", 8_030_261_248, Llama, [128256, 4096, 32, 32, 8, 14336, 8192], 5e5, 1e-5, false, Plain),
+        ("llama-3-70b", "Llama 3 70B", 70_553_706_496, Llama, [128256, 8192, 80, 64, 8, 28672, 8192], 5e5, 1e-5, false, Plain),
+        ("mistral-7b", "Mistral 7B v0.1", 7_241_732_096, Llama, [32000, 4096, 32, 32, 8, 14336, 32768], 1e4, 1e-5, false, Plain),
+        ("qwen2.5-0.5b", "Qwen2.5 0.5B", 494_032_768, Qwen2, [151936, 896, 24, 14, 2, 4864, 32768], 1e6, 1e-6, true, Plain),
+        ("qwen2.5-1.5b", "Qwen2.5 1.5B", 1_543_714_304, Qwen2, [151936, 1536, 28, 12, 2, 8960, 32768], 1e6, 1e-6, true, Plain),
+        ("qwen2.5-7b", "Qwen2.5 7B", 7_615_616_512, Qwen2, [152064, 3584, 28, 28, 4, 18944, 32768], 1e6, 1e-6, false, Plain),
+        ("smollm2-135m", "SmolLM2 135M", 134_515_008, Llama, [49152, 576, 30, 9, 3, 1536, 8192], 1e5, 1e-5, true, Plain),
+        ("smollm2-360m", "SmolLM2 360M", 361_821_120, Llama, [49152, 960, 32, 15, 5, 2560, 8192], 1e5, 1e-5, true, Plain),
+        ("smollm2-1.7b", "SmolLM2 1.7B", 1_711_376_384, Llama, [49152, 2048, 24, 32, 32, 8192, 8192], 1.3e5, 1e-5, true, Plain),
+        ("gemma-3-270m", "Gemma 3 270M", 268_098_176, Gemma3, [262144, 640, 18, 4, 1, 2048, 32768], 1e6, 1e-6, true, G512),
+        ("gemma-3-1b", "Gemma 3 1B", 999_885_952, Gemma3, [262144, 1152, 26, 4, 1, 6912, 32768], 1e6, 1e-6, true, G512),
+        ("gemma-3-4b", "Gemma 3 4B", 3_880_099_328, Gemma3, [262208, 2560, 34, 8, 4, 10240, 131072], 1e6, 1e-6, true, Gemma { swa: 1024, rope_linear: Some(8.0) }),
+    ]
+};
+
+/// The built-in shapes (see [`PresetRow`] for where the values come from).
+pub fn presets() -> Vec<Preset> {
+    PRESETS
+        .iter()
+        .map(
+            |&(name, title, published_params, arch, d, rope_freq_base, rms_eps, tied, family)| {
+                let [n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx_train] = d;
+                let mut config = SynthConfig {
+                    name: title.to_owned(),
+                    arch,
+                    n_vocab,
+                    n_embd,
+                    n_layer,
+                    n_head,
+                    n_head_kv,
+                    head_dim: n_embd / n_head,
+                    n_ff,
+                    n_ctx_train,
+                    rope_freq_base,
+                    rms_eps,
+                    tied,
+                    sliding_window: None,
+                    rope_linear_factor: None,
+                    llama3_rope: None,
+                };
+                match family {
+                    Family::Plain => {}
+                    Family::Llama3Rope => config.llama3_rope = Some(LLAMA3_ROPE),
+                    Family::Gemma { swa, rope_linear } => {
+                        config.head_dim = 256;
+                        config.sliding_window = Some(swa);
+                        config.rope_linear_factor = rope_linear;
+                    }
+                }
+                Preset {
+                    name,
+                    published_params,
+                    config,
+                }
             },
         )
-    };
-    vec![
-        p(
-            "llama-2-7b",
-            6_738_415_616,
-            cfg(
-                "Llama 2 7B",
-                Llama,
-                32000,
-                4096,
-                32,
-                32,
-                32,
-                11008,
-                4096,
-                1e4,
-                1e-5,
-                false,
-            ),
-        ),
-        p(
-            "llama-2-13b",
-            13_015_864_320,
-            cfg(
-                "Llama 2 13B",
-                Llama,
-                32000,
-                5120,
-                40,
-                40,
-                40,
-                13824,
-                4096,
-                1e4,
-                1e-5,
-                false,
-            ),
-        ),
-        p(
-            "llama-3.2-1b",
-            1_235_814_400,
-            with(
-                cfg(
-                    "Llama 3.2 1B",
-                    Llama,
-                    128256,
-                    2048,
-                    16,
-                    32,
-                    8,
-                    8192,
-                    131072,
-                    5e5,
-                    1e-5,
-                    true,
-                ),
-                &|c| c.llama3_rope = Some(LLAMA3_ROPE),
-            ),
-        ),
-        p(
-            "llama-3.2-3b",
-            3_212_749_824,
-            with(
-                cfg(
-                    "Llama 3.2 3B",
-                    Llama,
-                    128256,
-                    3072,
-                    28,
-                    24,
-                    8,
-                    8192,
-                    131072,
-                    5e5,
-                    1e-5,
-                    true,
-                ),
-                &|c| c.llama3_rope = Some(LLAMA3_ROPE),
-            ),
-        ),
-        p(
-            "llama-3-8b",
-            8_030_261_248,
-            cfg(
-                "Llama 3 8B",
-                Llama,
-                128256,
-                4096,
-                32,
-                32,
-                8,
-                14336,
-                8192,
-                5e5,
-                1e-5,
-                false,
-            ),
-        ),
-        p(
-            "llama-3-70b",
-            70_553_706_496,
-            cfg(
-                "Llama 3 70B",
-                Llama,
-                128256,
-                8192,
-                80,
-                64,
-                8,
-                28672,
-                8192,
-                5e5,
-                1e-5,
-                false,
-            ),
-        ),
-        p(
-            "mistral-7b",
-            7_241_732_096,
-            cfg(
-                "Mistral 7B v0.1",
-                Llama,
-                32000,
-                4096,
-                32,
-                32,
-                8,
-                14336,
-                32768,
-                1e4,
-                1e-5,
-                false,
-            ),
-        ),
-        p(
-            "qwen2.5-0.5b",
-            494_032_768,
-            cfg(
-                "Qwen2.5 0.5B",
-                Qwen2,
-                151936,
-                896,
-                24,
-                14,
-                2,
-                4864,
-                32768,
-                1e6,
-                1e-6,
-                true,
-            ),
-        ),
-        p(
-            "qwen2.5-1.5b",
-            1_543_714_304,
-            cfg(
-                "Qwen2.5 1.5B",
-                Qwen2,
-                151936,
-                1536,
-                28,
-                12,
-                2,
-                8960,
-                32768,
-                1e6,
-                1e-6,
-                true,
-            ),
-        ),
-        p(
-            "qwen2.5-7b",
-            7_615_616_512,
-            cfg(
-                "Qwen2.5 7B",
-                Qwen2,
-                152064,
-                3584,
-                28,
-                28,
-                4,
-                18944,
-                32768,
-                1e6,
-                1e-6,
-                false,
-            ),
-        ),
-        p(
-            "smollm2-135m",
-            134_515_008,
-            cfg(
-                "SmolLM2 135M",
-                Llama,
-                49152,
-                576,
-                30,
-                9,
-                3,
-                1536,
-                8192,
-                1e5,
-                1e-5,
-                true,
-            ),
-        ),
-        p(
-            "smollm2-360m",
-            361_821_120,
-            cfg(
-                "SmolLM2 360M",
-                Llama,
-                49152,
-                960,
-                32,
-                15,
-                5,
-                2560,
-                8192,
-                1e5,
-                1e-5,
-                true,
-            ),
-        ),
-        p(
-            "smollm2-1.7b",
-            1_711_376_384,
-            cfg(
-                "SmolLM2 1.7B",
-                Llama,
-                49152,
-                2048,
-                24,
-                32,
-                32,
-                8192,
-                8192,
-                1.3e5,
-                1e-5,
-                true,
-            ),
-        ),
-        p(
-            "gemma-3-270m",
-            268_098_176,
-            gemma("Gemma 3 270M", 262144, 640, 18, 4, 1, 2048, 32768, 512),
-        ),
-        p(
-            "gemma-3-1b",
-            999_885_952,
-            gemma("Gemma 3 1B", 262144, 1152, 26, 4, 1, 6912, 32768, 512),
-        ),
-        p(
-            "gemma-3-4b",
-            3_880_099_328,
-            with(
-                gemma("Gemma 3 4B", 262208, 2560, 34, 8, 4, 10240, 131072, 1024),
-                &|c| c.rope_linear_factor = Some(8.0),
-            ),
-        ),
-    ]
+        .collect()
 }
 
 /// The preset named `name` (case-insensitive).
@@ -493,7 +268,6 @@ struct HfConfig {
     tie_word_embeddings: Option<bool>,
     sliding_window: Option<u32>,
     rope_scaling: Option<serde_json::Value>,
-    text_config: Option<Box<serde_json::Value>>,
 }
 
 impl SynthConfig {
@@ -530,7 +304,6 @@ impl SynthConfig {
                 )));
             }
         };
-        let _ = &hf.text_config;
         let gemma = arch == SynthArch::Gemma3;
         if hf.num_attention_heads == 0 {
             return Err(bad("num_attention_heads is 0".into()));
@@ -621,8 +394,7 @@ impl SynthConfig {
         let (q, kv) = (hd * self.n_head as u64, hd * self.n_head_kv as u64);
         use TensorKind::{Bias, Norm, RopeFreqs, Weight};
         let mut t = vec![("token_embd.weight".to_owned(), vec![e, v], Weight)];
-        if let Some(r) = &self.llama3_rope {
-            let _ = r;
+        if self.llama3_rope.is_some() {
             t.push(("rope_freqs.weight".into(), vec![hd / 2], RopeFreqs));
         }
         for il in 0..self.n_layer {
