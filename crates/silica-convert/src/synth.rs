@@ -569,8 +569,9 @@ fn fnv1a(s: &str) -> u64 {
 
 /// Writes the built-in vocabulary's `tokenizer.*` keys.
 fn builtin_tokenizer(w: &mut GgufWriter, n_vocab: u32) -> Result<(), ConvertError> {
-    let map = gpt2_byte_chars();
-    let mut tokens: Vec<String> = map.iter().map(|c| c.to_string()).collect();
+    let mut tokens: Vec<String> = (0..=255u8)
+        .map(|b| silica_tokenizer::gpt2_byte_to_char(b).to_string())
+        .collect();
     let mut types = vec![1i32; 256];
     tokens.push("<|begin_of_text|>".into());
     tokens.push("<|end_of_text|>".into());
@@ -597,24 +598,6 @@ fn builtin_tokenizer(w: &mut GgufWriter, n_vocab: u32) -> Result<(), ConvertErro
     w.set(keys::TOKENIZER_EOS_ID, Value::U32(257));
     w.set(keys::TOKENIZER_ADD_BOS, Value::Bool(true));
     Ok(())
-}
-
-/// GPT-2's byte → printable character table (`bytes_to_unicode` in OpenAI's GPT-2 encoder).
-fn gpt2_byte_chars() -> Vec<char> {
-    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).collect();
-    printable.extend(0xA1..=0xAC);
-    printable.extend(0xAE..=0xFF);
-    let mut out = vec!['\0'; 256];
-    let mut n = 0;
-    for b in 0..256u32 {
-        out[b as usize] = if printable.contains(&b) {
-            char::from_u32(b).unwrap_or('?')
-        } else {
-            n += 1;
-            char::from_u32(255 + n).unwrap_or('?')
-        };
-    }
-    out
 }
 
 /// The tensors of `config` with the types the mix of `file_type` gives them (no tokenizer needed): what

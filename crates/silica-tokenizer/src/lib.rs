@@ -52,6 +52,7 @@ use std::ops::BitOr;
 
 pub use error::{Error, Result};
 pub use stream::StreamDecoder;
+pub use unicode::byte_to_char as gpt2_byte_to_char;
 
 use partition::Fragment;
 use vocab::Vocab;

@@ -203,8 +203,9 @@ const BYTE_TO_CHAR: [char; 256] = {
     out
 };
 
-/// The character GPT-2's byte-level encoding writes for byte `b`.
-pub(crate) fn byte_to_char(b: u8) -> char {
+/// The character GPT-2's byte-level encoding writes for byte `b` (how byte-level BPE vocabularies spell
+/// bytes in `tokenizer.ggml.tokens`).
+pub fn byte_to_char(b: u8) -> char {
     BYTE_TO_CHAR[b as usize]
 }
 
