@@ -142,31 +142,29 @@ pub fn quantize_file(
         let t = &p.info;
         let n_per_row = t.ne.first().copied().unwrap_or(1) as usize;
         let n_rows = (t.n_elements() / n_per_row.max(1) as u64) as usize;
-        let src_row = stream::row_bytes(&t.name, t.ty, n_per_row)? as u64;
-        if p.ty == t.ty {
-            let rows = rows_per_slab(src_row as usize);
-            for r0 in (0..n_rows).step_by(rows) {
-                let r1 = (r0 + rows).min(n_rows);
-                src.read_tensor_range(t, r0 as u64 * src_row..r1 as u64 * src_row, &mut raw)?;
-                sink.write_tensor_part(&t.name, &raw)?;
-            }
-            if n_rows == 0 {
-                sink.write_tensor_part(&t.name, &[])?;
-            }
-        } else {
-            let dst_row = stream::row_bytes(&t.name, p.ty, n_per_row)?;
-            let rows = rows_per_slab(src_row as usize + 4 * n_per_row + dst_row);
-            for r0 in (0..n_rows).step_by(rows) {
-                let r1 = (r0 + rows).min(n_rows);
-                src.read_tensor_range(t, r0 as u64 * src_row..r1 as u64 * src_row, &mut raw)?;
-                f32s.resize((r1 - r0) * n_per_row, 0.0);
-                stream::decode_rows(&pool, &t.name, t.ty, &raw, n_per_row, &mut f32s)?;
-                enc.resize((r1 - r0) * dst_row, 0);
-                stream::encode_rows(&pool, &t.name, p.ty, &f32s, n_per_row, &mut enc)?;
-                sink.write_tensor_part(&t.name, &enc)?;
-            }
+        let src_row = stream::row_bytes(&t.name, t.ty, n_per_row)?;
+        let dst_row = stream::row_bytes(&t.name, p.ty, n_per_row)?;
+        let convert = p.ty != t.ty;
+        let rows = rows_per_slab(src_row + if convert { 4 * n_per_row + dst_row } else { 0 });
+        if n_rows == 0 {
+            // An empty tensor still has to be marked written.
+            sink.write_tensor_part(&t.name, &[])?;
         }
-        bytes_done += stream::row_bytes(&t.name, p.ty, n_per_row)? as u64 * n_rows as u64;
+        for r0 in (0..n_rows).step_by(rows) {
+            let r1 = (r0 + rows).min(n_rows);
+            let (b0, b1) = ((r0 * src_row) as u64, (r1 * src_row) as u64);
+            src.read_tensor_range(t, b0..b1, &mut raw)?;
+            if !convert {
+                sink.write_tensor_part(&t.name, &raw)?;
+                continue;
+            }
+            f32s.resize((r1 - r0) * n_per_row, 0.0);
+            stream::decode_rows(&pool, &t.name, t.ty, &raw, n_per_row, &mut f32s)?;
+            enc.resize((r1 - r0) * dst_row, 0);
+            stream::encode_rows(&pool, &t.name, p.ty, &f32s, n_per_row, &mut enc)?;
+            sink.write_tensor_part(&t.name, &enc)?;
+        }
+        bytes_done += (dst_row * n_rows) as u64;
         progress(&TensorDone {
             index: i + 1,
             n_tensors: planned.len(),

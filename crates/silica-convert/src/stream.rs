@@ -29,6 +29,26 @@ pub(crate) fn pool(n_threads: usize) -> Result<rayon::ThreadPool, ConvertError> 
         })
 }
 
+/// Runs `f` on each pair of rows (`src_row` items of `src`, `dst_row` items of `dst`), rows in parallel on
+/// `pool`; the first error names `tensor`.
+fn par_rows<A: Sync, B: Send>(
+    pool: &rayon::ThreadPool,
+    tensor: &str,
+    (src, src_row): (&[A], usize),
+    (dst, dst_row): (&mut [B], usize),
+    f: impl Fn(&[A], &mut [B]) -> Result<(), silica_quant::QuantError> + Sync,
+) -> Result<(), ConvertError> {
+    pool.install(|| {
+        dst.par_chunks_mut(dst_row.max(1))
+            .zip(src.par_chunks(src_row.max(1)))
+            .try_for_each(|(d, s)| f(s, d))
+    })
+    .map_err(|source| ConvertError::Quant {
+        tensor: tensor.to_owned(),
+        source,
+    })
+}
+
 /// Encodes whole rows of `n_per_row` F32 values into `ty`, rows in parallel. `dst` holds exactly the encoded
 /// rows (`ty.row_bytes(n_per_row)` each).
 pub(crate) fn encode_rows(
@@ -40,14 +60,8 @@ pub(crate) fn encode_rows(
     dst: &mut [u8],
 ) -> Result<(), ConvertError> {
     let row_bytes = row_bytes(tensor, ty, n_per_row)?;
-    pool.install(|| {
-        dst.par_chunks_mut(row_bytes.max(1))
-            .zip(src.par_chunks(n_per_row.max(1)))
-            .try_for_each(|(d, s)| silica_quant::quantize_row(ty, s, d))
-    })
-    .map_err(|source| ConvertError::Quant {
-        tensor: tensor.to_owned(),
-        source,
+    par_rows(pool, tensor, (src, n_per_row), (dst, row_bytes), |s, d| {
+        silica_quant::quantize_row(ty, s, d)
     })
 }
 
@@ -61,14 +75,8 @@ pub(crate) fn decode_rows(
     dst: &mut [f32],
 ) -> Result<(), ConvertError> {
     let row_bytes = row_bytes(tensor, ty, n_per_row)?;
-    pool.install(|| {
-        dst.par_chunks_mut(n_per_row.max(1))
-            .zip(src.par_chunks(row_bytes.max(1)))
-            .try_for_each(|(d, s)| silica_quant::dequantize_row(ty, s, d))
-    })
-    .map_err(|source| ConvertError::Quant {
-        tensor: tensor.to_owned(),
-        source,
+    par_rows(pool, tensor, (src, row_bytes), (dst, n_per_row), |s, d| {
+        silica_quant::dequantize_row(ty, s, d)
     })
 }
 

@@ -712,7 +712,7 @@ pub fn synth_file(
         what: "weight distribution".into(),
         reason: e.to_string(),
     })?;
-    let mut enc = Vec::new();
+    let (mut values, mut enc) = (Vec::new(), Vec::new());
     let mut bytes_done = 0;
     for (i, p) in planned.iter().enumerate() {
         let t = &p.info;
@@ -724,27 +724,22 @@ pub fn synth_file(
         let hash = fnv1a(&t.name);
         for r0 in (0..n_rows).step_by(rows) {
             let r1 = (r0 + rows).min(n_rows);
-            enc.resize((r1 - r0) * row_bytes, 0);
+            values.resize((r1 - r0) * n_per_row, 0.0);
             pool.install(|| {
-                enc.par_chunks_mut(row_bytes.max(1))
+                values
+                    .par_chunks_mut(n_per_row.max(1))
                     .enumerate()
-                    .try_for_each(|(j, dst)| {
-                        let row = (r0 + j) as u64;
-                        let values: Vec<f32> = match kind {
-                            TensorKind::Norm => vec![1.0; n_per_row],
-                            TensorKind::RopeFreqs => rope_freqs.clone(),
-                            TensorKind::Weight | TensorKind::Bias => {
-                                let mut rng = row_rng(params.seed, hash, row);
-                                (0..n_per_row).map(|_| normal.sample(&mut rng)).collect()
-                            }
-                        };
-                        silica_quant::quantize_row(p.ty, &values, dst)
+                    .for_each(|(j, row)| match kind {
+                        TensorKind::Norm => row.fill(1.0),
+                        TensorKind::RopeFreqs => row.copy_from_slice(&rope_freqs),
+                        TensorKind::Weight | TensorKind::Bias => {
+                            let mut rng = row_rng(params.seed, hash, (r0 + j) as u64);
+                            row.iter_mut().for_each(|v| *v = normal.sample(&mut rng));
+                        }
                     })
-            })
-            .map_err(|source| ConvertError::Quant {
-                tensor: t.name.clone(),
-                source,
-            })?;
+            });
+            enc.resize((r1 - r0) * row_bytes, 0);
+            stream::encode_rows(&pool, &t.name, p.ty, &values, n_per_row, &mut enc)?;
             sink.write_tensor_part(&t.name, &enc)?;
         }
         bytes_done += row_bytes as u64 * n_rows as u64;
