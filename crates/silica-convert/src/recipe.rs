@@ -242,7 +242,6 @@ pub fn plan(
         has_tied_embeddings: !sorted.iter().any(|t| category(&t.name) == Category::Output),
         ..State::default()
     };
-    let n_ffn = shape.n_layer;
     let mut out = Vec::with_capacity(sorted.len());
     for t in sorted {
         let cat = category(&t.name);
@@ -255,7 +254,7 @@ pub fn plan(
         } else if default.is_quantized() {
             let mut ty = default;
             if !opts.pure {
-                ty = mix_type(&mut st, shape, n_ffn, ty, &t, opts, cat)?;
+                ty = mix_type(&mut st, shape, ty, &t, opts, cat)?;
             }
             let fb = fallback(&t, ty);
             (fb, (fb != ty).then_some(ty))
@@ -338,7 +337,6 @@ fn layer_of(counter: u32, shape: &ModelShape, name: &str) -> Result<u32, Convert
 fn mix_type(
     st: &mut State,
     shape: &ModelShape,
-    n_layer: u32,
     mut ty: GgmlType,
     t: &TensorInfo,
     opts: &RecipeOptions,
@@ -389,7 +387,7 @@ fn mix_type(
         }
     } else if cat == Category::FfnDown {
         let il = layer_of(st.i_ffn_down, shape, &t.name)?;
-        let n = n_layer;
+        let n = shape.n_layer;
         match ft {
             F::MOSTLY_Q2_K => ty = G::Q3_K,
             F::MOSTLY_Q2_K_S if il < n / 8 => ty = G::Q4_K,
