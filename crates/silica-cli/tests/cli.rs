@@ -2,16 +2,10 @@
 //! input fails with exit code 2 and a message naming the problem.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use std::process::Command;
+mod common;
 
+use common::silica;
 use silica_test_support::{golden, models};
-
-fn silica(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_silica"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn run_greedy_prints_llama_cpp_text_and_timings() {

@@ -2,20 +2,15 @@
 //! equal to llama.cpp's on them, synth files that load and run, and clear refusals.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::silica;
 use sha2::{Digest, Sha256};
 use silica_gguf::{GgmlType, GgufFile};
 use silica_model::{Device, Model};
 use silica_test_support::{golden, models};
-
-fn silica(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_silica"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn ok(args: &[&str]) -> String {
     let out = silica(args);
