@@ -24,7 +24,7 @@ pub(crate) struct SynthArgs {
     #[arg(long, value_name = "CONFIG_JSON")]
     config: Option<PathBuf>,
     /// File type to write (as `silica quantize`: Q4_0, Q8_0, Q4_K_M, F16...).
-    #[arg(long = "type", default_value = "Q4_0")]
+    #[arg(long = "type", value_name = "TYPE", default_value = "Q4_0")]
     ty: String,
     /// No per-tensor mix: every quantizable tensor gets TYPE's base type.
     #[arg(long)]
