@@ -165,7 +165,8 @@ const PRESETS: &[PresetRow] = {
     ]
 };
 
-/// The built-in shapes (see [`PresetRow`] for where the values come from).
+/// The built-in shapes. Hyperparameters are those of each model's Hugging Face `config.json`; the published
+/// parameter counts are the model cards' (Gemma 3 4B: the text decoder only, without the vision tower).
 pub fn presets() -> Vec<Preset> {
     PRESETS
         .iter()
