@@ -56,29 +56,45 @@ impl Batch {
     }
 }
 
-/// A preallocated KV cache: for each layer and sequence, keys and values `[n_head_kv, n_ctx, n_embd_head]`
-/// of `dtype` (F16 by default, as llama.cpp's `type_k`/`type_v`). Written in place, never grown.
+/// A preallocated KV cache: for each layer and sequence, keys `[n_head_kv, n_ctx, n_embd_head_k]` of `type_k`
+/// and values `[n_head_kv, n_ctx, n_embd_head_v]` of `type_v` (F32, F16 or BF16; F16 by default, as llama.cpp's
+/// `type_k`/`type_v`). Written in place, never grown.
 #[derive(Debug)]
 pub struct KvCache {
-    k: Vec<Vec<Tensor>>, // [n_layer][n_seq] -> [n_head_kv, n_ctx, n_embd_head_k], dtype
-    v: Vec<Vec<Tensor>>, // [n_layer][n_seq] -> [n_head_kv, n_ctx, n_embd_head_v], dtype
+    k: Vec<Vec<Tensor>>, // [n_layer][n_seq] -> [n_head_kv, n_ctx, n_embd_head_k], type_k
+    v: Vec<Vec<Tensor>>, // [n_layer][n_seq] -> [n_head_kv, n_ctx, n_embd_head_v], type_v
     n_past: Vec<usize>,  // [n_seq] tokens cached per sequence
     n_ctx: usize,
-    dtype: DType,
+    type_k: DType,
+    type_v: DType,
 }
 
 impl KvCache {
-    /// Allocates a cache of `n_ctx` positions for each of `n_seq` sequences.
+    /// Allocates a cache of `n_ctx` positions for each of `n_seq` sequences, keys of `type_k` and values of
+    /// `type_v`.
     ///
     /// # Errors
-    /// [`Error::InvalidBatch`] for zero sizes; candle's allocation errors.
-    pub fn new(hp: &HParams, n_ctx: usize, n_seq: usize, dtype: DType, device: &Device) -> Result<Self> {
+    /// [`Error::InvalidBatch`] for zero sizes or a type other than F32, F16 and BF16; candle's allocation errors.
+    pub fn new(
+        hp: &HParams,
+        n_ctx: usize,
+        n_seq: usize,
+        (type_k, type_v): (DType, DType),
+        device: &Device,
+    ) -> Result<Self> {
         if n_ctx == 0 || n_seq == 0 {
             return Err(Error::InvalidBatch(format!(
                 "n_ctx ({n_ctx}) and n_seq ({n_seq}) must be > 0"
             )));
         }
-        let alloc = |hd: usize| -> Result<Vec<Vec<Tensor>>> {
+        for t in [type_k, type_v] {
+            if !matches!(t, DType::F32 | DType::F16 | DType::BF16) {
+                return Err(Error::InvalidBatch(format!(
+                    "KV cache type {t:?}: only f32, f16 and bf16 are supported"
+                )));
+            }
+        }
+        let alloc = |hd: usize, dtype: DType| -> Result<Vec<Vec<Tensor>>> {
             (0..hp.n_layer)
                 .map(|_| {
                     (0..n_seq)
@@ -88,11 +104,12 @@ impl KvCache {
                 .collect()
         };
         Ok(KvCache {
-            k: alloc(hp.n_embd_head_k)?,
-            v: alloc(hp.n_embd_head_v)?,
+            k: alloc(hp.n_embd_head_k, type_k)?,
+            v: alloc(hp.n_embd_head_v, type_v)?,
             n_past: vec![0; n_seq],
             n_ctx,
-            dtype,
+            type_k,
+            type_v,
         })
     }
 
@@ -131,14 +148,15 @@ impl KvCache {
         self.n_past[seq] = n_past;
     }
 
+    /// The key and value types.
+    pub fn types(&self) -> (DType, DType) {
+        (self.type_k, self.type_v)
+    }
+
     /// Bytes allocated for keys and values.
     pub fn size_bytes(&self) -> usize {
-        self.k
-            .iter()
-            .chain(&self.v)
-            .flatten()
-            .map(|t| t.elem_count() * self.dtype.size_in_bytes())
-            .sum()
+        let bytes = |ts: &[Vec<Tensor>]| -> usize { ts.iter().flatten().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum() };
+        bytes(&self.k) + bytes(&self.v)
     }
 }
 
@@ -338,8 +356,8 @@ pub(crate) fn attention(
         let m = idx.len();
         let kc = &kv.k[p.il][*seq];
         let vc = &kv.v[p.il][*seq];
-        kc.slice_set(&ks.transpose(0, 1)?.to_dtype(kv.dtype)?.contiguous()?, 1, *p0)?;
-        vc.slice_set(&vs.transpose(0, 1)?.to_dtype(kv.dtype)?.contiguous()?, 1, *p0)?;
+        kc.slice_set(&ks.transpose(0, 1)?.to_dtype(kv.type_k)?.contiguous()?, 1, *p0)?;
+        vc.slice_set(&vs.transpose(0, 1)?.to_dtype(kv.type_v)?.contiguous()?, 1, *p0)?;
         let n_kv = p0 + m;
         let keys = kc.narrow(1, 0, n_kv)?;
         let vals = vc.narrow(1, 0, n_kv)?;
@@ -348,11 +366,11 @@ pub(crate) fn attention(
             .transpose(0, 1)?
             .contiguous()?
             .reshape((n_head_kv, n_group * m, hd))?;
-        // llama.cpp (flash attention on CPU) converts queries to F16 for the dot product with F16 keys;
+        // llama.cpp (flash attention on CPU) converts queries to the K type for the dot product with the keys;
         // probabilities and the value sum stay f32. Measured: this keeps all 6 reference continuations equal
         // or diverging only at near-ties (< 1% top-2 gap); rounding the probabilities too does not.
-        if kv.dtype == DType::F16 {
-            qh = round_f16(&qh)?;
+        if kv.type_k != DType::F32 {
+            qh = qh.to_dtype(kv.type_k)?.to_dtype(DType::F32)?;
         }
         let (keys, vals) = (keys.to_dtype(DType::F32)?, vals.to_dtype(DType::F32)?); // [n_head_kv, n_kv, hd]
         let scores = (qh.matmul(&keys.t()?)? * f64::from(p.kq_scale))?; // [n_head_kv, n_group*m, n_kv]

@@ -56,7 +56,7 @@ impl Model {
     /// # Errors
     /// [`crate::Error::InvalidBatch`] for zero sizes; allocation errors.
     pub fn new_kv_cache(&self, n_ctx: usize, n_seq: usize, device: &Device) -> Result<KvCache> {
-        KvCache::new(self.hparams(), n_ctx, n_seq, DType::F16, device)
+        KvCache::new(self.hparams(), n_ctx, n_seq, (DType::F16, DType::F16), device)
     }
 
     /// Runs one batch, appending its keys and values to `kv`.

@@ -1,0 +1,251 @@
+//! The in-process runner: llama-bench's method (`tools/llama-bench/llama-bench.cpp`, `main`, `test_prompt`,
+//! `test_gen`), extended to several parallel sequences as llama-batched-bench runs them.
+//!
+//! Per case: a KV cache of `n_ctx` positions for each of `n_parallel` sequences; a warm-up (one prompt run and
+//! one generated token) unless disabled; then `reps` repetitions, each starting from an empty cache, or from
+//! the `n_depth`-token state prefilled once per case (restored by truncating each sequence back to `n_depth`,
+//! which is what restoring llama.cpp's saved sequence state amounts to). Only the pp and tg parts are timed;
+//! token ids are random (BOS first when the model adds one), drawn before the clock starts; no tokenization
+//! or sampling happens. pp: each sequence's `n_prompt` tokens, sequence after sequence, in decode calls of at
+//! most `n_batch` tokens, each split into forward passes of at most `n_ubatch` tokens, synchronised at the
+//! end. tg: `n_gen` steps of one token per sequence, synchronised after each step.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use silica_engine::Engine;
+use silica_model::{Batch, KvCache};
+
+use crate::Error;
+use crate::params::BenchCase;
+use crate::record::Measurement;
+use crate::sys;
+
+/// How cases are run (the global, not list-valued, llama-bench options).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOptions {
+    /// Timed repetitions per case (`-r`, default 5).
+    pub reps: u32,
+    /// Run the warm-up first (llama-bench's default; `--no-warmup` turns it off).
+    pub warmup: bool,
+    /// Sleep before each case (`--delay`), to let the machine cool down.
+    pub delay: Duration,
+    /// Seed of the random token ids.
+    pub seed: u64,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            reps: 5,
+            warmup: true,
+            delay: Duration::ZERO,
+            seed: 1234,
+        }
+    }
+}
+
+/// A progress event of [`run_case`], printed by `--progress` as llama-bench prints them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The warm-up run.
+    Warmup,
+    /// Prefilling the depth state.
+    Depth,
+    /// Repetition `i` of `n` (1-based).
+    Rep(u32, u32),
+}
+
+/// KV cache bytes a case allocates: `n_parallel · n_ctx · n_layer · n_head_kv · (n_embd_head_k · size(type_k) +
+/// n_embd_head_v · size(type_v))` (llama.cpp's `llama_kv_cache` sizing for a non-SWA cache).
+pub fn kv_cache_bytes(hp: &silica_model::HParams, case: &BenchCase) -> u64 {
+    let per_pos = hp.n_head_kv as u64
+        * (hp.n_embd_head_k as u64 * case.type_k.dtype().size_in_bytes() as u64
+            + hp.n_embd_head_v as u64 * case.type_v.dtype().size_in_bytes() as u64);
+    u64::from(case.n_parallel) * case.n_ctx_effective() * hp.n_layer as u64 * per_pos
+}
+
+/// Runs one case on `engine` and returns its timings.
+///
+/// The thread count is not set here: candle's CPU pool is sized once per process, so the caller runs each
+/// `n_threads` value in a process started with that many threads (`silica bench` does) and `case.n_threads`
+/// is a label.
+///
+/// # Errors
+/// [`Error::Memory`] when the KV cache would not fit in the memory available; [`Error::Run`] naming the case
+/// when a forward pass fails.
+pub fn run_case(
+    engine: &Engine,
+    case: &BenchCase,
+    opts: &RunOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<Measurement, Error> {
+    let model = engine.model();
+    let hp = model.hparams();
+    let n_ctx = case.n_ctx_effective();
+    let kv_bytes = kv_cache_bytes(hp, case);
+    if let Some(avail) = sys::mem_available_bytes()
+        && kv_bytes > avail
+    {
+        return Err(Error::Memory {
+            test: case.test_name(),
+            need_bytes: kv_bytes,
+            available_bytes: avail,
+        });
+    }
+    let run_err = |e: silica_model::Error| Error::Run {
+        test: case.test_name(),
+        message: e.to_string(),
+    };
+    if !opts.delay.is_zero() {
+        std::thread::sleep(opts.delay);
+    }
+    sys::reset_peak_rss();
+    let n_seq = case.n_parallel as usize;
+    let mut kv = KvCache::new(
+        hp,
+        n_ctx as usize,
+        n_seq,
+        (case.type_k.dtype(), case.type_v.dtype()),
+        engine.device(),
+    )
+    .map_err(run_err)?;
+    let tok = engine.tokenizer();
+    let bos = tok.bos().filter(|_| tok.add_bos());
+    let mut ids = TokenSource {
+        rng: SmallRng::seed_from_u64(opts.seed),
+        n_vocab: hp.n_vocab as u32,
+        bos,
+    };
+    let dev = engine.device();
+    let mut bench = |kv: &mut KvCache, n_prompt: u32, n_gen: u32| -> Result<u64, Error> {
+        let prompt = (n_prompt > 0).then(|| ids.prompt(n_prompt, n_seq));
+        let gen_ids = (n_gen > 0).then(|| ids.generate(n_gen, n_seq));
+        let t0 = Instant::now();
+        if let Some(p) = &prompt {
+            run_prompt(engine, kv, p, case.n_batch, case.n_ubatch).map_err(run_err)?;
+            dev.synchronize().map_err(|e| run_err(e.into()))?;
+        }
+        if let Some(g) = &gen_ids {
+            run_gen(engine, kv, g, dev).map_err(run_err)?;
+        }
+        Ok(t0.elapsed().as_nanos() as u64)
+    };
+
+    if opts.warmup {
+        progress(Progress::Warmup);
+        bench(&mut kv, case.n_prompt, case.n_gen.min(1))?;
+    }
+    let mut depth_ready = false;
+    let mut samples_ns = Vec::with_capacity(opts.reps as usize);
+    for i in 0..opts.reps {
+        if case.n_depth == 0 {
+            kv.clear();
+        } else {
+            if !depth_ready {
+                kv.clear();
+                progress(Progress::Depth);
+                bench(&mut kv, case.n_depth, 0)?;
+                depth_ready = true;
+            }
+            // Back to the saved state: every sequence holds exactly its first n_depth tokens.
+            for s in 0..n_seq {
+                kv.truncate(s, case.n_depth as usize);
+            }
+            if (0..n_seq).any(|s| kv.n_past(s) != case.n_depth as usize) {
+                return Err(Error::Run {
+                    test: case.test_name(),
+                    message: "the depth state was not restored".into(),
+                });
+            }
+        }
+        progress(Progress::Rep(i + 1, opts.reps));
+        samples_ns.push(bench(&mut kv, case.n_prompt, case.n_gen)?);
+    }
+    Ok(Measurement {
+        samples_ns,
+        peak_rss_bytes: sys::peak_rss_bytes(),
+        kv_cache_bytes: kv.size_bytes() as u64,
+        n_ctx,
+    })
+}
+
+/// Random token ids, as llama-bench draws them (`std::rand() % n_vocab`, BOS first when the model adds one).
+struct TokenSource {
+    rng: SmallRng,
+    n_vocab: u32,
+    bos: Option<u32>,
+}
+
+impl TokenSource {
+    fn first(&mut self) -> u32 {
+        self.bos.unwrap_or_else(|| self.rng.random_range(0..self.n_vocab))
+    }
+
+    /// `[n_seq][n]` prompt ids, each sequence starting with BOS.
+    fn prompt(&mut self, n: u32, n_seq: usize) -> Vec<Vec<u32>> {
+        (0..n_seq)
+            .map(|_| {
+                let mut v = vec![self.first()];
+                v.extend((1..n).map(|_| self.rng.random_range(0..self.n_vocab)));
+                v
+            })
+            .collect()
+    }
+
+    /// `[n][n_seq]` ids fed one step at a time; the first step is BOS.
+    fn generate(&mut self, n: u32, n_seq: usize) -> Vec<Vec<u32>> {
+        let first = self.first();
+        let mut steps = vec![vec![first; n_seq]];
+        steps.extend((1..n).map(|_| (0..n_seq).map(|_| self.rng.random_range(0..self.n_vocab)).collect()));
+        steps
+    }
+}
+
+/// Feeds each sequence's prompt (sequence after sequence) in decode calls of `n_batch` tokens, each split into
+/// forward passes of `n_ubatch`. Logits are computed for the last token of each forward pass (at least one
+/// row is needed; llama.cpp computes one per decode call) and of each sequence.
+fn run_prompt(
+    engine: &Engine,
+    kv: &mut KvCache,
+    prompts: &[Vec<u32>],
+    n_batch: u32,
+    n_ubatch: u32,
+) -> Result<(), silica_model::Error> {
+    let flat: Vec<(u32, usize, bool)> = prompts
+        .iter()
+        .enumerate()
+        .flat_map(|(s, p)| p.iter().enumerate().map(move |(i, &t)| (t, s, i + 1 == p.len())))
+        .collect();
+    let mut batch = Batch::default();
+    for call in flat.chunks(n_batch as usize) {
+        for pass in call.chunks(n_ubatch.min(n_batch) as usize) {
+            batch.clear();
+            for (i, &(t, s, last)) in pass.iter().enumerate() {
+                batch.push(t, s, last || i + 1 == pass.len());
+            }
+            engine.model().forward(&batch, kv)?;
+        }
+    }
+    Ok(())
+}
+
+/// One forward pass per step of one token for every sequence, synchronised after each.
+fn run_gen(
+    engine: &Engine,
+    kv: &mut KvCache,
+    steps: &[Vec<u32>],
+    dev: &silica_model::Device,
+) -> Result<(), silica_model::Error> {
+    let mut batch = Batch::default();
+    for step in steps {
+        batch.clear();
+        for (s, &t) in step.iter().enumerate() {
+            batch.push(t, s, true);
+        }
+        engine.model().forward(&batch, kv)?;
+        dev.synchronize()?;
+    }
+    Ok(())
+}
