@@ -37,3 +37,19 @@ pub use reader::{
     DEFAULT_ALIGNMENT, GgufFile, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_KV, MAX_STRING_BYTES, MAX_TENSORS, TensorInfo,
 };
 pub use writer::{FileSink, GgufWriter, TensorSink, WRITE_VERSION};
+
+/// The directory where silica caches GGUF models (the test models `scripts/fetch-models.sh` downloads, the
+/// default model `silica bench` creates): `$SILICA_MODELS_DIR`, else `$XDG_CACHE_HOME/silica/models`, else
+/// `~/.cache/silica/models` (the XDG base-directory default), else `.cache/silica/models`.
+pub fn models_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = env("SILICA_MODELS_DIR") {
+        return d;
+    }
+    env("XDG_CACHE_HOME")
+        .or_else(|| env("HOME").map(|h| h.join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("silica")
+        .join("models")
+}

@@ -15,3 +15,10 @@ pub use error::{Error, LoadError, Result};
 pub use hparams::{Arch, HParams, RopeType};
 pub use layers::{Batch, KvCache};
 pub use models::{GreedyStep, Model};
+
+/// The CPU threads candle's kernels use in this process: `RAYON_NUM_THREADS` when set, else the physical cores
+/// (candle 0.11 `utils::get_num_threads`; its quantized kernels read `CANDLE_NUM_THREADS` first, which
+/// `silica -t` sets to the same value). Fixed once the first kernel has run.
+pub fn cpu_threads() -> usize {
+    candle_core::utils::get_num_threads()
+}

