@@ -68,7 +68,8 @@ pub fn parse_int_list(flag: &str, text: &str) -> Result<Vec<u32>, Error> {
             Some((_, mult)) => {
                 if mult < 2 || first == 0 {
                     return Err(bad(
-                        "a multiplied range needs a multiplier of at least 2 and a first value above 0".into(),
+                        "a multiplied range needs a multiplier of at least 2 and a first value above 0"
+                            .into(),
                     ));
                 }
                 while v <= u64::from(last) {

@@ -39,7 +39,11 @@ impl FromStr for OutputFormat {
             "json" => OutputFormat::Json,
             "jsonl" => OutputFormat::Jsonl,
             "sql" => OutputFormat::Sql,
-            other => return Err(format!("unknown output format '{other}' (md, csv, json, jsonl, sql)")),
+            other => {
+                return Err(format!(
+                    "unknown output format '{other}' (md, csv, json, jsonl, sql)"
+                ));
+            }
         })
     }
 }
@@ -78,11 +82,20 @@ pub trait Printer {
 /// The printer of `format` writing to `out`.
 pub fn printer<'w>(format: OutputFormat, out: Box<dyn Write + 'w>) -> Box<dyn Printer + 'w> {
     match format {
-        OutputFormat::Md => Box::new(Markdown { out, cols: Vec::new() }),
-        OutputFormat::Csv => Box::new(Csv { out, header_done: false }),
+        OutputFormat::Md => Box::new(Markdown {
+            out,
+            cols: Vec::new(),
+        }),
+        OutputFormat::Csv => Box::new(Csv {
+            out,
+            header_done: false,
+        }),
         OutputFormat::Json => Box::new(Json { out, first: true }),
         OutputFormat::Jsonl => Box::new(Jsonl { out }),
-        OutputFormat::Sql => Box::new(Sql { out, table_done: false }),
+        OutputFormat::Sql => Box::new(Sql {
+            out,
+            table_done: false,
+        }),
     }
 }
 
@@ -279,7 +292,6 @@ impl Markdown<'_> {
         }
         cols
     }
-
 }
 
 impl Printer for Markdown<'_> {

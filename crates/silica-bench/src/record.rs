@@ -359,10 +359,7 @@ impl BenchRecord {
     /// CSV and SQL printers.
     pub fn scalar_fields(&self) -> Vec<(String, serde_json::Value)> {
         match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => map
-                .into_iter()
-                .filter(|(_, v)| !v.is_array())
-                .collect(),
+            Ok(serde_json::Value::Object(map)) => map.into_iter().filter(|(_, v)| !v.is_array()).collect(),
             _ => Vec::new(),
         }
     }

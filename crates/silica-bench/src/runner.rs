@@ -198,7 +198,11 @@ impl TokenSource {
     fn generate(&mut self, n: u32, n_seq: usize) -> Vec<Vec<u32>> {
         let first = self.first();
         let mut steps = vec![vec![first; n_seq]];
-        steps.extend((1..n).map(|_| (0..n_seq).map(|_| self.rng.random_range(0..self.n_vocab)).collect()));
+        steps.extend((1..n).map(|_| {
+            (0..n_seq)
+                .map(|_| self.rng.random_range(0..self.n_vocab))
+                .collect()
+        }));
         steps
     }
 }

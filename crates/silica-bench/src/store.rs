@@ -70,7 +70,9 @@ impl ResultsFile {
         };
         let mut line = serde_json::to_string(r).map_err(|e| io(e.to_string()))?;
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(|e| io(e.to_string()))?;
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| io(e.to_string()))?;
         self.file.flush().map_err(|e| io(e.to_string()))
     }
 }

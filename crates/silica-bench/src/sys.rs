@@ -48,7 +48,12 @@ pub fn mem_available_bytes() -> Option<u64> {
 fn status_kib(path: &str, key: &str) -> Option<u64> {
     let text = fs_err::read_to_string(path).ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(all(test, target_os = "linux"))]

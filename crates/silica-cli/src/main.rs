@@ -1,4 +1,4 @@
-//! `silica`: run, inspect, quantize and synthesize GGUF models (more commands land with their issues).
+//! `silica`: benchmark, run, inspect, quantize and synthesize GGUF models (more commands land with their issues).
 
 mod commands;
 
@@ -14,6 +14,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Benchmark prompt processing and generation speed, as llama-bench (pp512, tg128, depth, batch).
+    Bench(commands::bench::BenchArgs),
     /// Generate text from a prompt, streamed to stdout; timings to stderr.
     Run(commands::run::RunArgs),
     /// Show a GGUF file's metadata, tensors, parameter count, bits per weight and tokenizer.
@@ -25,8 +27,16 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let args = match commands::bench::rewrite_llama_bench_flags(std::env::args().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
+        Command::Bench(a) => commands::bench::run(&a),
         Command::Run(a) => commands::run::run(&a),
         Command::Inspect(a) => commands::inspect::run(&a),
         Command::Quantize(a) => commands::quantize::run(&a),

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod bench;
 pub(crate) mod inspect;
 mod progress;
 pub(crate) mod quantize;

@@ -1,0 +1,439 @@
+//! `silica bench`: llama-bench's parameters, method and output formats, on silica's engine.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use silica_bench::params::{BenchCase, BenchParams, KvType, parse_int_list};
+use silica_bench::printer::{OutputFormat, Printer, printer};
+use silica_bench::record::{BenchRecord, EnvInfo, ModelFacts, now_rfc3339};
+use silica_bench::runner::{Progress, RunOptions, run_case};
+use silica_bench::store::{ResultsFile, default_results_path};
+use silica_convert::synth::{self, SynthParams, TokenizerSource};
+use silica_engine::{Engine, LoadParams};
+use silica_gguf::FileType;
+
+use super::progress::ByteBar;
+
+/// The environment variable that makes `silica bench` a worker for one thread count (see [`run`]).
+const CHILD_THREADS_ENV: &str = "SILICA_BENCH_CHILD_THREADS";
+
+/// The preset, file type and seed of the default model (no `-m`).
+const DEFAULT_PRESET: &str = "llama-3.2-1b";
+const DEFAULT_SEED: u64 = 42;
+
+/// Arguments of `silica bench`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Every test parameter takes a list: 1,2,4 or a range 1-8, 1-32*2, 0-4096+1024; repeating a flag appends. The \
+runs are the cartesian product of the lists. Each test runs a warm-up (one prompt run and one generated token) \
+and then -r repetitions from an empty KV cache, or from the -d depth state prefilled once and restored. Token \
+ids are random (BOS first) and drawn before the clock starts: tokenization and sampling are not timed. pp tests \
+feed the prompt in -b chunks split into -ub forward passes; tg tests decode one token per step, synchronising \
+after each. t/s is computed per repetition; the table shows mean ± sample stddev and JSON adds the raw samples.
+
+With --batch B, B sequences run together (llama-batched-bench): pp processes B prompts, tg decodes one token of \
+each sequence per step; t/s counts the tokens of all sequences (aggregate) and 't/s per seq' divides by B.
+
+Without -m, silica benchmarks a synthetic model with Llama 3.2 1B's shapes in Q4_0 (random weights, built-in \
+vocabulary), created on first use in the models cache ($SILICA_MODELS_DIR, default ~/.cache/silica/models).
+
+Every record is appended to the results file ($SILICA_DATA_DIR/bench-results.jsonl, default \
+~/.local/share/silica/bench-results.jsonl) unless --no-save. Several -t values run one worker process per \
+thread count (candle sizes its CPU pool once per process).
+
+Short multi-letter flags are llama-bench's: -pg, -ub, -ctk, -ctv, -oe.")]
+pub(crate) struct BenchArgs {
+    /// GGUF model file(s) (default: the synthetic Llama 3.2 1B-shape Q4_0 model, created on first use).
+    #[arg(short = 'm', long = "model", value_name = "FILE")]
+    model: Vec<PathBuf>,
+    /// Prompt lengths of pp tests.
+    #[arg(short = 'p', long = "n-prompt", value_name = "N")]
+    n_prompt: Vec<String>,
+    /// Generation lengths of tg tests.
+    #[arg(short = 'n', long = "n-gen", value_name = "N")]
+    n_gen: Vec<String>,
+    /// Prompt + generation tests, PP,TG (written -pg).
+    #[arg(long = "pg", value_name = "PP,TG")]
+    pg: Vec<String>,
+    /// Context depths: tokens already in the KV cache when a test starts [default: 0].
+    #[arg(short = 'd', long = "n-depth", value_name = "N")]
+    n_depth: Vec<String>,
+    /// Prompt tokens per decode call, n_batch [default: 2048].
+    #[arg(short = 'b', long = "batch-size", value_name = "N")]
+    batch_size: Vec<String>,
+    /// Tokens per forward pass, n_ubatch (written -ub) [default: 512].
+    #[arg(long = "ubatch-size", value_name = "N")]
+    ubatch_size: Vec<String>,
+    /// Key cache type: f32, f16, bf16 (written -ctk) [default: f16].
+    #[arg(long = "cache-type-k", value_name = "TYPE")]
+    cache_type_k: Vec<String>,
+    /// Value cache type: f32, f16, bf16 (written -ctv) [default: f16].
+    #[arg(long = "cache-type-v", value_name = "TYPE")]
+    cache_type_v: Vec<String>,
+    /// CPU threads [default: the physical cores].
+    #[arg(short = 't', long = "threads", value_name = "N")]
+    threads: Vec<String>,
+    /// Parallel sequences decoded together (aggregate and per-sequence t/s) [default: 1].
+    #[arg(long = "batch", value_name = "B")]
+    batch: Vec<String>,
+    /// Context size per sequence; 0 = depth + prompt + generation, as llama-bench [default: 0].
+    #[arg(short = 'c', long = "ctx-size", value_name = "N")]
+    ctx_size: Vec<String>,
+    /// Timed repetitions per test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5, value_name = "N")]
+    repetitions: u32,
+    /// Seconds to sleep before each test (cool-down).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    delay: f64,
+    /// Skip the warm-up run.
+    #[arg(long)]
+    no_warmup: bool,
+    /// Output format on stdout: md, csv, json, jsonl, sql.
+    #[arg(short = 'o', long = "output", default_value = "md", value_name = "FORMAT")]
+    output: OutputFormat,
+    /// A second output format, on stderr (written -oe).
+    #[arg(long = "output-err", value_name = "FORMAT")]
+    output_err: Option<OutputFormat>,
+    /// Print progress (test, warm-up, repetition) on stderr.
+    #[arg(long)]
+    progress: bool,
+    /// Do not append the records to the results file.
+    #[arg(long)]
+    no_save: bool,
+    /// Results file [default: $SILICA_DATA_DIR/bench-results.jsonl or ~/.local/share/silica/bench-results.jsonl].
+    #[arg(long, value_name = "FILE")]
+    results: Option<PathBuf>,
+}
+
+/// llama-bench flags for settings silica does not have (GPU offload, CPU masks, NUMA, ...).
+const UNSUPPORTED: [&str; 19] = [
+    "-ngl",
+    "--n-gpu-layers",
+    "-fa",
+    "--flash-attn",
+    "-sm",
+    "--split-mode",
+    "-mg",
+    "--main-gpu",
+    "-nkvo",
+    "-mmp",
+    "-embd",
+    "-ts",
+    "-ot",
+    "-ncmoe",
+    "-nopo",
+    "-C",
+    "--cpu-mask",
+    "--poll",
+    "--numa",
+];
+
+/// Rewrites llama-bench's multi-letter short flags (`-pg`, `-ub`, `-ctk`, `-ctv`, `-oe`) to their long forms
+/// before clap parses (clap's short flags are one letter).
+///
+/// # Errors
+/// A message naming a llama-bench flag silica does not support.
+pub(crate) fn rewrite_llama_bench_flags(args: Vec<String>) -> Result<Vec<String>, String> {
+    if args.get(1).map(String::as_str) != Some("bench") {
+        return Ok(args);
+    }
+    args.into_iter()
+        .map(|a| {
+            let flag = a.split('=').next().unwrap_or_default();
+            if UNSUPPORTED.contains(&flag) {
+                return Err(format!(
+                    "bench: {flag} is a llama-bench option for a setting silica does not have; see silica bench --help"
+                ));
+            }
+            Ok(match a.as_str() {
+                "-pg" => "--pg".to_owned(),
+                "-ub" => "--ubatch-size".to_owned(),
+                "-ctk" => "--cache-type-k".to_owned(),
+                "-ctv" => "--cache-type-v".to_owned(),
+                "-oe" => "--output-err".to_owned(),
+                _ => a,
+            })
+        })
+        .collect()
+}
+
+fn int_list(flag: &str, values: &[String], default: u32) -> anyhow::Result<Vec<u32>> {
+    if values.is_empty() {
+        return Ok(vec![default]);
+    }
+    let mut out = Vec::new();
+    for v in values {
+        out.extend(parse_int_list(flag, v)?);
+    }
+    Ok(out)
+}
+
+fn kv_list(flag: &str, values: &[String]) -> anyhow::Result<Vec<KvType>> {
+    if values.is_empty() {
+        return Ok(vec![KvType::F16]);
+    }
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|s| {
+            s.trim()
+                .parse::<KvType>()
+                .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        })
+        .collect()
+}
+
+fn pg_list(values: &[String]) -> anyhow::Result<Vec<(u32, u32)>> {
+    values
+        .iter()
+        .map(|v| {
+            let parsed = v
+                .split_once(',')
+                .and_then(|(p, n)| Some((p.trim().parse().ok()?, n.trim().parse().ok()?)));
+            parsed.with_context(|| format!("-pg: '{v}' is not PP,TG (two non-negative integers)"))
+        })
+        .collect()
+}
+
+/// The validated parameters (models filled in by the caller).
+fn params(a: &BenchArgs, models: Vec<PathBuf>) -> anyhow::Result<BenchParams> {
+    let threads = int_list("-t/--threads", &a.threads, silica_model::cpu_threads() as u32)?;
+    for &t in &threads {
+        super::run::check_threads(t as usize)?;
+    }
+    anyhow::ensure!(a.repetitions > 0, "-r/--repetitions must be at least 1");
+    anyhow::ensure!(
+        a.delay.is_finite() && a.delay >= 0.0,
+        "--delay must be a number of seconds >= 0"
+    );
+    Ok(BenchParams {
+        models,
+        n_prompt: int_list("-p/--n-prompt", &a.n_prompt, 512)?,
+        n_gen: int_list("-n/--n-gen", &a.n_gen, 128)?,
+        n_pg: pg_list(&a.pg)?,
+        n_depth: int_list("-d/--n-depth", &a.n_depth, 0)?,
+        n_batch: int_list("-b/--batch-size", &a.batch_size, 2048)?,
+        n_ubatch: int_list("-ub/--ubatch-size", &a.ubatch_size, 512)?,
+        type_k: kv_list("-ctk/--cache-type-k", &a.cache_type_k)?,
+        type_v: kv_list("-ctv/--cache-type-v", &a.cache_type_v)?,
+        n_threads: threads,
+        n_parallel: int_list("--batch", &a.batch, 1)?,
+        n_ctx: int_list("-c/--ctx-size", &a.ctx_size, 0)?,
+    })
+}
+
+/// The default model's path, creating it (with a progress bar) when absent.
+fn default_model() -> anyhow::Result<PathBuf> {
+    let ty = FileType::MOSTLY_Q4_0;
+    let path = silica_gguf::models_dir().join(format!("synth-{DEFAULT_PRESET}-{ty}.gguf"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    eprintln!(
+        "silica bench: no -m given; creating the default model (random weights, Llama 3.2 1B shapes, {ty}) at {}",
+        path.display()
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let params = SynthParams {
+        config: synth::preset(DEFAULT_PRESET)?.config,
+        file_type: ty,
+        pure: false,
+        seed: DEFAULT_SEED,
+        tokenizer: TokenizerSource::Builtin,
+        n_threads: 0,
+    };
+    let mut bar = ByteBar::new("synth");
+    synth::synth_file(&params, &path, &mut |_, _, done, total| {
+        bar.update(done, total, "")
+    })
+    .with_context(|| format!("creating the default model {}", path.display()))?;
+    bar.finish();
+    Ok(path)
+}
+
+/// Where records go: the printers and the results file.
+struct Sinks<'w> {
+    printers: Vec<Box<dyn Printer + 'w>>,
+    results: Option<ResultsFile>,
+}
+
+impl Sinks<'_> {
+    fn record(&mut self, r: &BenchRecord) -> anyhow::Result<()> {
+        for p in &mut self.printers {
+            p.record(r)?;
+        }
+        if let Some(f) = &mut self.results {
+            f.append(r)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    // A worker for one thread count of a multi-thread grid: JSONL records on stdout, nothing saved.
+    let child_threads: Option<u32> = match std::env::var(CHILD_THREADS_ENV) {
+        Ok(v) => Some(v.parse().with_context(|| format!("{CHILD_THREADS_ENV}={v}"))?),
+        Err(_) => None,
+    };
+    let mut distinct: Vec<u32> = Vec::new();
+    for v in &a.threads {
+        for t in parse_int_list("-t/--threads", v)? {
+            super::run::check_threads(t as usize)?;
+            if !distinct.contains(&t) {
+                distinct.push(t);
+            }
+        }
+    }
+    // One thread count runs here; several run one worker each. candle's pool size is set before any thread
+    // exists (synthesizing the default model starts some).
+    let in_process = child_threads.is_some() || distinct.len() <= 1;
+    if let Some(t) = child_threads.or(distinct.first().copied().filter(|_| distinct.len() == 1)) {
+        super::run::set_threads(Some(t as usize))?;
+    }
+
+    let models = if a.model.is_empty() {
+        vec![default_model()?]
+    } else {
+        a.model.clone()
+    };
+    for m in &models {
+        anyhow::ensure!(m.is_file(), "-m: {}: no such model file", m.display());
+    }
+    let params = params(a, models)?;
+    let cases = params.grid()?;
+
+    if let Some(t) = child_threads {
+        let mine: Vec<BenchCase> = cases.into_iter().filter(|c| c.n_threads == t).collect();
+        let stdout = std::io::stdout();
+        let mut sinks = Sinks {
+            printers: vec![printer(OutputFormat::Jsonl, Box::new(stdout.lock()))],
+            results: None,
+        };
+        return run_cases(a, &mine, &mut sinks);
+    }
+
+    let stdout = std::io::stdout();
+    let mut printers: Vec<Box<dyn Printer + '_>> = vec![printer(a.output, Box::new(stdout.lock()))];
+    if let Some(f) = a.output_err {
+        printers.push(printer(f, Box::new(std::io::stderr())));
+    }
+    for p in &mut printers {
+        p.header(&cases)?;
+    }
+    let results = if a.no_save {
+        None
+    } else {
+        let path = match &a.results {
+            Some(p) => p.clone(),
+            None => default_results_path().context("no home directory: give --results FILE or --no-save")?,
+        };
+        Some(ResultsFile::open(&path)?)
+    };
+    let mut sinks = Sinks { printers, results };
+    if in_process {
+        run_cases(a, &cases, &mut sinks)?;
+    } else {
+        for &t in &distinct {
+            run_worker(t, &mut sinks)?;
+        }
+    }
+    for p in &mut sinks.printers {
+        p.footer()?;
+    }
+    if let Some(f) = &sinks.results {
+        eprintln!("silica bench: records appended to {}", f.path().display());
+    }
+    Ok(())
+}
+
+/// Runs the cases of one thread count in a child `silica bench` and forwards its records.
+fn run_worker(threads: u32, sinks: &mut Sinks<'_>) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the silica binary for a worker process")?;
+    let mut child = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(CHILD_THREADS_ENV, threads.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting a worker process")?;
+    let stdout = child.stdout.take().context("worker stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading a worker's records")?;
+        let r: BenchRecord = serde_json::from_str(&line).with_context(|| {
+            format!("a worker (-t {threads}) printed something that is not a record: {line}")
+        })?;
+        sinks.record(&r)?;
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "the worker for -t {threads} failed ({status})");
+    Ok(())
+}
+
+/// Runs `cases` in this process, loading each model once.
+fn run_cases(a: &BenchArgs, cases: &[BenchCase], sinks: &mut Sinks<'_>) -> anyhow::Result<()> {
+    let opts = RunOptions {
+        reps: a.repetitions,
+        warmup: !a.no_warmup,
+        delay: Duration::from_secs_f64(a.delay),
+        ..RunOptions::default()
+    };
+    let load = LoadParams::default();
+    let env = EnvInfo::detect(&load.device);
+    let mut loaded: Option<(PathBuf, Engine, ModelFacts)> = None;
+    let n = cases.len();
+    for (i, case) in cases.iter().enumerate() {
+        if loaded.as_ref().is_none_or(|(p, _, _)| p != &case.model) {
+            drop(loaded.take()); // free the previous model before loading the next
+            let facts = ModelFacts::read(&case.model)?;
+            let engine = Engine::load(&case.model, &load)
+                .with_context(|| format!("loading model {}", case.model.display()))?;
+            warn_ctx_train(&case.model, &engine, cases);
+            loaded = Some((case.model.clone(), engine, facts));
+        }
+        let (_, engine, facts) = loaded.as_ref().context("no model loaded")?;
+        let name = case.test_name();
+        let mut report = |p: Progress| {
+            if a.progress {
+                let what = match p {
+                    Progress::Warmup => "warmup".to_owned(),
+                    Progress::Depth => "depth run".to_owned(),
+                    Progress::Rep(r, n) => format!("repetition {r}/{n}"),
+                };
+                eprintln!(
+                    "silica bench: test {}/{n} ({name}, t {}): {what}",
+                    i + 1,
+                    case.n_threads
+                );
+            }
+        };
+        let m = run_case(engine, case, &opts, &mut report)?;
+        let r = BenchRecord::new(case, &env, facts, &m, now_rfc3339());
+        sinks.record(&r)?;
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+/// A note when a test reaches past the context length the model was trained for (llama.cpp runs it too, but
+/// quality and speed there are not what the model was made for).
+fn warn_ctx_train(model: &Path, engine: &Engine, cases: &[BenchCase]) {
+    let n_ctx_train = engine.model().hparams().n_ctx_train as u64;
+    if let Some(c) = cases
+        .iter()
+        .filter(|c| c.model == model)
+        .find(|c| n_ctx_train > 0 && c.n_ctx_needed() > n_ctx_train)
+    {
+        eprintln!(
+            "silica bench: note: {} needs {} positions, more than the {n_ctx_train} {} was trained for",
+            c.test_name(),
+            c.n_ctx_needed(),
+            model.display()
+        );
+    }
+}
