@@ -155,7 +155,12 @@ impl KvCache {
 
     /// Bytes allocated for keys and values.
     pub fn size_bytes(&self) -> usize {
-        let bytes = |ts: &[Vec<Tensor>]| -> usize { ts.iter().flatten().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum() };
+        let bytes = |ts: &[Vec<Tensor>]| -> usize {
+            ts.iter()
+                .flatten()
+                .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+                .sum()
+        };
         bytes(&self.k) + bytes(&self.v)
     }
 }
