@@ -21,6 +21,14 @@ fn bench(data_dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `silica bench -m <SmolLM2 Q4_1> ARGS` with the results file in `data_dir`.
+fn smol(data_dir: &Path, args: &[&str]) -> Output {
+    let model = smollm2();
+    let mut all = vec!["-m", model.as_str()];
+    all.extend_from_slice(args);
+    bench(data_dir, &all)
+}
+
 fn stdout(o: &Output) -> String {
     assert!(
         o.status.success(),
@@ -65,11 +73,10 @@ fn sample_records() -> Vec<Value> {
 #[test]
 fn json_records_are_a_superset_of_llama_bench_sample() {
     let dir = tempfile::tempdir().unwrap();
-    let model = smollm2();
     // The issue's acceptance command.
-    let out = stdout(&bench(
+    let out = stdout(&smol(
         dir.path(),
-        &["-m", &model, "-p", "512", "-n", "128", "-r", "3", "-o", "json"],
+        &["-p", "512", "-n", "128", "-r", "3", "-o", "json"],
     ));
     let ours: Vec<Value> = serde_json::from_str(&out).unwrap();
     let theirs = sample_records();
@@ -123,22 +130,9 @@ fn json_records_are_a_superset_of_llama_bench_sample() {
 #[test]
 fn sql_output_loads_into_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let model = smollm2();
-    let sql = stdout(&bench(
+    let sql = stdout(&smol(
         dir.path(),
-        &[
-            "-m",
-            &model,
-            "-p",
-            "16",
-            "-n",
-            "4",
-            "-r",
-            "2",
-            "-o",
-            "sql",
-            "--no-save",
-        ],
+        &["-p", "16", "-n", "4", "-r", "2", "-o", "sql", "--no-save"],
     ));
     let db = rusqlite::Connection::open_in_memory().unwrap();
     db.execute_batch(&sql).unwrap();
@@ -160,12 +154,9 @@ fn sql_output_loads_into_sqlite() {
 #[test]
 fn csv_and_jsonl_carry_the_same_records() {
     let dir = tempfile::tempdir().unwrap();
-    let model = smollm2();
-    let csv = stdout(&bench(
+    let csv = stdout(&smol(
         dir.path(),
-        &[
-            "-m", &model, "-p", "8", "-n", "2", "-r", "1", "-o", "csv", "-oe", "jsonl",
-        ],
+        &["-p", "8", "-n", "2", "-r", "1", "-o", "csv", "-oe", "jsonl"],
     ));
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -185,12 +176,9 @@ fn csv_and_jsonl_carry_the_same_records() {
 #[test]
 fn batch_and_depth_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let model = smollm2();
-    let out = bench(
+    let out = smol(
         dir.path(),
         &[
-            "-m",
-            &model,
             "-p",
             "16",
             "-n",
@@ -256,12 +244,9 @@ fn batch_and_depth_rows() {
 #[test]
 fn several_thread_counts_run_in_workers() {
     let dir = tempfile::tempdir().unwrap();
-    let model = smollm2();
-    let out = stdout(&bench(
+    let out = stdout(&smol(
         dir.path(),
-        &[
-            "-m", &model, "-p", "8", "-n", "0", "-r", "1", "-t", "1,2", "-o", "jsonl",
-        ],
+        &["-p", "8", "-n", "0", "-r", "1", "-t", "1,2", "-o", "jsonl"],
     ));
     let threads: Vec<u64> = out
         .lines()
@@ -318,12 +303,9 @@ fn clear_errors() {
 #[test]
 fn kv_cache_types_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let model = smollm2();
-    let out = stdout(&bench(
+    let out = stdout(&smol(
         dir.path(),
         &[
-            "-m",
-            &model,
             "-p",
             "8",
             "-n",
