@@ -322,6 +322,11 @@ impl BenchCase {
         }
     }
 
+    /// The candle element types of the key and value caches.
+    pub fn kv_types(&self) -> (silica_model::DType, silica_model::DType) {
+        (self.type_k.dtype(), self.type_v.dtype())
+    }
+
     fn check_ctx(&self) -> Result<(), Error> {
         if self.n_ctx_effective() < self.n_ctx_needed() {
             return Err(Error::Param {

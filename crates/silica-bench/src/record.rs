@@ -277,8 +277,6 @@ pub struct Measurement {
     pub peak_rss_bytes: Option<u64>,
     /// KV cache bytes.
     pub kv_cache_bytes: u64,
-    /// Context positions per sequence.
-    pub n_ctx: u64,
 }
 
 impl BenchRecord {
@@ -347,7 +345,7 @@ impl BenchRecord {
             engine_version: env!("CARGO_PKG_VERSION").into(),
             test: case.test_name(),
             n_parallel: case.n_parallel,
-            n_ctx: m.n_ctx,
+            n_ctx: case.n_ctx_effective(),
             avg_ts_per_seq: avg_ts / f64::from(case.n_parallel.max(1)),
             peak_rss_bytes: m.peak_rss_bytes,
             kv_cache_bytes: m.kv_cache_bytes,

@@ -113,6 +113,16 @@ impl KvCache {
         })
     }
 
+    /// Bytes [`KvCache::new`] allocates for these arguments, computed without allocating (to check memory
+    /// first): `n_seq · n_ctx · n_layer · n_head_kv · (n_embd_head_k · size(type_k) + n_embd_head_v ·
+    /// size(type_v))`, llama.cpp's `llama_kv_cache` sizing for a cache without sliding-window layers.
+    pub fn bytes_needed(hp: &HParams, n_ctx: usize, n_seq: usize, (type_k, type_v): (DType, DType)) -> u64 {
+        let per_pos = hp.n_head_kv as u64
+            * (hp.n_embd_head_k as u64 * type_k.size_in_bytes() as u64
+                + hp.n_embd_head_v as u64 * type_v.size_in_bytes() as u64);
+        n_seq as u64 * n_ctx as u64 * hp.n_layer as u64 * per_pos
+    }
+
     /// Positions per sequence.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
