@@ -62,11 +62,13 @@ impl fmt::Display for OutputFormat {
 
 /// A view of records.
 pub trait Printer {
-    /// Called once before the first record, with every case of the run.
+    /// Called once before the first record, with every case of the run; nothing by default.
     ///
     /// # Errors
     /// Write errors.
-    fn header(&mut self, cases: &[BenchCase]) -> io::Result<()>;
+    fn header(&mut self, _cases: &[BenchCase]) -> io::Result<()> {
+        Ok(())
+    }
     /// Called once per finished case.
     ///
     /// # Errors
@@ -116,9 +118,6 @@ struct Csv<'w> {
 }
 
 impl Printer for Csv<'_> {
-    fn header(&mut self, _: &[BenchCase]) -> io::Result<()> {
-        Ok(())
-    }
     fn record(&mut self, r: &BenchRecord) -> io::Result<()> {
         let fields = r.scalar_fields();
         if !self.header_done {
@@ -165,9 +164,6 @@ struct Jsonl<'w> {
 }
 
 impl Printer for Jsonl<'_> {
-    fn header(&mut self, _: &[BenchCase]) -> io::Result<()> {
-        Ok(())
-    }
     fn record(&mut self, r: &BenchRecord) -> io::Result<()> {
         let text = serde_json::to_string(r).map_err(io::Error::other)?;
         writeln!(self.out, "{text}")?;
@@ -188,9 +184,6 @@ struct Sql<'w> {
 }
 
 impl Printer for Sql<'_> {
-    fn header(&mut self, _: &[BenchCase]) -> io::Result<()> {
-        Ok(())
-    }
     fn record(&mut self, r: &BenchRecord) -> io::Result<()> {
         let fields = r.scalar_fields();
         if !self.table_done {
