@@ -199,8 +199,8 @@ fn pg_list(values: &[String]) -> anyhow::Result<Vec<(u32, u32)>> {
         .collect()
 }
 
-/// The validated parameters (models filled in by the caller).
-fn params(a: &BenchArgs, models: Vec<PathBuf>) -> anyhow::Result<BenchParams> {
+/// The validated parameters, with no models yet (the caller fills them in).
+fn params(a: &BenchArgs) -> anyhow::Result<BenchParams> {
     let threads = int_list("-t/--threads", &a.threads, silica_model::cpu_threads() as u32)?;
     for &t in &threads {
         super::run::check_threads(t as usize)?;
@@ -211,7 +211,7 @@ fn params(a: &BenchArgs, models: Vec<PathBuf>) -> anyhow::Result<BenchParams> {
         "--delay must be a number of seconds >= 0"
     );
     Ok(BenchParams {
-        models,
+        models: Vec::new(),
         n_prompt: int_list("-p/--n-prompt", &a.n_prompt, 512)?,
         n_gen: int_list("-n/--n-gen", &a.n_gen, 128)?,
         n_pg: pg_list(&a.pg)?,
@@ -281,31 +281,29 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
         Ok(v) => Some(v.parse().with_context(|| format!("{CHILD_THREADS_ENV}={v}"))?),
         Err(_) => None,
     };
+    // Every list is parsed and checked before anything runs; the models come last because the default one
+    // is synthesized after candle's pool size is set (before any thread exists).
+    let mut params = params(a)?;
     let mut distinct: Vec<u32> = Vec::new();
-    for v in &a.threads {
-        for t in parse_int_list("-t/--threads", v)? {
-            super::run::check_threads(t as usize)?;
-            if !distinct.contains(&t) {
-                distinct.push(t);
-            }
+    for &t in &params.n_threads {
+        if !distinct.contains(&t) {
+            distinct.push(t);
         }
     }
-    // One thread count runs here; several run one worker each. candle's pool size is set before any thread
-    // exists (synthesizing the default model starts some).
-    let in_process = child_threads.is_some() || distinct.len() <= 1;
-    if let Some(t) = child_threads.or(distinct.first().copied().filter(|_| distinct.len() == 1)) {
-        super::run::set_threads(Some(t as usize))?;
+    // One thread count runs here; several run one worker each. Without -t, candle's default is kept.
+    let in_process = child_threads.is_some() || distinct.len() == 1;
+    if !a.threads.is_empty() && in_process {
+        super::run::set_threads(Some(child_threads.unwrap_or(distinct[0]) as usize))?;
     }
 
-    let models = if a.model.is_empty() {
+    params.models = if a.model.is_empty() {
         vec![default_model()?]
     } else {
         a.model.clone()
     };
-    for m in &models {
+    for m in &params.models {
         anyhow::ensure!(m.is_file(), "-m: {}: no such model file", m.display());
     }
-    let params = params(a, models)?;
     let cases = params.grid()?;
 
     if let Some(t) = child_threads {
