@@ -34,7 +34,8 @@ pub use error::{Error, Result};
 pub use ggml_type::{FileType, GgmlType, QK_K, UnknownName};
 pub use metadata::{Array, Metadata, Value, ValueType};
 pub use reader::{
-    DEFAULT_ALIGNMENT, GgufFile, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_KV, MAX_STRING_BYTES, MAX_TENSORS, TensorInfo,
+    DEFAULT_ALIGNMENT, GgufFile, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_KV, MAX_STRING_BYTES, MAX_TENSORS,
+    TensorBytes, TensorInfo,
 };
 pub use writer::{FileSink, GgufWriter, TensorSink, WRITE_VERSION};
 

@@ -112,7 +112,7 @@ const HEADER_READ_BYTES: u64 = 1 << 20;
 /// An open GGUF file: parsed metadata and tensor table, with tensor data read in place from the mapping.
 pub struct GgufFile {
     path: PathBuf,
-    bytes: Bytes,
+    bytes: std::sync::Arc<Bytes>,
     h: Header,
 }
 
@@ -157,7 +157,7 @@ impl GgufFile {
             })?;
         Ok(GgufFile {
             path: path.to_owned(),
-            bytes,
+            bytes: std::sync::Arc::new(bytes),
             h,
         })
     }
@@ -190,7 +190,7 @@ impl GgufFile {
                 Ok(h) => {
                     return Ok(GgufFile {
                         path: path.to_owned(),
-                        bytes: Bytes::Unmapped { file, header },
+                        bytes: std::sync::Arc::new(Bytes::Unmapped { file, header }),
                         h,
                     });
                 }
@@ -222,7 +222,7 @@ impl GgufFile {
         })?;
         Ok(GgufFile {
             path: name,
-            bytes: Bytes::Owned(bytes),
+            bytes: std::sync::Arc::new(Bytes::Owned(bytes)),
             h,
         })
     }
@@ -393,7 +393,7 @@ impl GgufFile {
     /// [`Error::NotMapped`] for a file opened with [`GgufFile::open_unmapped`] (use
     /// [`GgufFile::read_tensor_data`]); [`Error::TensorOutOfBounds`] for an info that is not this file's.
     pub fn tensor_data(&self, info: &TensorInfo) -> Result<&[u8]> {
-        if let Bytes::Unmapped { .. } = self.bytes {
+        if let Bytes::Unmapped { .. } = *self.bytes {
             return Err(Error::NotMapped {
                 path: self.path.clone(),
             });
@@ -408,6 +408,20 @@ impl GgufFile {
                 end,
                 file_len: buf.len() as u64,
             })
+    }
+
+    /// A shared handle on a tensor's bytes in place, which keeps the mapping alive after this `GgufFile` is
+    /// dropped (a model holds its weights this way: no copy, the pages stay the file's page cache).
+    ///
+    /// # Errors
+    /// As [`GgufFile::tensor_data`].
+    pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<TensorBytes> {
+        let data = self.tensor_data(info)?;
+        let start = data.as_ptr() as usize - self.bytes.as_slice().as_ptr() as usize;
+        Ok(TensorBytes {
+            bytes: std::sync::Arc::clone(&self.bytes),
+            range: start..start + data.len(),
+        })
     }
 
     /// Copies the raw bytes of a tensor into `out` (resized to the tensor's size), reading from disk for a file
@@ -436,7 +450,7 @@ impl GgufFile {
                 file_len: start.saturating_add(info.n_bytes),
             });
         }
-        match &self.bytes {
+        match &*self.bytes {
             Bytes::Unmapped { file, .. } => {
                 let io = |source| Error::Io {
                     path: self.path.clone(),
@@ -623,5 +637,34 @@ impl<'a> Reader<'a> {
                 Array::Array(v)
             }
         })
+    }
+}
+
+/// The bytes of one tensor, shared with the [`GgufFile`] they came from ([`GgufFile::tensor_bytes`]).
+#[derive(Clone)]
+pub struct TensorBytes {
+    bytes: std::sync::Arc<Bytes>,
+    range: std::ops::Range<usize>,
+}
+
+impl TensorBytes {
+    /// The tensor's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes.as_slice()[self.range.clone()]
+    }
+}
+
+impl std::ops::Deref for TensorBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for TensorBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TensorBytes")
+            .field("len", &self.range.len())
+            .finish()
     }
 }
