@@ -1,0 +1,435 @@
+//! Causal attention of a run of query tokens over one sequence's KV cache, read in place in the cache's
+//! element type (F32, F16 or BF16): no conversion of the whole cache per step, so the cost of a token grows with
+//! depth only by the dot products themselves.
+//!
+//! Numerics follow ggml's CPU flash-attention path (`ggml_compute_forward_flash_attn_ext_f16`): the query is
+//! rounded to the key type before `q·k` (its `kq_vec_dot` on `vec_dot_type`), scores are scaled and soft-maxed
+//! online in f32 key by key, and the value sum is accumulated in f16 for an F16 value cache, in f32 otherwise.
+#![allow(unsafe_code)]
+
+use half::{bf16, f16, slice::HalfFloatSliceExt};
+
+use crate::pool::{SharedMut, ThreadPool, split};
+
+/// An element type of the KV cache.
+pub trait KvElem: Copy + Send + Sync + 'static {
+    /// Converts a row to f32.
+    fn to_f32_row(src: &[Self], dst: &mut [f32]);
+    /// Rounds `x` to this type and back (what ggml does to queries before the dot product with keys).
+    fn round(x: f32) -> f32;
+    /// Rounds the running value sum after each update: ggml accumulates an F16 value cache in f16
+    /// (`ggml_vec_mad_f16`, `ggml_vec_scale_f16`), other types in f32 (no rounding). `tmp` has `acc`'s length.
+    fn round_acc(acc: &mut [f32], tmp: &mut [f16]) {
+        let _ = (acc, tmp);
+    }
+}
+
+impl KvElem for f32 {
+    fn to_f32_row(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+    fn round(x: f32) -> f32 {
+        x
+    }
+}
+
+impl KvElem for f16 {
+    fn to_f32_row(src: &[f16], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+    fn round(x: f32) -> f32 {
+        f16::from_f32(x).to_f32()
+    }
+    fn round_acc(acc: &mut [f32], tmp: &mut [f16]) {
+        tmp.convert_from_f32_slice(acc);
+        tmp.convert_to_f32_slice(acc);
+    }
+}
+
+impl KvElem for bf16 {
+    fn to_f32_row(src: &[bf16], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+    fn round(x: f32) -> f32 {
+        bf16::from_f32(x).to_f32()
+    }
+}
+
+/// The shape of one [`attention`] call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (`n_head` is a multiple: query head `h` reads kv head `h / (n_head / n_head_kv)`).
+    pub n_head_kv: usize,
+    /// Key head width.
+    pub head_dim_k: usize,
+    /// Value head width.
+    pub head_dim_v: usize,
+    /// Positions per head in the cache (the stride between heads, in rows).
+    pub n_ctx: usize,
+    /// Position of the first query; query `i` is at `p0 + i` and its key and value are already in the cache.
+    pub p0: usize,
+    /// Sliding window (0: none): query at `p` sees keys `j` with `p − j < n_swa`.
+    pub n_swa: usize,
+    /// Scale applied to `q·k`.
+    pub scale: f32,
+}
+
+/// `out[i, h, :] = softmax_j(scale · round(q[i, h])·k[g, j]) · v[g, j]` for `j ≤ p0 + i` (and inside the window),
+/// `g = h / (n_head / n_head_kv)`.
+///
+/// Shapes (row-major): `q` `[m, n_head, head_dim_k]` f32; `k` `[n_head_kv, n_ctx, head_dim_k]`; `v`
+/// `[n_head_kv, n_ctx, head_dim_v]`; `out` `[m, n_head · head_dim_v]` f32. Work is split over `pool` by
+/// (query, head) pairs.
+///
+/// # Panics
+/// If a slice length disagrees with the shape or the queries reach past `n_ctx` (broken caller invariants:
+/// the model checks positions against `n_ctx` before calling).
+pub fn attention<K: KvElem, V: KvElem>(
+    pool: &ThreadPool,
+    s: AttnShape,
+    q: &[f32],
+    k: &[K],
+    v: &[V],
+    out: &mut [f32],
+) {
+    let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let m = q.len() / (s.n_head * dk);
+    assert_eq!(q.len(), m * s.n_head * dk, "attention: query length");
+    assert_eq!(k.len(), s.n_head_kv * s.n_ctx * dk, "attention: key cache length");
+    assert_eq!(
+        v.len(),
+        s.n_head_kv * s.n_ctx * dv,
+        "attention: value cache length"
+    );
+    assert_eq!(out.len(), m * s.n_head * dv, "attention: output length");
+    assert!(s.p0 + m <= s.n_ctx, "attention: queries past n_ctx");
+    if m >= TILE_Q {
+        return attention_tiled(pool, s, m, q, k, v, out);
+    }
+    let optr = SharedMut::new(out);
+    pool.run(|ith, nth| {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU has the features the function is compiled for (checked at run time).
+            return unsafe { one_chunk_worker_avx2(s, m, q, k, v, optr, ith, nth) };
+        }
+        one_chunk_worker(s, m, q, k, v, optr, ith, nth)
+    });
+}
+
+/// Queries per tile of the prompt path: from this many queries on, ggml (build 11434) switches to its tiled
+/// flash attention (`GGML_FA_TILE_Q` in `ggml-cpu/common.h`), which works in f32 throughout.
+pub const TILE_Q: usize = 64;
+
+/// The prompt path: per (head, tile of [`TILE_Q`] queries), the keys and values the tile can see are converted to
+/// f32 once and shared by its queries; queries are not rounded, scores are soft-maxed exactly (max first) and the
+/// value sum is accumulated in f32, as ggml's `ggml_compute_forward_flash_attn_ext_tiled`. Tiles are dealt to
+/// threads round-robin so that the long (late) tiles of a causal prompt spread evenly.
+fn attention_tiled<K: KvElem, V: KvElem>(
+    pool: &ThreadPool,
+    s: AttnShape,
+    m: usize,
+    q: &[f32],
+    k: &[K],
+    v: &[V],
+    out: &mut [f32],
+) {
+    let optr = SharedMut::new(out);
+    pool.run(|ith, nth| {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU has the features the function is compiled for (checked at run time).
+            return unsafe { tiled_worker_avx2(s, m, q, k, v, optr, ith, nth) };
+        }
+        tiled_worker(s, m, q, k, v, optr, ith, nth)
+    });
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn one_chunk_worker<K: KvElem, V: KvElem>(
+    s: AttnShape,
+    m: usize,
+    q: &[f32],
+    k: &[K],
+    v: &[V],
+    optr: SharedMut<f32>,
+    ith: usize,
+    nth: usize,
+) {
+    let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let n_group = s.n_head / s.n_head_kv;
+    let mut qr = vec![0f32; dk];
+    let mut kr = vec![0f32; dk.max(dv)];
+    let mut acc = vec![0f32; dv];
+    let mut tmp = vec![f16::ZERO; dv];
+    for task in split(m * s.n_head, ith, nth) {
+        let (i, h) = (task / s.n_head, task % s.n_head);
+        let g = h / n_group;
+        let p = s.p0 + i;
+        let j0 = if s.n_swa > 0 {
+            (p + 1).saturating_sub(s.n_swa)
+        } else {
+            0
+        };
+        for (d, &x) in qr.iter_mut().zip(&q[(i * s.n_head + h) * dk..][..dk]) {
+            *d = K::round(x);
+        }
+        // Online softmax over the keys in order (ggml's one-chunk flash attention): on a new maximum the
+        // running sum and accumulator are rescaled; an F16 value cache accumulates in f16, rounding after
+        // every update as ggml's `ggml_vec_scale_f16` / `ggml_vec_mad_f16` do.
+        let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+        acc.fill(0.0);
+        for j in j0..=p {
+            K::to_f32_row(&k[(g * s.n_ctx + j) * dk..][..dk], &mut kr[..dk]);
+            let sc = s.scale * dot(&qr, &kr[..dk]);
+            let (mut ms, mut vs) = (1f32, 1f32);
+            if sc > max {
+                ms = (max - sc).exp();
+                max = sc;
+                acc.iter_mut().for_each(|a| *a *= ms);
+                V::round_acc(&mut acc, &mut tmp);
+            } else {
+                vs = (sc - max).exp();
+            }
+            V::to_f32_row(&v[(g * s.n_ctx + j) * dv..][..dv], &mut kr[..dv]);
+            for (a, &x) in acc.iter_mut().zip(&kr[..dv]) {
+                *a = x.mul_add(vs, *a);
+            }
+            V::round_acc(&mut acc, &mut tmp);
+            sum = sum * ms + vs;
+        }
+        let inv = 1.0 / sum;
+        for (d, &a) in acc.iter().enumerate() {
+            // SAFETY: task (i, h) is this thread's only; the index is inside `out` (length checked above).
+            unsafe { optr.write((i * s.n_head + h) * dv + d, a * inv) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+fn one_chunk_worker_avx2<K: KvElem, V: KvElem>(
+    s: AttnShape,
+    m: usize,
+    q: &[f32],
+    k: &[K],
+    v: &[V],
+    optr: SharedMut<f32>,
+    ith: usize,
+    nth: usize,
+) {
+    one_chunk_worker(s, m, q, k, v, optr, ith, nth)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tiled_worker<K: KvElem, V: KvElem>(
+    s: AttnShape,
+    m: usize,
+    q: &[f32],
+    k: &[K],
+    v: &[V],
+    optr: SharedMut<f32>,
+    ith: usize,
+    nth: usize,
+) {
+    let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let n_group = s.n_head / s.n_head_kv;
+    let n_tiles = m.div_ceil(TILE_Q);
+    let mut kf: Vec<f32> = Vec::new();
+    let mut vf: Vec<f32> = Vec::new();
+    let mut scores: Vec<f32> = Vec::new();
+    let mut acc = vec![0f32; dv];
+    for task in (ith..s.n_head * n_tiles).step_by(nth) {
+        let (h, tile) = (task / n_tiles, task % n_tiles);
+        let g = h / n_group;
+        let (i0, i1) = (tile * TILE_Q, ((tile + 1) * TILE_Q).min(m));
+        // Keys visible to some query of the tile: from the first query's window start to the last query.
+        let j_lo = if s.n_swa > 0 {
+            (s.p0 + i0 + 1).saturating_sub(s.n_swa)
+        } else {
+            0
+        };
+        let j_hi = s.p0 + i1; // exclusive
+        let n = j_hi - j_lo;
+        kf.resize(n * dk, 0.0);
+        vf.resize(n * dv, 0.0);
+        for (jj, j) in (j_lo..j_hi).enumerate() {
+            K::to_f32_row(&k[(g * s.n_ctx + j) * dk..][..dk], &mut kf[jj * dk..][..dk]);
+            V::to_f32_row(&v[(g * s.n_ctx + j) * dv..][..dv], &mut vf[jj * dv..][..dv]);
+        }
+        for i in i0..i1 {
+            let p = s.p0 + i;
+            let lo = if s.n_swa > 0 {
+                (p + 1).saturating_sub(s.n_swa)
+            } else {
+                0
+            };
+            let qi = &q[(i * s.n_head + h) * dk..][..dk];
+            scores.clear();
+            let mut max = f32::NEG_INFINITY;
+            for j in lo..=p {
+                let sc = s.scale * dot(qi, &kf[(j - j_lo) * dk..][..dk]);
+                max = max.max(sc);
+                scores.push(sc);
+            }
+            let mut sum = 0f32;
+            for sc in scores.iter_mut() {
+                *sc = (*sc - max).exp();
+                sum += *sc;
+            }
+            acc.fill(0.0);
+            for (j, &w) in (lo..=p).zip(&scores) {
+                for (a, &x) in acc.iter_mut().zip(&vf[(j - j_lo) * dv..][..dv]) {
+                    *a = x.mul_add(w, *a);
+                }
+            }
+            let inv = 1.0 / sum;
+            for (d, &a) in acc.iter().enumerate() {
+                // SAFETY: (i, h) belongs to this task only, and each task to one thread.
+                unsafe { optr.write((i * s.n_head + h) * dv + d, a * inv) };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+fn tiled_worker_avx2<K: KvElem, V: KvElem>(
+    s: AttnShape,
+    m: usize,
+    q: &[f32],
+    k: &[K],
+    v: &[V],
+    optr: SharedMut<f32>,
+    ith: usize,
+    nth: usize,
+) {
+    tiled_worker(s, m, q, k, v, optr, ith, nth)
+}
+
+/// Whether the CPU has AVX2, FMA and F16C (the attention workers' fast build). Cached by std.
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+/// f32 dot product in 8 independent lanes (vectorizes without `-ffast-math`).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let mut s: f32 = lanes.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// Plain two-pass reference in f64 over f32 data.
+    fn reference(s: AttnShape, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
+        let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+        let m = q.len() / (s.n_head * dk);
+        let mut out = vec![0f32; m * s.n_head * dv];
+        for i in 0..m {
+            for h in 0..s.n_head {
+                let g = h / (s.n_head / s.n_head_kv);
+                let p = s.p0 + i;
+                let js: Vec<usize> = (0..=p).filter(|&j| s.n_swa == 0 || p - j < s.n_swa).collect();
+                let sc: Vec<f64> = js
+                    .iter()
+                    .map(|&j| {
+                        let qk: f64 = (0..dk)
+                            .map(|d| {
+                                f64::from(q[(i * s.n_head + h) * dk + d])
+                                    * f64::from(k[(g * s.n_ctx + j) * dk + d])
+                            })
+                            .sum();
+                        qk * f64::from(s.scale)
+                    })
+                    .collect();
+                let max = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = sc.iter().map(|x| (x - max).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for d in 0..dv {
+                    let o: f64 = js
+                        .iter()
+                        .zip(&e)
+                        .map(|(&j, w)| w * f64::from(v[(g * s.n_ctx + j) * dv + d]))
+                        .sum();
+                    out[(i * s.n_head + h) * dv + d] = (o / z) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_reference_with_gqa_windows_and_threads() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for (n_head, n_head_kv, dk, n_ctx, p0, m, n_swa, threads) in [
+            (4, 2, 8, 16, 0, 5, 0, 1),
+            (4, 2, 8, 16, 3, 4, 0, 3),
+            (6, 2, 12, 32, 10, 7, 4, 2),
+            (2, 2, 64, 64, 0, 1, 0, 2),
+            (9, 3, 64, 64, 0, 10, 0, 2),
+            (9, 3, 64, 64, 0, 10, 0, 1),
+            (4, 2, 16, 160, 5, 130, 0, 2),
+            (4, 1, 16, 200, 0, 150, 20, 3),
+        ] {
+            let s = AttnShape {
+                n_head,
+                n_head_kv,
+                head_dim_k: dk,
+                head_dim_v: dk,
+                n_ctx,
+                p0,
+                n_swa,
+                scale: 0.3,
+            };
+            let q: Vec<f32> = (0..m * n_head * dk)
+                .map(|_| rng.random_range(-2.0..2.0))
+                .collect();
+            let k: Vec<f32> = (0..n_head_kv * n_ctx * dk)
+                .map(|_| rng.random_range(-2.0..2.0))
+                .collect();
+            let v: Vec<f32> = (0..n_head_kv * n_ctx * dk)
+                .map(|_| rng.random_range(-2.0..2.0))
+                .collect();
+            let want = reference(s, &q, &k, &v);
+            let pool = ThreadPool::new(threads).unwrap();
+            let mut out = vec![0f32; want.len()];
+            attention::<f32, f32>(&pool, s, &q, &k, &v, &mut out);
+            for (a, b) in out.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+            // F16 cache: same data rounded to f16; queries rounded too.
+            let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
+            let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            let qr: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+            let kr: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
+            let vr: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
+            let want = reference(s, &qr, &kr, &vr);
+            attention::<f16, f16>(&pool, s, &q, &k16, &v16, &mut out);
+            for (a, b) in out.iter().zip(&want) {
+                assert!((a - b).abs() < 8e-3, "f16 (accumulated in f16): {a} vs {b}");
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! silica's native CPU hot path: quantized dot products and matrix products over ggml blocks, the activation
+//! quantizers they need, and a persistent thread pool.
+//!
+//! Weights are ggml blocks viewed in place (from the GGUF mmap); activations are f32 rows quantized once per
+//! matrix product to the weight type's `vec_dot_type` (ggml `type_traits_cpu`): Q8_0 for Q4_0, Q5_0 and Q8_0,
+//! Q8_1 for Q4_1, Q8_K for Q4_K, Q5_K and Q6_K. The integer dot products then run in SIMD (AVX2 `maddubs`,
+//! AVX-512 VNNI `dpbusd`), selected at run time.
+//!
+//! Every fast kernel has a plain scalar reference ([`WeightBlock::vec_dot_ref`]) that the tests compare it with
+//! over random blocks.
+//!
+//! | weight | activation | module |
+//! |---|---|---|
+//! | `Q4_0`, `Q5_0`, `Q8_0` | `Q8_0` | `legacy` |
+//! | `Q4_1` | `Q8_1` | `legacy` |
+//! | `Q4_K`, `Q5_K`, `Q6_K` | `Q8_K` | `kquants` |
+
+pub mod attention;
+pub mod blocks;
+pub mod kquants;
+pub mod legacy;
+pub mod q8;
+
+use bytemuck::{Pod, Zeroable};
+use silica_gguf::GgmlType;
+
+pub use blocks::{
+    BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5K, BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K, QK, QK_K,
+};
+
+/// A quantized activation block (the right-hand side of a dot product).
+pub trait ActBlock: Pod + Zeroable + Send + Sync + 'static {
+    /// Values per block.
+    const QK: usize;
+    /// Quantizes `x` (`[QK · out.len()]` f32) into `out`, with ggml's x86 numerics (see [`q8`]).
+    ///
+    /// # Panics
+    /// If the lengths disagree.
+    fn quantize_row(x: &[f32], out: &mut [Self]);
+}
+
+impl ActBlock for BlockQ8_0 {
+    const QK: usize = QK;
+    fn quantize_row(x: &[f32], out: &mut [Self]) {
+        q8::quantize_row_q8_0(x, out);
+    }
+}
+
+impl ActBlock for BlockQ8_1 {
+    const QK: usize = QK;
+    fn quantize_row(x: &[f32], out: &mut [Self]) {
+        q8::quantize_row_q8_1(x, out);
+    }
+}
+
+impl ActBlock for BlockQ8K {
+    const QK: usize = QK_K;
+    fn quantize_row(x: &[f32], out: &mut [Self]) {
+        q8::quantize_row_q8_k(x, out);
+    }
+}
+
+/// A quantized weight block type and its dot products with its activation type.
+///
+/// `w` and `x` (and each `x[i]`) always hold the same number of blocks, so they cover the same number of values;
+/// implementations may `assert_eq!` it.
+pub trait WeightBlock: Pod + Send + Sync + 'static {
+    /// The ggml type.
+    const TYPE: GgmlType;
+    /// Values per block.
+    const QK: usize;
+    /// ggml's `vec_dot_type` for this weight type.
+    type Act: ActBlock;
+
+    /// `Σ_i w[i]·x[i]` in plain scalar Rust: the reference the fast paths are tested against (integer sums per
+    /// block or sub-block, scaled in f32, as ggml's `ggml_vec_dot_*_generic`).
+    fn vec_dot_ref(w: &[Self], x: &[Self::Act]) -> f32;
+
+    /// `Σ_i w[i]·x[i]` on the fastest path this CPU has (runtime detection; falls back to the reference).
+    fn vec_dot(w: &[Self], x: &[Self::Act]) -> f32;
+
+    /// One weight row against four activation rows: `[w·x[0], w·x[1], w·x[2], w·x[3]]`. Prefill calls this so
+    /// that each weight block is loaded and unpacked once per four tokens.
+    fn vec_dot_x4(w: &[Self], x: [&[Self::Act]; 4]) -> [f32; 4] {
+        x.map(|xi| Self::vec_dot(w, xi))
+    }
+}
+
+pub mod matmul;
+pub mod ops;
+pub mod pool;
+
+pub use matmul::{KernelError, QMatRef, Scratch, matmul, supports};
+pub use pool::ThreadPool;
+
+/// The number of CPU threads silica computes with: `SILICA_NUM_THREADS`, else `CANDLE_NUM_THREADS` or
+/// `RAYON_NUM_THREADS` (what `-t` sets, and what candle's own CPU pool reads), else the available parallelism.
+pub fn cpu_threads() -> usize {
+    ["SILICA_NUM_THREADS", "CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The process-wide pool of [`cpu_threads`] threads, created on first use.
+///
+/// # Panics
+/// If the OS refuses to spawn the worker threads.
+pub fn global_pool() -> &'static ThreadPool {
+    static POOL: std::sync::OnceLock<ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        #[allow(clippy::expect_used)]
+        ThreadPool::new(cpu_threads()).expect("silica-kernels: spawning the CPU worker threads")
+    })
+}

@@ -1,0 +1,239 @@
+//! Quantized matrix products `out = x · Wᵀ` with `W` a ggml block matrix viewed in place.
+//!
+//! Shapes (row-major): `W` `[rows, cols]` of a quantized type, `x` `[n, cols]` f32, `out` `[n, rows]` f32. As ggml's
+//! `ggml_compute_forward_mul_mat`: the activations are quantized once to the weight type's `vec_dot_type`, then
+//! every output is one integer-SIMD dot product of a weight row and an activation row. Threads split the weight
+//! rows, so each thread streams a disjoint part of `W` from memory (generation is bandwidth-bound). For `n ≥ 4`
+//! (prefill) each thread walks its rows in tiles of [`TILE_ROWS`] and multiplies each tile by four activation
+//! rows at a time ([`WeightBlock::vec_dot_x4`]), so a weight block is loaded and unpacked once per four tokens
+//! and the tile stays in cache while all `n` tokens pass over it.
+#![allow(unsafe_code)]
+
+use silica_gguf::GgmlType;
+
+use crate::pool::{SharedMut, ThreadPool, split};
+use crate::{
+    ActBlock, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5K, BlockQ6K, BlockQ8_0, WeightBlock,
+};
+
+/// Weight rows per prefill tile: 16 rows of a 4096-wide Q4_0 matrix are 36 KiB, about an L1+L2 working set.
+pub const TILE_ROWS: usize = 16;
+
+/// Errors of [`QMatRef::new`] and [`matmul`].
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The weight type has no native kernel (callers fall back to another backend).
+    #[error("no native kernel for {0} weights")]
+    Unsupported(GgmlType),
+    /// The row length is not a whole number of blocks.
+    #[error("row length {cols} is not a multiple of {ty}'s block of {block}")]
+    RowLength {
+        /// Weight type.
+        ty: GgmlType,
+        /// Row length.
+        cols: usize,
+        /// Values per block.
+        block: usize,
+    },
+    /// A buffer does not have the size its shape implies.
+    #[error("{what}: {found} bytes or values, expected {expected}")]
+    Size {
+        /// Which buffer.
+        what: &'static str,
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        found: usize,
+    },
+    /// The weight bytes are not aligned for the block type (GGUF data is 32-byte aligned, so this means a
+    /// corrupt offset).
+    #[error("weight bytes are not aligned to {0} bytes")]
+    Misaligned(usize),
+}
+
+/// Whether [`matmul`] has a native kernel for weights of type `ty`.
+pub fn supports(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::Q4_0
+            | GgmlType::Q4_1
+            | GgmlType::Q5_0
+            | GgmlType::Q8_0
+            | GgmlType::Q4_K
+            | GgmlType::Q5_K
+            | GgmlType::Q6_K
+    )
+}
+
+/// A quantized weight matrix `[rows, cols]` viewed in place: `rows` rows of `cols / block_len` blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct QMatRef<'a> {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    data: &'a [u8],
+}
+
+impl<'a> QMatRef<'a> {
+    /// Views `data` as a `[rows, cols]` matrix of `ty`.
+    ///
+    /// # Errors
+    /// [`KernelError::Unsupported`], [`KernelError::RowLength`], [`KernelError::Size`] if `data` is not exactly
+    /// `rows · cols / block_len · block_bytes` bytes, [`KernelError::Misaligned`].
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, KernelError> {
+        if !supports(ty) {
+            return Err(KernelError::Unsupported(ty));
+        }
+        let block = ty.block_len();
+        if cols == 0 || !cols.is_multiple_of(block) {
+            return Err(KernelError::RowLength { ty, cols, block });
+        }
+        let expected = rows * (cols / block) * ty.block_bytes();
+        if data.len() != expected {
+            return Err(KernelError::Size {
+                what: "weight bytes",
+                expected,
+                found: data.len(),
+            });
+        }
+        if !(data.as_ptr() as usize).is_multiple_of(2) {
+            return Err(KernelError::Misaligned(2));
+        }
+        Ok(QMatRef { ty, rows, cols, data })
+    }
+
+    /// The weight type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Output width (rows of `W`).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input width (columns of `W`).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// Reusable buffer for quantized activations (4-byte aligned storage, viewed as any activation block type).
+#[derive(Debug, Default)]
+pub struct Scratch(Vec<u32>);
+
+impl Scratch {
+    fn blocks<A: ActBlock>(&mut self, n: usize) -> &mut [A] {
+        let words = (n * size_of::<A>()).div_ceil(4);
+        if self.0.len() < words {
+            self.0.resize(words, 0);
+        }
+        bytemuck::cast_slice_mut(&mut self.0[..words])[..n].as_mut()
+    }
+}
+
+/// `out = x · Wᵀ` on `pool`'s threads (see the module docs); `scratch` holds the quantized activations.
+///
+/// # Errors
+/// [`KernelError::Size`] if `x` is not `[n, cols]` or `out` not `[n, rows]`.
+pub fn matmul(
+    pool: &ThreadPool,
+    w: &QMatRef<'_>,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    if x.len() != n * w.cols {
+        return Err(KernelError::Size {
+            what: "activations",
+            expected: n * w.cols,
+            found: x.len(),
+        });
+    }
+    if out.len() != n * w.rows {
+        return Err(KernelError::Size {
+            what: "output",
+            expected: n * w.rows,
+            found: out.len(),
+        });
+    }
+    match w.ty {
+        GgmlType::Q4_0 => typed::<BlockQ4_0>(pool, w, x, n, out, scratch),
+        GgmlType::Q4_1 => typed::<BlockQ4_1>(pool, w, x, n, out, scratch),
+        GgmlType::Q5_0 => typed::<BlockQ5_0>(pool, w, x, n, out, scratch),
+        GgmlType::Q8_0 => typed::<BlockQ8_0>(pool, w, x, n, out, scratch),
+        GgmlType::Q4_K => typed::<BlockQ4K>(pool, w, x, n, out, scratch),
+        GgmlType::Q5_K => typed::<BlockQ5K>(pool, w, x, n, out, scratch),
+        GgmlType::Q6_K => typed::<BlockQ6K>(pool, w, x, n, out, scratch),
+        ty => return Err(KernelError::Unsupported(ty)),
+    }
+    Ok(())
+}
+
+fn typed<B: WeightBlock>(
+    pool: &ThreadPool,
+    w: &QMatRef<'_>,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let blocks: &[B] = bytemuck::cast_slice(w.data);
+    let nb_w = w.cols / B::QK;
+    let nb_x = w.cols / <B::Act as ActBlock>::QK;
+    let xq: &mut [B::Act] = scratch.blocks(n * nb_x);
+    if n == 1 {
+        B::Act::quantize_row(x, xq);
+    } else {
+        let xq_ptr = SharedMut::new(xq);
+        pool.run(|ith, nth| {
+            for t in split(n, ith, nth) {
+                // SAFETY: each token's row of blocks is written by exactly one thread, within `xq`'s bounds.
+                let row = unsafe { xq_ptr.slice(t * nb_x, nb_x) };
+                B::Act::quantize_row(&x[t * w.cols..(t + 1) * w.cols], row);
+            }
+        });
+    }
+    let xq: &[B::Act] = xq;
+    let rows = w.rows;
+    let optr = SharedMut::new(out);
+    pool.run(|ith, nth| {
+        let mine = split(rows, ith, nth);
+        if n < 4 {
+            for r in mine {
+                let wr = &blocks[r * nb_w..(r + 1) * nb_w];
+                for t in 0..n {
+                    let v = B::vec_dot(wr, &xq[t * nb_x..(t + 1) * nb_x]);
+                    // SAFETY: row `r` belongs to this thread only; `t·rows + r < n·rows`.
+                    unsafe { optr.write(t * rows + r, v) };
+                }
+            }
+            return;
+        }
+        let mut r0 = mine.start;
+        while r0 < mine.end {
+            let r1 = (r0 + TILE_ROWS).min(mine.end);
+            let mut t = 0;
+            while t + 4 <= n {
+                let xs: [&[B::Act]; 4] = std::array::from_fn(|k| &xq[(t + k) * nb_x..(t + k + 1) * nb_x]);
+                for r in r0..r1 {
+                    let v = B::vec_dot_x4(&blocks[r * nb_w..(r + 1) * nb_w], xs);
+                    for (k, vk) in v.into_iter().enumerate() {
+                        // SAFETY: as above.
+                        unsafe { optr.write((t + k) * rows + r, vk) };
+                    }
+                }
+                t += 4;
+            }
+            for t in t..n {
+                for r in r0..r1 {
+                    let v = B::vec_dot(&blocks[r * nb_w..(r + 1) * nb_w], &xq[t * nb_x..(t + 1) * nb_x]);
+                    // SAFETY: as above.
+                    unsafe { optr.write(t * rows + r, v) };
+                }
+            }
+            r0 = r1;
+        }
+    });
+}

@@ -1,0 +1,96 @@
+//! `matmul` against plain references, for every supported type, thread count and token count (the tiled
+//! four-token path and the single-token path).
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use silica_gguf::GgmlType;
+use silica_kernels::{QMatRef, Scratch, ThreadPool, matmul};
+
+const TYPES: [GgmlType; 7] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// The activation type's quantize-dequantize round trip, so the reference sees what the kernel sees.
+fn act_type(ty: GgmlType) -> GgmlType {
+    match ty {
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => GgmlType::Q8_K,
+        _ => GgmlType::Q8_0,
+    }
+}
+
+#[test]
+fn matmul_equals_the_f64_product_of_the_dequantized_operands() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for ty in TYPES {
+        let block = ty.block_len();
+        for (rows, cols) in [(5, 2 * 256), (37, 3 * 256), (16, 256)] {
+            let cols = if block == 32 { cols + 64 } else { cols };
+            let w = random(&mut rng, rows * cols);
+            let row_bytes = cols / block * ty.block_bytes();
+            let mut wq = vec![0u8; rows * row_bytes];
+            for (src, dst) in w.chunks_exact(cols).zip(wq.chunks_exact_mut(row_bytes)) {
+                silica_quant::quantize_row(ty, src, dst).unwrap();
+            }
+            let mut wd = vec![0f32; rows * cols];
+            for (src, dst) in wq.chunks_exact(row_bytes).zip(wd.chunks_exact_mut(cols)) {
+                silica_quant::dequantize_row(ty, src, dst).unwrap();
+            }
+            let m = QMatRef::new(ty, rows, cols, &wq).unwrap();
+            for n in [1, 3, 4, 9] {
+                let x = random(&mut rng, n * cols);
+                // Reference activations: Q8 round trip (Q8_1 shares Q8_0's levels and scale).
+                let at = act_type(ty);
+                let ab = cols / at.block_len() * at.block_bytes();
+                let mut xq = vec![0u8; ab];
+                let mut xd = vec![0f32; n * cols];
+                for (src, dst) in x.chunks_exact(cols).zip(xd.chunks_exact_mut(cols)) {
+                    silica_quant::quantize_row(at, src, &mut xq).unwrap();
+                    silica_quant::dequantize_row(at, &xq, dst).unwrap();
+                }
+                for threads in [1, 3] {
+                    let pool = ThreadPool::new(threads).unwrap();
+                    let mut out = vec![f32::NAN; n * rows];
+                    matmul(&pool, &m, &x, n, &mut out, &mut Scratch::default()).unwrap();
+                    for t in 0..n {
+                        for r in 0..rows {
+                            let (mut want, mut mag) = (0f64, 0f64);
+                            for c in 0..cols {
+                                let p = f64::from(wd[r * cols + c]) * f64::from(xd[t * cols + c]);
+                                want += p;
+                                mag += p.abs();
+                            }
+                            let got = f64::from(out[t * rows + r]);
+                            // Scales are f16 in the blocks: allow their rounding, relative to Σ|w·x|.
+                            assert!(
+                                (got - want).abs() <= 2e-3 * mag + 1e-6,
+                                "{ty} rows {rows} cols {cols} n {n} threads {threads} [{t},{r}]: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let wq = vec![0u8; 18 * 2];
+    assert!(QMatRef::new(GgmlType::Q4_0, 2, 33, &wq).is_err());
+    assert!(QMatRef::new(GgmlType::Q4_0, 3, 32, &wq).is_err());
+    assert!(QMatRef::new(GgmlType::F16, 2, 32, &wq).is_err());
+    let m = QMatRef::new(GgmlType::Q4_0, 2, 32, &wq).unwrap();
+    let pool = ThreadPool::new(1).unwrap();
+    let mut out = vec![0f32; 2];
+    assert!(matmul(&pool, &m, &[0.0; 31], 1, &mut out, &mut Scratch::default()).is_err());
+    assert!(matmul(&pool, &m, &[0.0; 32], 1, &mut out[..1], &mut Scratch::default()).is_err());
+}
