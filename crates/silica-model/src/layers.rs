@@ -187,7 +187,7 @@ pub(crate) struct BatchPlan {
     /// Indices of the tokens whose logits are wanted.
     pub outputs: Vec<u32>,
     /// Per run: the causal mask `[m, n_kv]`, and the sliding-window one when the model has a window. Built once
-    /// per pass, shared by every layer.
+    /// per pass, shared by every layer; empty on the CPU, whose attention kernel masks by position.
     pub masks: Vec<(Tensor, Option<Tensor>)>,
 }
 
@@ -244,8 +244,10 @@ impl BatchPlan {
         }
         let contiguous = runs.len() == 1;
         let outputs = (0..n as u32).filter(|&i| batch.logits[i as usize]).collect();
+        // The CPU path masks inside silica-kernels' attention; only candle's path needs mask tensors.
         let masks = runs
             .iter()
+            .filter(|_| !device.is_cpu())
             .map(|(_, p0, idx)| {
                 let (m, n_kv) = (idx.len(), p0 + idx.len());
                 let full = causal_mask(*p0, m, n_kv, 0, device)?;
@@ -271,9 +273,53 @@ impl BatchPlan {
 ///
 /// `x`: `[n_tokens, n]` (or any rank, normalised over the last dim), f32; `w`: `[n]` f32.
 pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() {
+        let wv = cpu_f32(w, |w| Ok(w.to_vec()))?;
+        return cpu_map(x, |xs, out| {
+            silica_kernels::ops::rms_norm_mul(xs, &wv, eps, out);
+            Ok(())
+        });
+    }
     let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
     let scale = (mean_sq + f64::from(eps))?.sqrt()?.recip()?;
     x.broadcast_mul(&scale)?.broadcast_mul(w)
+}
+
+/// `silu(gate) · up`, element-wise, same shapes (ggml `swiglu`); native on the CPU.
+pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    if gate.device().is_cpu() {
+        let up = up.contiguous()?;
+        return cpu_f32(&up, |u| {
+            cpu_map(gate, |g, out| {
+                silica_kernels::ops::swiglu(g, u, out);
+                Ok(())
+            })
+        });
+    }
+    candle_nn::ops::silu(gate)? * up
+}
+
+/// Calls `f` with the f32 data of a CPU tensor (made contiguous).
+fn cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("expected a CPU tensor");
+    };
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
+    f(&cpu.as_slice::<f32>()?[a..b])
+}
+
+/// A new CPU tensor of `x`'s shape, filled by `f(x_data, out)`.
+fn cpu_map(
+    x: &Tensor,
+    f: impl FnOnce(&[f32], &mut [f32]) -> candle_core::Result<()>,
+) -> candle_core::Result<Tensor> {
+    let mut out = vec![0f32; x.elem_count()];
+    cpu_f32(x, |xs| f(xs, &mut out))?;
+    Tensor::from_vec(out, x.shape(), x.device())
 }
 
 /// RoPE cos/sin tables for the given positions, `[n_tokens, n_rot/2]` each, f32.
@@ -357,7 +403,7 @@ pub(crate) fn attention(
     let n_group = n_head / n_head_kv;
     let device = q.device().clone();
     let mut outs = Vec::with_capacity(plan.runs.len());
-    for ((seq, p0, idx), (full_mask, swa_mask)) in plan.runs.iter().zip(&plan.masks) {
+    for (r, (seq, p0, idx)) in plan.runs.iter().enumerate() {
         let (qs, ks, vs) = if plan.contiguous {
             (q.clone(), k.clone(), v.clone())
         } else {
@@ -373,35 +419,49 @@ pub(crate) fn attention(
         let vc = &kv.v[p.il][*seq];
         kc.slice_set(&ks.transpose(0, 1)?.to_dtype(kv.type_k)?.contiguous()?, 1, *p0)?;
         vc.slice_set(&vs.transpose(0, 1)?.to_dtype(kv.type_v)?.contiguous()?, 1, *p0)?;
-        let n_kv = p0 + m;
-        let keys = kc.narrow(1, 0, n_kv)?;
-        let vals = vc.narrow(1, 0, n_kv)?;
-        // [m, n_head, hd] -> [n_head_kv, n_group * m, hd]: query heads g·n_group.. share kv head g.
-        let mut qh = qs
-            .transpose(0, 1)?
-            .contiguous()?
-            .reshape((n_head_kv, n_group * m, hd))?;
-        // llama.cpp (flash attention on CPU) converts queries to the K type for the dot product with the keys;
-        // probabilities and the value sum stay f32. Measured: this keeps all 6 reference continuations equal
-        // or diverging only at near-ties (< 1% top-2 gap); rounding the probabilities too does not.
-        if kv.type_k != DType::F32 {
-            qh = qh.to_dtype(kv.type_k)?.to_dtype(DType::F32)?;
-        }
-        let (keys, vals) = (keys.to_dtype(DType::F32)?, vals.to_dtype(DType::F32)?); // [n_head_kv, n_kv, hd]
-        let scores = (qh.matmul(&keys.t()?)? * f64::from(p.kq_scale))?; // [n_head_kv, n_group*m, n_kv]
-        let mask = match (p.n_swa, swa_mask) {
-            (0, _) | (_, None) => full_mask,
-            (_, Some(w)) => w,
-        }; // [m, n_kv]
-        let scores = scores
-            .reshape((n_head_kv, n_group, m, n_kv))?
-            .broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((n_head_kv, n_group * m, n_kv))?;
-        let o = probs.matmul(&vals)?; // [n_head_kv, n_group*m, hd]
-        let o = o
-            .reshape((n_head, m, hd))?
-            .transpose(0, 1)?
-            .reshape((m, n_head * hd))?;
+        let o = if device.is_cpu() {
+            let shape = silica_kernels::attention::AttnShape {
+                n_head,
+                n_head_kv,
+                head_dim_k: hd,
+                head_dim_v: vc.dim(2)?,
+                n_ctx: kv.n_ctx,
+                p0: *p0,
+                n_swa: p.n_swa,
+                scale: p.kq_scale,
+            };
+            attention_cpu(shape, &qs.contiguous()?, kc, vc)?
+        } else {
+            let n_kv = p0 + m;
+            let keys = kc.narrow(1, 0, n_kv)?;
+            let vals = vc.narrow(1, 0, n_kv)?;
+            // [m, n_head, hd] -> [n_head_kv, n_group * m, hd]: query heads g·n_group.. share kv head g.
+            let mut qh = qs
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((n_head_kv, n_group * m, hd))?;
+            // llama.cpp (flash attention on CPU) converts queries to the K type for the dot product with the keys;
+            // probabilities and the value sum stay f32. Measured: this keeps all 6 reference continuations equal
+            // or diverging only at near-ties (< 1% top-2 gap); rounding the probabilities too does not.
+            if kv.type_k != DType::F32 {
+                qh = qh.to_dtype(kv.type_k)?.to_dtype(DType::F32)?;
+            }
+            let (keys, vals) = (keys.to_dtype(DType::F32)?, vals.to_dtype(DType::F32)?); // [n_head_kv, n_kv, hd]
+            let scores = (qh.matmul(&keys.t()?)? * f64::from(p.kq_scale))?; // [n_head_kv, n_group*m, n_kv]
+            let (full_mask, swa_mask) = &plan.masks[r];
+            let mask = match (p.n_swa, swa_mask) {
+                (0, _) | (_, None) => full_mask,
+                (_, Some(w)) => w,
+            }; // [m, n_kv]
+            let scores = scores
+                .reshape((n_head_kv, n_group, m, n_kv))?
+                .broadcast_add(mask)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((n_head_kv, n_group * m, n_kv))?;
+            let o = probs.matmul(&vals)?; // [n_head_kv, n_group*m, hd]
+            o.reshape((n_head, m, hd))?
+                .transpose(0, 1)?
+                .reshape((m, n_head * hd))?
+        };
         outs.push(o);
     }
     if plan.contiguous {
@@ -418,6 +478,53 @@ pub(crate) fn attention(
         }
     }
     cat.index_select(&Tensor::new(inv.as_slice(), &device)?, 0)
+}
+
+/// One run's attention on the CPU with silica-kernels, reading the cache in place in its own element type.
+///
+/// `q`: `[m, n_head, head_dim_k]` f32 contiguous; `kc`, `vc`: the layer's cache tensors of the sequence. Returns
+/// `[m, n_head · head_dim_v]` f32.
+fn attention_cpu(
+    shape: silica_kernels::attention::AttnShape,
+    q: &Tensor,
+    kc: &Tensor,
+    vc: &Tensor,
+) -> candle_core::Result<Tensor> {
+    use candle_core::{CpuStorage, Storage};
+    use silica_kernels::attention::attention as attn;
+    let m = q.dim(0)?;
+    let mut out = vec![0f32; m * shape.n_head * shape.head_dim_v];
+    let (qs, ql) = q.storage_and_layout();
+    let (ks, _) = kc.storage_and_layout();
+    let (vs, _) = vc.storage_and_layout();
+    let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) = (&*qs, &*ks, &*vs) else {
+        candle_core::bail!("attention_cpu: tensors are not on the CPU");
+    };
+    let (q0, q1) = ql
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("attention_cpu: non-contiguous queries".into()))?;
+    let q = &qs.as_slice::<f32>()?[q0..q1];
+    let pool = silica_kernels::global_pool();
+    macro_rules! run {
+        ($($kt:ident, $vt:ident => $k:ty, $v:ty;)*) => {
+            match (ks, vs) {
+                $((CpuStorage::$kt(k), CpuStorage::$vt(v)) => attn::<$k, $v>(pool, shape, q, k, v, &mut out),)*
+                _ => candle_core::bail!("attention_cpu: KV cache types {:?}/{:?}", kc.dtype(), vc.dtype()),
+            }
+        };
+    }
+    run! {
+        F16, F16 => half::f16, half::f16;
+        F32, F32 => f32, f32;
+        BF16, BF16 => half::bf16, half::bf16;
+        F16, F32 => half::f16, f32;
+        F32, F16 => f32, half::f16;
+        F16, BF16 => half::f16, half::bf16;
+        BF16, F16 => half::bf16, half::f16;
+        F32, BF16 => f32, half::bf16;
+        BF16, F32 => half::bf16, f32;
+    }
+    Tensor::from_vec(out, (m, shape.n_head * shape.head_dim_v), &Device::Cpu)
 }
 
 /// Additive mask `[m, n_kv]`: 0 where query `p0 + i` may see key `j`, −∞ elsewhere.

@@ -16,9 +16,9 @@ pub use hparams::{Arch, HParams, RopeType};
 pub use layers::{Batch, KvCache};
 pub use models::{GreedyStep, Model};
 
-/// The CPU threads candle's kernels use in this process: `RAYON_NUM_THREADS` when set, else the physical cores
-/// (candle 0.11 `utils::get_num_threads`; its quantized kernels read `CANDLE_NUM_THREADS` first, which
-/// `silica -t` sets to the same value). Fixed once the first kernel has run.
+/// The CPU threads the native kernels use in this process (`silica_kernels::cpu_threads`: `SILICA_NUM_THREADS`,
+/// `CANDLE_NUM_THREADS` or `RAYON_NUM_THREADS`, which `silica -t` sets, else the available parallelism). Fixed
+/// once the pool exists (first call).
 pub fn cpu_threads() -> usize {
-    candle_core::utils::get_num_threads()
+    silica_kernels::global_pool().n_threads()
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file::qtensor_from_ggml};
 use candle_core::{DType, Device, Module, Tensor};
-use silica_gguf::{GgmlType, GgufFile, TensorInfo};
+use silica_gguf::{GgmlType, GgufFile, TensorBytes, TensorInfo};
 
 use crate::LoadError;
 
@@ -32,32 +32,135 @@ pub fn candle_dtype(ty: GgmlType) -> Option<GgmlDType> {
 }
 
 /// A weight matrix `[out, in]` applied as `x · Wᵀ`: quantized weights multiply Q8-quantized activations
-/// (ggml's `vec_dot_type` path, through candle's `QMatMul`).
+/// (ggml's `vec_dot_type` path).
+///
+/// On the CPU, types with a native kernel (`silica_kernels::supports`) are multiplied in place from the file's
+/// mmap by silica-kernels (no copy of the weights); other types and GPU devices go through candle's `QMatMul`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    w: QMatMul,
+    imp: LinearImpl,
     out_features: usize,
-    /// For float weights, the type llama.cpp's CPU backend converts activations to before the product (its
-    /// `vec_dot_type`: F16 for F16 weights, BF16 for BF16): rounding `x` the same way keeps greedy tokens equal
-    /// to llama.cpp's. Quantized weights get Q8 activations inside candle's kernels.
-    act_dtype: Option<DType>,
+}
+
+#[derive(Debug, Clone)]
+enum LinearImpl {
+    Native(NativeMat),
+    Candle {
+        w: QMatMul,
+        /// For float weights, the type llama.cpp's CPU backend converts activations to before the product (its
+        /// `vec_dot_type`: F16 for F16 weights, BF16 for BF16): rounding `x` the same way keeps greedy tokens
+        /// equal to llama.cpp's. Quantized weights get Q8 activations inside candle's kernels.
+        act_dtype: Option<DType>,
+    },
+}
+
+/// A quantized `[rows, cols]` matrix in place in the GGUF mapping, multiplied by silica-kernels.
+#[derive(Debug, Clone)]
+pub(crate) struct NativeMat {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    bytes: TensorBytes,
+}
+
+thread_local! {
+    /// Quantized activations of the current matrix product, reused across calls (no allocation per token).
+    static SCRATCH: std::cell::RefCell<silica_kernels::Scratch> = std::cell::RefCell::default();
+}
+
+impl NativeMat {
+    fn view(&self) -> candle_core::Result<silica_kernels::QMatRef<'_>> {
+        silica_kernels::QMatRef::new(self.ty, self.rows, self.cols, &self.bytes)
+            .map_err(candle_core::Error::wrap)
+    }
+
+    /// `x`: `[.., cols]` f32 on the CPU → `[.., rows]` f32.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let w = self.view()?;
+        let x = x.contiguous()?;
+        let mut dims = x.dims().to_vec();
+        let n = x.elem_count() / self.cols.max(1);
+        if dims.last() != Some(&self.cols) {
+            candle_core::bail!("matmul: input {:?} does not end in {}", dims, self.cols);
+        }
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("native matmul needs a CPU tensor");
+        };
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("matmul: non-contiguous input".into()))?;
+        let xs = &cpu.as_slice::<f32>()?[start..end];
+        let mut out = vec![0f32; n * self.rows];
+        SCRATCH
+            .with_borrow_mut(|s| {
+                silica_kernels::matmul(silica_kernels::global_pool(), &w, xs, n, &mut out, s)
+            })
+            .map_err(candle_core::Error::wrap)?;
+        drop(storage);
+        if let Some(d) = dims.last_mut() {
+            *d = self.rows;
+        }
+        Tensor::from_vec(out, dims, &Device::Cpu)
+    }
 }
 
 impl Linear {
     /// `x`: `[n_tokens, in]` f32 → `[n_tokens, out]` f32.
     ///
     /// # Errors
-    /// candle's errors.
+    /// candle's errors; the kernel's size errors (which the loader's shape checks rule out).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self.act_dtype {
-            Some(dt) => self.w.forward(&x.to_dtype(dt)?.to_dtype(DType::F32)?),
-            None => self.w.forward(x),
+        match &self.imp {
+            LinearImpl::Native(m) => m.forward(x),
+            LinearImpl::Candle {
+                w,
+                act_dtype: Some(dt),
+            } => w.forward(&x.to_dtype(*dt)?.to_dtype(DType::F32)?),
+            LinearImpl::Candle { w, act_dtype: None } => w.forward(x),
         }
     }
 
     /// Output width.
     pub fn out_features(&self) -> usize {
         self.out_features
+    }
+
+    /// Whether silica's own kernels run this product (rather than candle's).
+    pub fn is_native(&self) -> bool {
+        matches!(self.imp, LinearImpl::Native(_))
+    }
+}
+
+/// Token embeddings `[n_vocab, n_embd]`: rows are looked up per token (ggml `get_rows`), and the matrix doubles
+/// as the output projection when the checkpoint ties them.
+#[derive(Debug)]
+pub(crate) enum Embedding {
+    /// In place in the mapping (CPU): rows dequantized on demand by silica-quant's scalar decoders.
+    Native(NativeMat),
+    /// Through candle (GPU devices, or types silica-quant cannot decode).
+    Candle(Arc<QTensor>),
+}
+
+impl Embedding {
+    /// The rows of `tokens`: `[n_tokens, n_embd]` f32 on `device`.
+    pub(crate) fn rows(&self, tokens: &[u32], device: &Device) -> candle_core::Result<Tensor> {
+        match self {
+            Embedding::Candle(q) => q.embedding(&Tensor::new(tokens, device)?),
+            Embedding::Native(m) => {
+                let row_bytes = m.bytes.len() / m.rows;
+                let mut out = vec![0f32; tokens.len() * m.cols];
+                for (&t, dst) in tokens.iter().zip(out.chunks_exact_mut(m.cols)) {
+                    let t = t as usize;
+                    if t >= m.rows {
+                        candle_core::bail!("token {t} out of range for {} embeddings", m.rows);
+                    }
+                    silica_quant::dequantize_row(m.ty, &m.bytes[t * row_bytes..(t + 1) * row_bytes], dst)
+                        .map_err(candle_core::Error::wrap)?;
+                }
+                Tensor::from_vec(out, (tokens.len(), m.cols), device)
+            }
+        }
     }
 }
 
@@ -108,10 +211,56 @@ impl<'a> Loader<'a> {
         Ok(Arc::new(q))
     }
 
+    /// The tensor in place in the mapping, if it can be computed natively on this device: CPU, a type with a
+    /// silica-kernels matmul (`need_matmul`) or at least a silica-quant row decoder, whole blocks per row.
+    fn native(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        need_matmul: bool,
+    ) -> Result<Option<NativeMat>, LoadError> {
+        let info = self.info(name, &[rows, cols])?;
+        let ty = info.ty;
+        let ok = self.device.is_cpu()
+            && if need_matmul {
+                silica_kernels::supports(ty)
+            } else {
+                silica_quant::can_dequantize(ty)
+            }
+            && cols.is_multiple_of(ty.block_len());
+        if !ok {
+            return Ok(None);
+        }
+        let bytes = self.file.tensor_bytes(info)?;
+        Ok(Some(NativeMat {
+            ty,
+            rows,
+            cols,
+            bytes,
+        }))
+    }
+
     /// A matrix `[out, in]` (GGUF `ne = {in, out}`).
     pub(crate) fn matrix(&self, name: &str, out: usize, inp: usize) -> Result<Linear, LoadError> {
+        if let Some(m) = self.native(name, out, inp, true)? {
+            return Ok(Linear {
+                imp: LinearImpl::Native(m),
+                out_features: out,
+            });
+        }
         let q = self.qtensor(name, &[out, inp])?;
         Self::linear(name, q, out)
+    }
+
+    /// Token embeddings `[n_vocab, n_embd]`.
+    pub(crate) fn embedding(&self, n_vocab: usize, n_embd: usize) -> Result<Embedding, LoadError> {
+        if let Some(m) = self.native(tn::TOKEN_EMBD, n_vocab, n_embd, false)? {
+            return Ok(Embedding::Native(m));
+        }
+        Ok(Embedding::Candle(
+            self.qtensor(tn::TOKEN_EMBD, &[n_vocab, n_embd])?,
+        ))
     }
 
     /// A matrix if present.
@@ -138,22 +287,32 @@ impl<'a> Loader<'a> {
             source,
         })?;
         Ok(Linear {
-            w,
+            imp: LinearImpl::Candle { w, act_dtype },
             out_features: out,
-            act_dtype,
         })
     }
 
     /// `output.weight` `[n_vocab, n_embd]`, or the token embeddings when absent: many checkpoints tie them.
     pub(crate) fn output_or_tied(
         &self,
-        token_embd: &Arc<QTensor>,
+        token_embd: &Embedding,
         n_vocab: usize,
         n_embd: usize,
     ) -> Result<Linear, LoadError> {
-        match self.optional_matrix(tn::OUTPUT, n_vocab, n_embd)? {
-            Some(o) => Ok(o),
-            None => Self::linear(tn::TOKEN_EMBD, token_embd.clone(), n_vocab),
+        if let Some(o) = self.optional_matrix(tn::OUTPUT, n_vocab, n_embd)? {
+            return Ok(o);
+        }
+        match token_embd {
+            Embedding::Native(m) if silica_kernels::supports(m.ty) => Ok(Linear {
+                imp: LinearImpl::Native(m.clone()),
+                out_features: n_vocab,
+            }),
+            // A type silica-quant decodes but silica-kernels cannot multiply (F16...): candle multiplies a copy.
+            Embedding::Native(_) => {
+                let q = self.qtensor(tn::TOKEN_EMBD, &[n_vocab, n_embd])?;
+                Self::linear(tn::TOKEN_EMBD, q, n_vocab)
+            }
+            Embedding::Candle(q) => Self::linear(tn::TOKEN_EMBD, q.clone(), n_vocab),
         }
     }
 

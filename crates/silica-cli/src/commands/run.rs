@@ -76,6 +76,15 @@ pub(crate) fn check_threads(t: usize) -> anyhow::Result<()> {
 /// Sets the CPU thread count used by candle's kernels (`RAYON_NUM_THREADS`, and `CANDLE_NUM_THREADS`, which its
 /// quantized kernels read first) before any kernel runs.
 pub(crate) fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        // silica-kernels' pool runs the heavy operations; candle's CPU pool (element-wise ops) would otherwise
+        // spin for 25,000 iterations after each op, on the cores silica's workers need.
+        #[allow(unsafe_code)]
+        // SAFETY: called from `main`'s thread before any other thread exists.
+        unsafe {
+            std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "500");
+        }
+    }
     if let Some(t) = threads {
         check_threads(t)?;
         #[allow(unsafe_code)]

@@ -9,7 +9,7 @@ use silica_gguf::GgufFile;
 use crate::layers::{
     AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, round_f16,
 };
-use crate::loader::{Linear, Loader, tn};
+use crate::loader::{Embedding, Linear, Loader, tn};
 use crate::{HParams, LoadError, Result};
 
 #[derive(Debug)]
@@ -33,7 +33,7 @@ struct Layer {
 #[derive(Debug)]
 pub struct Gemma3 {
     hp: HParams,
-    token_embd: std::sync::Arc<candle_core::quantized::QTensor>, // [n_vocab, n_embd]
+    token_embd: Embedding, // [n_vocab, n_embd]
     layers: Vec<Layer>,
     output_norm: Tensor, // [n_embd] f32
     output: Linear,      // [n_vocab, n_embd], tied to token_embd when absent
@@ -56,7 +56,7 @@ impl Gemma3 {
             hp.n_ff,
             hp.n_embd_head_k,
         );
-        let token_embd = ld.qtensor(tn::TOKEN_EMBD, &[hp.n_vocab, e])?;
+        let token_embd = ld.embedding(hp.n_vocab, e)?;
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let b = |t| tn::blk(il, t);

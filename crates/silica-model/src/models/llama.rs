@@ -4,8 +4,8 @@
 use candle_core::{Device, Tensor};
 use silica_gguf::GgufFile;
 
-use crate::layers::{AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables};
-use crate::loader::{Linear, Loader, tn};
+use crate::layers::{AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, swiglu};
+use crate::loader::{Embedding, Linear, Loader, tn};
 use crate::{HParams, LoadError, Result};
 
 #[derive(Debug)]
@@ -25,7 +25,7 @@ struct Layer {
 #[derive(Debug)]
 pub struct Llama {
     hp: HParams,
-    token_embd: std::sync::Arc<candle_core::quantized::QTensor>, // [n_vocab, n_embd]
+    token_embd: Embedding, // [n_vocab, n_embd]
     layers: Vec<Layer>,
     output_norm: Tensor,          // [n_embd] f32
     output: Linear,               // [n_vocab, n_embd], tied to token_embd when absent
@@ -37,7 +37,7 @@ impl Llama {
     pub(crate) fn load(file: &GgufFile, hp: HParams, device: &Device) -> Result<Self, LoadError> {
         let ld = Loader::new(file, device);
         let (e, q, kv, ff) = (hp.n_embd, hp.n_embd_q(), hp.n_embd_k_gqa(), hp.n_ff);
-        let token_embd = ld.qtensor(tn::TOKEN_EMBD, &[hp.n_vocab, e])?;
+        let token_embd = ld.embedding(hp.n_vocab, e)?;
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let b = |t| tn::blk(il, t);
@@ -107,9 +107,9 @@ impl Llama {
             let a = attention(&q, &k, &v, kv, &plan, params)?;
             x = (x + l.attn_output.forward(&a)?)?;
             let h = rms_norm(&x, &l.ffn_norm, hp.f_norm_rms_eps)?;
-            let g = candle_nn::ops::silu(&l.ffn_gate.forward(&h)?)?;
+            let g = l.ffn_gate.forward(&h)?;
             let u = l.ffn_up.forward(&h)?;
-            x = (x + l.ffn_down.forward(&(g * u)?)?)?;
+            x = (x + l.ffn_down.forward(&swiglu(&g, &u)?)?)?;
         }
         super::head(&x, kv, &plan, &self.output_norm, hp.f_norm_rms_eps, &self.output)
     }

@@ -114,11 +114,11 @@ fn commit(kv: &mut KvCache, plan: &BatchPlan) {
 
 /// Token embeddings of the batch: `[n_tokens, n_embd]` f32 (ggml `get_rows`, dequantizing only those rows).
 fn embed(
-    token_embd: &candle_core::quantized::QTensor,
+    token_embd: &crate::loader::Embedding,
     batch: &Batch,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
-    token_embd.embedding(&Tensor::new(batch.tokens.as_slice(), device)?)
+    token_embd.rows(&batch.tokens, device)
 }
 
 /// Commits the pass to the cache, then final norm and output projection of the rows whose logits are wanted:

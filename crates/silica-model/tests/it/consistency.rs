@@ -146,7 +146,12 @@ fn sliding_window_changes_attention_past_the_window() {
                 .unwrap(),
         ));
     }
-    assert!(rel_max_diff(&a[11], &step[11]) < TOL);
+    // The F16 value cache is accumulated in f16 (as ggml does), so one f16 rounding step is the tolerance.
+    assert!(
+        rel_max_diff(&a[11], &step[11]) < TOL_F16,
+        "{}",
+        rel_max_diff(&a[11], &step[11])
+    );
 }
 
 #[test]
