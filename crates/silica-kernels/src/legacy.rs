@@ -84,6 +84,10 @@ impl WeightBlock for BlockQ4_0 {
     fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
         dispatch_x4(w, x)
     }
+
+    fn vec_dot_4x4(w: [&[Self]; 4], x: [&[BlockQ8_0]; 4]) -> [[f32; 4]; 4] {
+        dispatch_4x4(w, x)
+    }
 }
 
 impl WeightBlock for BlockQ4_1 {
@@ -109,6 +113,10 @@ impl WeightBlock for BlockQ4_1 {
     /// Runtime-dispatched SIMD, each weight block unpacked once for the four rows.
     fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_1]; 4]) -> [f32; 4] {
         dispatch_x4(w, x)
+    }
+
+    fn vec_dot_4x4(w: [&[Self]; 4], x: [&[BlockQ8_1]; 4]) -> [[f32; 4]; 4] {
+        dispatch_4x4(w, x)
     }
 }
 
@@ -136,6 +144,10 @@ impl WeightBlock for BlockQ5_0 {
     fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
         dispatch_x4(w, x)
     }
+
+    fn vec_dot_4x4(w: [&[Self]; 4], x: [&[BlockQ8_0]; 4]) -> [[f32; 4]; 4] {
+        dispatch_4x4(w, x)
+    }
 }
 
 impl WeightBlock for BlockQ8_0 {
@@ -161,6 +173,10 @@ impl WeightBlock for BlockQ8_0 {
     /// Runtime-dispatched SIMD, each weight block unpacked once for the four rows.
     fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
         dispatch_x4(w, x)
+    }
+
+    fn vec_dot_4x4(w: [&[Self]; 4], x: [&[BlockQ8_0]; 4]) -> [[f32; 4]; 4] {
+        dispatch_4x4(w, x)
     }
 }
 
@@ -277,6 +293,14 @@ fn dispatch<W: LegacyWeight>(w: &[W], x: &[W::Act]) -> f32 {
 }
 
 /// `vec_dot_x4` on the fastest path this CPU has.
+fn dispatch_4x4<W: LegacyWeight>(w: [&[W]; 4], x: [&[W::Act]; 4]) -> [[f32; 4]; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v) = x86::vec_dot_4x4(w, x) {
+        return v;
+    }
+    w.map(|wr| dispatch_x4(wr, x))
+}
+
 fn dispatch_x4<W: LegacyWeight>(w: &[W], x: [&[W::Act]; 4]) -> [f32; 4] {
     for xi in x {
         assert_eq!(w.len(), xi.len(), "vec_dot_x4: block counts");
@@ -409,6 +433,14 @@ mod x86 {
         _mm_cvtph_ps(_mm_cvtsi32_si128((u32::from(a) | u32::from(b) << 16) as i32))
     }
 
+    /// Four f16 values (as bits) to f32 (one `vmovq` from a general register, then `vcvtph2ps`).
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    fn f16x4(v: [u16; 4]) -> __m128 {
+        let bits = u64::from(v[0]) | u64::from(v[1]) << 16 | u64::from(v[2]) << 32 | u64::from(v[3]) << 48;
+        _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+    }
+
     /// `f32(a) · f32(b)` for two f16 values, broadcast to 8 lanes (one rounding, as ggml's scalar product).
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
@@ -441,7 +473,7 @@ mod x86 {
             pub(super) mod $name {
                 use std::arch::x86_64::*;
 
-                use super::{LegacyAct, LegacyWeight, Unpack, act_operand, f16_fma, f16_product8, hsum_float_8};
+                use super::{LegacyAct, LegacyWeight, Unpack, act_operand, f16_fma, f16_product8, f16x4, hsum_float_8};
 
                 /// Sums of products of unsigned bytes `a` and signed bytes `b`, 4 adjacent pairs per i32 lane.
                 #[target_feature(enable = $feat)]
@@ -471,6 +503,67 @@ mod x86 {
                         }
                     }
                     hsum_float_8(acc) + summs
+                }
+
+                /// `out[r][k] = w[r]·x[k]` for four weight rows and four activation rows (the prefill micro-kernel):
+                /// each weight block is unpacked once for four tokens and each activation block loaded once for
+                /// four rows; every result keeps its own 8-lane accumulator, so it is rounded exactly as
+                /// [`vec_dot`] rounds it.
+                #[target_feature(enable = $feat)]
+                pub(in super::super) fn vec_dot_4x4<W: LegacyWeight + Unpack>(
+                    w: [&[W]; 4],
+                    x: [&[W::Act]; 4],
+                ) -> [[f32; 4]; 4] {
+                    let nb = w[0].len();
+                    for r in 0..4 {
+                        assert!(w[r].len() == nb && x[r].len() == nb, "vec_dot_4x4: block counts");
+                    }
+                    let mut acc = [[_mm256_setzero_ps(); 4]; 4];
+                    let mut summs = [_mm_setzero_ps(); 4];
+                    for i in 0..nb {
+                        let wb = [&w[0][i], &w[1][i], &w[2][i], &w[3][i]];
+                        let xb = [&x[0][i], &x[1][i], &x[2][i], &x[3][i]];
+                        let dw = f16x4(wb.map(|b| b.d_bits()));
+                        let dx = f16x4(xb.map(|b| b.d_bits()));
+                        let mut dwa = [0f32; 4];
+                        // SAFETY: `dwa` is 16 writable bytes; the store is unaligned.
+                        unsafe { _mm_storeu_ps(dwa.as_mut_ptr(), dw) };
+                        let mut prod = [[0f32; 4]; 4];
+                        for r in 0..4 {
+                            // SAFETY: as above.
+                            unsafe { _mm_storeu_ps(prod[r].as_mut_ptr(), _mm_mul_ps(_mm_set1_ps(dwa[r]), dx)) };
+                        }
+                        // SAFETY: each activation block's levels are 32 readable bytes; unaligned loads.
+                        let ys = xb.map(|b| unsafe { _mm256_loadu_si256(b.levels().as_ptr().cast()) });
+                        for r in 0..4 {
+                            // SAFETY: this function's features include AVX2.
+                            let (mag, signs) = unsafe { wb[r].unpack() };
+                            for k in 0..4 {
+                                let y = if W::SIGNED { _mm256_sign_epi8(ys[k], signs) } else { ys[k] };
+                                let p = _mm256_cvtepi32_ps(dot_us(mag, y));
+                                acc[r][k] = _mm256_fmadd_ps(_mm256_set1_ps(prod[r][k]), p, acc[r][k]);
+                            }
+                        }
+                        if W::HAS_MIN {
+                            let mut ma = [0f32; 4];
+                            // SAFETY: as above.
+                            unsafe { _mm_storeu_ps(ma.as_mut_ptr(), f16x4(wb.map(|b| b.m_bits()))) };
+                            let sx = f16x4(xb.map(|b| b.s_bits()));
+                            for r in 0..4 {
+                                summs[r] = _mm_fmadd_ps(_mm_set1_ps(ma[r]), sx, summs[r]);
+                            }
+                        }
+                    }
+                    let mut out = [[0f32; 4]; 4];
+                    for r in 0..4 {
+                        let mut sm = [0f32; 4];
+                        // SAFETY: as above.
+                        unsafe { _mm_storeu_ps(sm.as_mut_ptr(), summs[r]) };
+                        for k in 0..4 {
+                            out[r][k] = hsum_float_8(acc[r][k]) + sm[k];
+                        }
+                    }
+                    out
                 }
 
                 /// `[w·x[0], w·x[1], w·x[2], w·x[3]]`, each weight block unpacked once, each result rounded exactly
@@ -570,6 +663,21 @@ mod x86 {
     }
 
     /// `vec_dot_x4` on the best level, or `None` for the scalar reference.
+    pub(super) fn vec_dot_4x4<W: LegacyWeight + Unpack>(
+        w: [&[W]; 4],
+        x: [&[W::Act]; 4],
+    ) -> Option<[[f32; 4]; 4]> {
+        match level() {
+            Level::Scalar => None,
+            // SAFETY: `level` detected AVX2, FMA and F16C.
+            Level::Avx2 => Some(unsafe { avx2::vec_dot_4x4(w, x) }),
+            // SAFETY: `level` detected AVX2, FMA, F16C and AVX-VNNI.
+            Level::AvxVnni => Some(unsafe { avxvnni::vec_dot_4x4(w, x) }),
+            // SAFETY: `level` detected AVX2, FMA, F16C, AVX-512 VNNI and AVX-512 VL.
+            Level::Avx512Vnni => Some(unsafe { avx512vnni::vec_dot_4x4(w, x) }),
+        }
+    }
+
     pub(super) fn vec_dot_x4<W: LegacyWeight + Unpack>(w: &[W], x: [&[W::Act]; 4]) -> Option<[f32; 4]> {
         match level() {
             Level::Scalar => None,
@@ -1045,13 +1153,26 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(0x4444 ^ W::TYPE as u64);
         for nb in LENS {
             for _ in 0..10 {
-                let (w, wd) = weights::<W>(&mut rng, nb);
+                let (w, _) = weights::<W>(&mut rng, nb);
                 let xs: [Vec<W::Act>; 4] = std::array::from_fn(|_| acts::<W>(&mut rng, nb));
+                let ws: [Vec<W>; 3] = std::array::from_fn(|_| weights::<W>(&mut rng, nb).0);
+                let tile = W::vec_dot_4x4([&w, &ws[0], &ws[1], &ws[2]], [&xs[0], &xs[1], &xs[2], &xs[3]]);
+                for (r, wr) in [&w, &ws[0], &ws[1], &ws[2]].into_iter().enumerate() {
+                    for (k, x) in xs.iter().enumerate() {
+                        let want = W::vec_dot(wr, x).to_bits();
+                        assert_eq!(
+                            tile[r][k].to_bits(),
+                            want,
+                            "{:?} 4x4 [{r}][{k}], {nb} blocks",
+                            W::TYPE
+                        );
+                    }
+                }
                 let got = W::vec_dot_x4(&w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
                 for (r, x) in xs.iter().enumerate() {
-                    let scale = abs_scale(&w, &wd, &deq_acts(x));
+                    // Same accumulation order per result: equal to the bit.
                     let what = format!("{:?} x4 row {r}, {nb} blocks", W::TYPE);
-                    assert_close(&what, f64::from(got[r]), f64::from(W::vec_dot(&w, x)), scale);
+                    assert_eq!(got[r].to_bits(), W::vec_dot(&w, x).to_bits(), "{what}");
                 }
             }
         }
@@ -1086,7 +1207,7 @@ mod tests {
     }
 
     #[test]
-    fn vec_dot_x4_matches_four_vec_dots() {
+    fn vec_dot_x4_and_4x4_equal_vec_dot_to_the_bit() {
         x4_matches_four_vec_dots::<BlockQ4_0>();
         x4_matches_four_vec_dots::<BlockQ4_1>();
         x4_matches_four_vec_dots::<BlockQ5_0>();

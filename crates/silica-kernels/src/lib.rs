@@ -84,6 +84,12 @@ pub trait WeightBlock: Pod + Send + Sync + 'static {
     fn vec_dot_x4(w: &[Self], x: [&[Self::Act]; 4]) -> [f32; 4] {
         x.map(|xi| Self::vec_dot(w, xi))
     }
+
+    /// Four weight rows against four activation rows: `out[r][k] = w[r]·x[k]`, the prefill micro-kernel (each
+    /// weight block unpacked once per four tokens, each activation block loaded once per four rows).
+    fn vec_dot_4x4(w: [&[Self]; 4], x: [&[Self::Act]; 4]) -> [[f32; 4]; 4] {
+        w.map(|wr| Self::vec_dot_x4(wr, x))
+    }
 }
 
 pub mod matmul;

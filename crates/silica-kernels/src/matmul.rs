@@ -5,8 +5,9 @@
 //! every output is one integer-SIMD dot product of a weight row and an activation row. Threads split the weight
 //! rows, so each thread streams a disjoint part of `W` from memory (generation is bandwidth-bound). For `n ≥ 4`
 //! (prefill) each thread walks its rows in tiles of [`TILE_ROWS`] and multiplies each tile by four activation
-//! rows at a time ([`WeightBlock::vec_dot_x4`]), so a weight block is loaded and unpacked once per four tokens
-//! and the tile stays in cache while all `n` tokens pass over it.
+//! rows at a time, four weight rows at a time ([`WeightBlock::vec_dot_4x4`]), so a weight block is unpacked once
+//! per four tokens, an activation block loaded once per four rows, and the tile stays in cache while all `n`
+//! tokens pass over it.
 #![allow(unsafe_code)]
 
 use silica_gguf::GgmlType;
@@ -217,7 +218,19 @@ fn typed<B: WeightBlock>(
             let mut t = 0;
             while t + 4 <= n {
                 let xs: [&[B::Act]; 4] = std::array::from_fn(|k| &xq[(t + k) * nb_x..(t + k + 1) * nb_x]);
-                for r in r0..r1 {
+                let mut r = r0;
+                while r + 4 <= r1 {
+                    let ws: [&[B]; 4] = std::array::from_fn(|i| &blocks[(r + i) * nb_w..(r + i + 1) * nb_w]);
+                    let v = B::vec_dot_4x4(ws, xs);
+                    for (i, vi) in v.into_iter().enumerate() {
+                        for (k, vk) in vi.into_iter().enumerate() {
+                            // SAFETY: as above.
+                            unsafe { optr.write((t + k) * rows + r + i, vk) };
+                        }
+                    }
+                    r += 4;
+                }
+                for r in r..r1 {
                     let v = B::vec_dot_x4(&blocks[r * nb_w..(r + 1) * nb_w], xs);
                     for (k, vk) in v.into_iter().enumerate() {
                         // SAFETY: as above.
