@@ -25,3 +25,28 @@ impl Mmap {
         self.0.as_deref().unwrap_or(&[])
     }
 }
+
+impl Mmap {
+    /// Tells the kernel this process no longer needs the pages wholly inside `range` (`madvise(MADV_DONTNEED)`):
+    /// they leave this process's resident set, and are read from the file again if touched. For a model that
+    /// repacked a tensor into its own memory, so its RSS does not hold the tensor twice.
+    ///
+    /// # Errors
+    /// The OS error of `madvise`; nothing on targets without it.
+    pub(crate) fn release(&self, range: std::ops::Range<usize>) -> std::io::Result<()> {
+        #[cfg(unix)]
+        if let Some(m) = &self.0 {
+            const PAGE: usize = 4096;
+            let start = range.start.div_ceil(PAGE) * PAGE;
+            let end = (range.end / PAGE) * PAGE;
+            if end > start {
+                // SAFETY: the map is read-only and file-backed: dropping its pages cannot change what a later read
+                // sees (the kernel reads the file again), so no live reference observes a change.
+                unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)? };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+        Ok(())
+    }
+}

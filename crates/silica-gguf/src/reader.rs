@@ -652,6 +652,19 @@ impl TensorBytes {
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes.as_slice()[self.range.clone()]
     }
+
+    /// Drops the mapped pages that lie wholly inside this tensor from the process's resident set (after its data
+    /// was copied elsewhere). The bytes stay readable: touching them reads the file again. No-op for owned or
+    /// unmapped files.
+    ///
+    /// # Errors
+    /// The OS error of `madvise`.
+    pub fn release_pages(&self) -> std::io::Result<()> {
+        match &*self.bytes {
+            Bytes::Mmap(m) => m.release(self.range.clone()),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl std::ops::Deref for TensorBytes {

@@ -20,6 +20,7 @@ pub mod blocks;
 pub mod kquants;
 pub mod legacy;
 pub mod q8;
+pub mod repack;
 
 use bytemuck::{Pod, Zeroable};
 use silica_gguf::GgmlType;
@@ -96,8 +97,9 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 
-pub use matmul::{KernelError, QMatRef, Scratch, matmul, supports};
+pub use matmul::{KernelError, QMatRef, Scratch, matmul, matmul_packed, supports};
 pub use pool::ThreadPool;
+pub use repack::PackedQ4_0;
 
 /// The number of CPU threads silica computes with: `SILICA_NUM_THREADS`, else `CANDLE_NUM_THREADS` or
 /// `RAYON_NUM_THREADS` (what `-t` sets, and what candle's own CPU pool reads), else the available parallelism.
@@ -119,4 +121,12 @@ pub fn global_pool() -> &'static ThreadPool {
         #[allow(clippy::expect_used)]
         ThreadPool::new(cpu_threads()).expect("silica-kernels: spawning the CPU worker threads")
     })
+}
+
+/// Views bytes (2-byte aligned, a whole number of blocks: check with [`QMatRef::new`] first) as Q4_0 blocks.
+///
+/// # Panics
+/// If the length or alignment is wrong.
+pub fn blocks_of(bytes: &[u8]) -> &[BlockQ4_0] {
+    bytemuck::cast_slice(bytes)
 }

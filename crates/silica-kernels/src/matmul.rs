@@ -13,8 +13,9 @@
 use silica_gguf::GgmlType;
 
 use crate::pool::{SharedMut, ThreadPool, split};
+use crate::repack::{self, PackedQ4_0};
 use crate::{
-    ActBlock, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5K, BlockQ6K, BlockQ8_0, WeightBlock,
+    ActBlock, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5K, BlockQ6K, BlockQ8_0, QK, WeightBlock,
 };
 
 /// Weight rows per prefill tile: 16 rows of a 4096-wide Q4_0 matrix are 36 KiB, about an L1+L2 working set.
@@ -119,9 +120,10 @@ impl<'a> QMatRef<'a> {
     }
 }
 
-/// Reusable buffer for quantized activations (4-byte aligned storage, viewed as any activation block type).
+/// Reusable buffers for quantized activations (4-byte aligned storage, viewed as any activation block type) and
+/// their block sums.
 #[derive(Debug, Default)]
-pub struct Scratch(Vec<u32>);
+pub struct Scratch(Vec<u32>, Vec<i32>);
 
 impl Scratch {
     fn blocks<A: ActBlock>(&mut self, n: usize) -> &mut [A] {
@@ -131,6 +133,103 @@ impl Scratch {
         }
         bytemuck::cast_slice_mut(&mut self.0[..words])[..n].as_mut()
     }
+
+    fn blocks_and_sums<A: ActBlock>(&mut self, n: usize) -> (&mut [A], &mut [i32]) {
+        let words = (n * size_of::<A>()).div_ceil(4);
+        if self.0.len() < words {
+            self.0.resize(words, 0);
+        }
+        if self.1.len() < n {
+            self.1.resize(n, 0);
+        }
+        (
+            bytemuck::cast_slice_mut(&mut self.0[..words])[..n].as_mut(),
+            &mut self.1[..n],
+        )
+    }
+}
+
+/// `out = x · Wᵀ` for a repacked Q4_0 matrix ([`PackedQ4_0`]): threads split the groups of eight rows; each
+/// group meets the tokens four at a time ([`repack::gemm`]).
+///
+/// # Errors
+/// [`KernelError::Size`] if `x` is not `[n, cols]` or `out` not `[n, rows]`.
+pub fn matmul_packed(
+    pool: &ThreadPool,
+    w: &PackedQ4_0,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    let (rows, cols) = (w.rows(), w.cols());
+    if x.len() != n * cols {
+        return Err(KernelError::Size {
+            what: "activations",
+            expected: n * cols,
+            found: x.len(),
+        });
+    }
+    if out.len() != n * rows {
+        return Err(KernelError::Size {
+            what: "output",
+            expected: n * rows,
+            found: out.len(),
+        });
+    }
+    let nb = cols / QK;
+    let (xq, sums) = scratch.blocks_and_sums::<BlockQ8_0>(n * nb);
+    let (xq_ptr, sums_ptr) = (SharedMut::new(xq), SharedMut::new(sums));
+    let quantize = |t: usize| {
+        // SAFETY: token `t`'s blocks and sums are written by exactly one thread, within bounds.
+        let (row, srow) = unsafe { (xq_ptr.slice(t * nb, nb), sums_ptr.slice(t * nb, nb)) };
+        BlockQ8_0::quantize_row(&x[t * cols..(t + 1) * cols], row);
+        repack::block_sums(row, srow);
+    };
+    if n == 1 {
+        quantize(0);
+    } else {
+        pool.run(|ith, nth| split(n, ith, nth).for_each(quantize));
+    }
+    let (xq, sums): (&[BlockQ8_0], &[i32]) = (xq, sums);
+    let optr = SharedMut::new(out);
+    pool.run(|ith, nth| {
+        for g in split(rows / 8, ith, nth) {
+            let wg = w.group(g);
+            let xr = |t: usize| &xq[t * nb..(t + 1) * nb];
+            let sr = |t: usize| &sums[t * nb..(t + 1) * nb];
+            let put = |t: usize, v: [f32; 8]| {
+                for (j, vj) in v.into_iter().enumerate() {
+                    // SAFETY: group `g`'s rows belong to this thread only; `t·rows + 8g + j < n·rows`.
+                    unsafe { optr.write(t * rows + 8 * g + j, vj) };
+                }
+            };
+            let mut t = 0;
+            while t + 4 <= n {
+                let v = repack::gemm::<4>(
+                    wg,
+                    [xr(t), xr(t + 1), xr(t + 2), xr(t + 3)],
+                    [sr(t), sr(t + 1), sr(t + 2), sr(t + 3)],
+                );
+                v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
+                t += 4;
+            }
+            match n - t {
+                3 => {
+                    let v =
+                        repack::gemm::<3>(wg, [xr(t), xr(t + 1), xr(t + 2)], [sr(t), sr(t + 1), sr(t + 2)]);
+                    v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
+                }
+                2 => {
+                    let v = repack::gemm::<2>(wg, [xr(t), xr(t + 1)], [sr(t), sr(t + 1)]);
+                    v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
+                }
+                1 => put(t, repack::gemm::<1>(wg, [xr(t)], [sr(t)])[0]),
+                _ => {}
+            }
+        }
+    });
+    Ok(())
 }
 
 /// `out = x · Wᵀ` on `pool`'s threads (see the module docs); `scratch` holds the quantized activations.

@@ -94,3 +94,33 @@ fn bad_shapes_are_errors() {
     assert!(matmul(&pool, &m, &[0.0; 31], 1, &mut out, &mut Scratch::default()).is_err());
     assert!(matmul(&pool, &m, &[0.0; 32], 1, &mut out[..1], &mut Scratch::default()).is_err());
 }
+
+#[test]
+fn packed_q4_0_matmul_equals_the_row_major_one() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let (rows, cols) = (24, 576);
+    let w = random(&mut rng, rows * cols);
+    let row_bytes = cols / 32 * 18;
+    let mut wq = vec![0u8; rows * row_bytes];
+    for (src, dst) in w.chunks_exact(cols).zip(wq.chunks_exact_mut(row_bytes)) {
+        silica_quant::quantize_row(GgmlType::Q4_0, src, dst).unwrap();
+    }
+    let m = QMatRef::new(GgmlType::Q4_0, rows, cols, &wq).unwrap();
+    let packed = silica_kernels::PackedQ4_0::pack(bytemuck::cast_slice(&wq), rows, cols).unwrap();
+    assert_eq!(packed.size_bytes(), wq.len());
+    for n in [1, 2, 3, 4, 9] {
+        let x = random(&mut rng, n * cols);
+        for threads in [1, 3] {
+            let pool = ThreadPool::new(threads).unwrap();
+            let (mut a, mut b) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
+            matmul(&pool, &m, &x, n, &mut a, &mut Scratch::default()).unwrap();
+            silica_kernels::matmul_packed(&pool, &packed, &x, n, &mut b, &mut Scratch::default()).unwrap();
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (p - q).abs() <= 1e-4 * p.abs().max(1.0),
+                    "n {n} threads {threads} [{i}]: {p} vs {q}"
+                );
+            }
+        }
+    }
+}

@@ -61,6 +61,8 @@ pub(crate) struct NativeMat {
     rows: usize,
     cols: usize,
     bytes: TensorBytes,
+    /// Q4_0 repacked eight rows at a time (x86-64): used instead of `bytes`, whose pages are released.
+    packed: Option<Arc<silica_kernels::PackedQ4_0>>,
 }
 
 thread_local! {
@@ -92,9 +94,11 @@ impl NativeMat {
             .ok_or_else(|| candle_core::Error::Msg("matmul: non-contiguous input".into()))?;
         let xs = &cpu.as_slice::<f32>()?[start..end];
         let mut out = vec![0f32; n * self.rows];
+        let pool = silica_kernels::global_pool();
         SCRATCH
-            .with_borrow_mut(|s| {
-                silica_kernels::matmul(silica_kernels::global_pool(), &w, xs, n, &mut out, s)
+            .with_borrow_mut(|s| match &self.packed {
+                Some(p) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
+                None => silica_kernels::matmul(pool, &w, xs, n, &mut out, s),
             })
             .map_err(candle_core::Error::wrap)?;
         drop(storage);
@@ -130,6 +134,16 @@ impl Linear {
     pub fn is_native(&self) -> bool {
         matches!(self.imp, LinearImpl::Native(_))
     }
+}
+
+/// Views tensor bytes as Q4_0 blocks (GGUF data is aligned, so this fails only for a corrupt offset).
+fn bytemuck_cast<'b>(bytes: &'b [u8], name: &str) -> Result<&'b [silica_kernels::BlockQ4_0], LoadError> {
+    silica_kernels::QMatRef::new(GgmlType::Q4_0, bytes.len() / 18, 32, bytes)
+        .map_err(|e| LoadError::Candle {
+            name: name.to_owned(),
+            source: candle_core::Error::wrap(e),
+        })
+        .map(|_| silica_kernels::blocks_of(bytes))
 }
 
 /// Token embeddings `[n_vocab, n_embd]`: rows are looked up per token (ggml `get_rows`), and the matrix doubles
@@ -233,11 +247,25 @@ impl<'a> Loader<'a> {
             return Ok(None);
         }
         let bytes = self.file.tensor_bytes(info)?;
+        // Q4_0 matrices are repacked eight rows at a time where the CPU has the kernel (a copy of the same size;
+        // the mapped pages are then released so the process holds the weights once). The token embeddings are
+        // not repacked: their rows are read in place by `get_rows`.
+        let packed = if need_matmul && ty == GgmlType::Q4_0 && silica_kernels::repack::has_fast_path() {
+            let blocks = bytemuck_cast(&bytes, name)?;
+            silica_kernels::PackedQ4_0::pack(blocks, rows, cols).map(Arc::new)
+        } else {
+            None
+        };
+        if packed.is_some() {
+            // Best effort: if the kernel refuses, the pages only stay resident.
+            let _ = bytes.release_pages();
+        }
         Ok(Some(NativeMat {
             ty,
             rows,
             cols,
             bytes,
+            packed,
         }))
     }
 
