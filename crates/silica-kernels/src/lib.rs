@@ -22,7 +22,8 @@ pub mod legacy;
 pub mod q8;
 pub mod repack;
 
-use bytemuck::{Pod, Zeroable};
+pub use bytemuck::Pod;
+use bytemuck::Zeroable;
 use silica_gguf::GgmlType;
 
 pub use blocks::{
@@ -99,7 +100,7 @@ pub mod pool;
 
 pub use matmul::{KernelError, QMatRef, Scratch, matmul, matmul_packed, supports};
 pub use pool::ThreadPool;
-pub use repack::PackedQ4_0;
+pub use repack::{Packed, PackedQ4_0, PackedQ8_0};
 
 /// The number of CPU threads silica computes with: `SILICA_NUM_THREADS`, else `CANDLE_NUM_THREADS` or
 /// `RAYON_NUM_THREADS` (what `-t` sets, and what candle's own CPU pool reads), else the available parallelism.
@@ -123,10 +124,10 @@ pub fn global_pool() -> &'static ThreadPool {
     })
 }
 
-/// Views bytes (2-byte aligned, a whole number of blocks: check with [`QMatRef::new`] first) as Q4_0 blocks.
+/// Views bytes (2-byte aligned, a whole number of blocks: check with [`QMatRef::new`] first) as blocks of `B`.
 ///
 /// # Panics
 /// If the length or alignment is wrong.
-pub fn blocks_of(bytes: &[u8]) -> &[BlockQ4_0] {
+pub fn blocks_of<B: Pod>(bytes: &[u8]) -> &[B] {
     bytemuck::cast_slice(bytes)
 }

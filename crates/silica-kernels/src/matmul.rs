@@ -13,7 +13,7 @@
 use silica_gguf::GgmlType;
 
 use crate::pool::{SharedMut, ThreadPool, split};
-use crate::repack::{self, PackedQ4_0};
+use crate::repack::{self, Pack8, Packed};
 use crate::{
     ActBlock, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5K, BlockQ6K, BlockQ8_0, QK, WeightBlock,
 };
@@ -149,14 +149,14 @@ impl Scratch {
     }
 }
 
-/// `out = x · Wᵀ` for a repacked Q4_0 matrix ([`PackedQ4_0`]): threads split the groups of eight rows; each
+/// `out = x · Wᵀ` for a repacked matrix ([`Packed`]: Q4_0 or Q8_0): threads split the groups of eight rows; each
 /// group meets the tokens four at a time ([`repack::gemm`]).
 ///
 /// # Errors
 /// [`KernelError::Size`] if `x` is not `[n, cols]` or `out` not `[n, rows]`.
-pub fn matmul_packed(
+pub fn matmul_packed<P: Pack8>(
     pool: &ThreadPool,
-    w: &PackedQ4_0,
+    w: &Packed<P>,
     x: &[f32],
     n: usize,
     out: &mut [f32],
@@ -206,7 +206,7 @@ pub fn matmul_packed(
             };
             let mut t = 0;
             while t + 4 <= n {
-                let v = repack::gemm::<4>(
+                let v = repack::gemm::<P, 4>(
                     wg,
                     [xr(t), xr(t + 1), xr(t + 2), xr(t + 3)],
                     [sr(t), sr(t + 1), sr(t + 2), sr(t + 3)],
@@ -216,15 +216,18 @@ pub fn matmul_packed(
             }
             match n - t {
                 3 => {
-                    let v =
-                        repack::gemm::<3>(wg, [xr(t), xr(t + 1), xr(t + 2)], [sr(t), sr(t + 1), sr(t + 2)]);
+                    let v = repack::gemm::<P, 3>(
+                        wg,
+                        [xr(t), xr(t + 1), xr(t + 2)],
+                        [sr(t), sr(t + 1), sr(t + 2)],
+                    );
                     v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
                 }
                 2 => {
-                    let v = repack::gemm::<2>(wg, [xr(t), xr(t + 1)], [sr(t), sr(t + 1)]);
+                    let v = repack::gemm::<P, 2>(wg, [xr(t), xr(t + 1)], [sr(t), sr(t + 1)]);
                     v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
                 }
-                1 => put(t, repack::gemm::<1>(wg, [xr(t)], [sr(t)])[0]),
+                1 => put(t, repack::gemm::<P, 1>(wg, [xr(t)], [sr(t)])[0]),
                 _ => {}
             }
         }

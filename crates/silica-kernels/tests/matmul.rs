@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! `matmul` against plain references, for every supported type, thread count and token count (the tiled
 //! four-token path and the single-token path).
 
@@ -96,17 +97,22 @@ fn bad_shapes_are_errors() {
 }
 
 #[test]
-fn packed_q4_0_matmul_equals_the_row_major_one() {
+fn packed_matmuls_equal_the_row_major_ones() {
+    packed_equals_row_major::<silica_kernels::repack::BlockQ4_0x8>(GgmlType::Q4_0);
+    packed_equals_row_major::<silica_kernels::repack::BlockQ8_0x8>(GgmlType::Q8_0);
+}
+
+fn packed_equals_row_major<P: silica_kernels::repack::Pack8>(ty: GgmlType) {
     let mut rng = StdRng::seed_from_u64(12);
     let (rows, cols) = (24, 576);
     let w = random(&mut rng, rows * cols);
-    let row_bytes = cols / 32 * 18;
+    let row_bytes = cols / 32 * ty.block_bytes();
     let mut wq = vec![0u8; rows * row_bytes];
     for (src, dst) in w.chunks_exact(cols).zip(wq.chunks_exact_mut(row_bytes)) {
-        silica_quant::quantize_row(GgmlType::Q4_0, src, dst).unwrap();
+        silica_quant::quantize_row(ty, src, dst).unwrap();
     }
-    let m = QMatRef::new(GgmlType::Q4_0, rows, cols, &wq).unwrap();
-    let packed = silica_kernels::PackedQ4_0::pack(bytemuck::cast_slice(&wq), rows, cols).unwrap();
+    let m = QMatRef::new(ty, rows, cols, &wq).unwrap();
+    let packed = silica_kernels::Packed::<P>::pack(silica_kernels::blocks_of(&wq), rows, cols).unwrap();
     assert_eq!(packed.size_bytes(), wq.len());
     for n in [1, 2, 3, 4, 9] {
         let x = random(&mut rng, n * cols);

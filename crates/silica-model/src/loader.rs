@@ -61,8 +61,15 @@ pub(crate) struct NativeMat {
     rows: usize,
     cols: usize,
     bytes: TensorBytes,
-    /// Q4_0 repacked eight rows at a time (x86-64): used instead of `bytes`, whose pages are released.
-    packed: Option<Arc<silica_kernels::PackedQ4_0>>,
+    /// Q4_0 or Q8_0 repacked eight rows at a time (x86-64): used instead of `bytes`, whose pages are released.
+    packed: Option<Arc<PackedMat>>,
+}
+
+/// A repacked matrix (see `silica_kernels::repack`).
+#[derive(Debug)]
+enum PackedMat {
+    Q4_0(silica_kernels::PackedQ4_0),
+    Q8_0(silica_kernels::PackedQ8_0),
 }
 
 thread_local! {
@@ -96,8 +103,9 @@ impl NativeMat {
         let mut out = vec![0f32; n * self.rows];
         let pool = silica_kernels::global_pool();
         SCRATCH
-            .with_borrow_mut(|s| match &self.packed {
-                Some(p) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
+            .with_borrow_mut(|s| match self.packed.as_deref() {
+                Some(PackedMat::Q4_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
+                Some(PackedMat::Q8_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
                 None => silica_kernels::matmul(pool, &w, xs, n, &mut out, s),
             })
             .map_err(candle_core::Error::wrap)?;
@@ -136,9 +144,13 @@ impl Linear {
     }
 }
 
-/// Views tensor bytes as Q4_0 blocks (GGUF data is aligned, so this fails only for a corrupt offset).
-fn bytemuck_cast<'b>(bytes: &'b [u8], name: &str) -> Result<&'b [silica_kernels::BlockQ4_0], LoadError> {
-    silica_kernels::QMatRef::new(GgmlType::Q4_0, bytes.len() / 18, 32, bytes)
+/// Views tensor bytes as blocks of `ty` (GGUF data is aligned, so this fails only for a corrupt offset).
+fn blocks_checked<'b, B: silica_kernels::Pod>(
+    ty: GgmlType,
+    bytes: &'b [u8],
+    name: &str,
+) -> Result<&'b [B], LoadError> {
+    silica_kernels::QMatRef::new(ty, bytes.len() / ty.block_bytes(), ty.block_len(), bytes)
         .map_err(|e| LoadError::Candle {
             name: name.to_owned(),
             source: candle_core::Error::wrap(e),
@@ -247,15 +259,24 @@ impl<'a> Loader<'a> {
             return Ok(None);
         }
         let bytes = self.file.tensor_bytes(info)?;
-        // Q4_0 matrices are repacked eight rows at a time where the CPU has the kernel (a copy of the same size;
+        // Q4_0 and Q8_0 matrices are repacked eight rows at a time where the CPU has the kernel (a copy of the same size;
         // the mapped pages are then released so the process holds the weights once). The token embeddings are
         // not repacked: their rows are read in place by `get_rows`.
-        let packed = if need_matmul && ty == GgmlType::Q4_0 && silica_kernels::repack::has_fast_path() {
-            let blocks = bytemuck_cast(&bytes, name)?;
-            silica_kernels::PackedQ4_0::pack(blocks, rows, cols).map(Arc::new)
-        } else {
-            None
-        };
+        use silica_kernels::repack::{BlockQ4_0x8, BlockQ8_0x8, has_fast_path};
+        let packed = match ty {
+            _ if !need_matmul => None,
+            GgmlType::Q4_0 if has_fast_path::<BlockQ4_0x8>() => {
+                let blocks = blocks_checked(ty, &bytes, name)?;
+                silica_kernels::PackedQ4_0::pack(blocks, rows, cols).map(PackedMat::Q4_0)
+            }
+            GgmlType::Q8_0 if has_fast_path::<BlockQ8_0x8>() => {
+                let blocks = blocks_checked(ty, &bytes, name)?;
+                silica_kernels::PackedQ8_0::pack(blocks, rows, cols).map(PackedMat::Q8_0)
+            }
+            _ => None,
+        }
+        .map(Arc::new);
+
         if packed.is_some() {
             // Best effort: if the kernel refuses, the pages only stay resident.
             let _ = bytes.release_pages();
