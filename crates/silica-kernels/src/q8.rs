@@ -3,7 +3,7 @@
 //!
 //! * Q8_0 and Q8_1 follow `quantize_row_q8_0` / `quantize_row_q8_1` in `ggml-cpu/arch/x86/quants.c` (the AVX2
 //!   branch): `d = amax / 127`, levels `round_half_even(x · (127 / amax))` (`_mm256_round_ps` nearest; here
-//!   through [`nearest_int`]'s exact trick, as `roundf`-style calls are library calls on baseline x86-64), `d` stored as f16; Q8_1 also stores
+//!   through `nearest_int`'s exact trick, as `roundf`-style calls are library calls on baseline x86-64), `d` stored as f16; Q8_1 also stores
 //!   `s = d · Σ levels`. (The portable `_ref` versions multiply by `1/d` and round half away from zero; the
 //!   results differ on ties and by one level near `x·id ≈ k + ½`.)
 //! * Q8_K follows `quantize_row_q8_K_ref` in `ggml-quants.c` (x86 has no SIMD version): `iscale = −127 / max`
