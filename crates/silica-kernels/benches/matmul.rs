@@ -1,0 +1,144 @@
+//! Micro-benchmarks of silica's own CPU matrix product (`silica_kernels::matmul`, and `matmul_packed` for the
+//! repacked Q4_0/Q8_0 layouts), the product `silica-model` runs on the CPU: a weight `[out, in]` applied as
+//! `x · Wᵀ`.
+//!
+//! ```text
+//! SILICA_NUM_THREADS=2 cargo bench -p silica-kernels --bench matmul          # timed run, 2 threads
+//! SILICA_NUM_THREADS=2 cargo bench -p silica-kernels --bench matmul -- tg    # only the mat-vec cases
+//! cargo bench -p silica-kernels --bench matmul -- --test                     # each case once, no timing
+//! ```
+//!
+//! Cases: weight types `Q4_0` (row-major and repacked), `Q8_0` (row-major and repacked), `Q4_K`, `Q6_K` × shapes
+//! `2048x2048`, `8192x2048` (Llama 3.2 1B) and `4096x4096` (Llama 2 7B) × 1 token (`tg`) and 512 tokens (`pp`).
+//! Weights and activations come from fixed seeds.
+//!
+//! Counters: `tg` reports the weight's GGUF size (`BytesCount`), so bytes/s is the rate weights stream; `pp`
+//! reports 2·m·n·k as items, i.e. FLOP/s. The matrices (2–34 MB) are read again and again, so `tg` runs partly
+//! from cache: an upper bound of what a whole model streamed from DRAM gets. The pool has
+//! `silica_kernels::cpu_threads()` threads (`SILICA_NUM_THREADS`), fixed for the run.
+
+use divan::Bencher;
+use divan::counter::{BytesCount, ItemsCount};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use silica_gguf::GgmlType;
+use silica_kernels::repack::{BlockQ4_0x8, BlockQ8_0x8, Pack8};
+use silica_kernels::{Packed, QMatRef, Scratch, global_pool, matmul, matmul_packed};
+
+fn main() {
+    divan::main();
+}
+
+/// One benchmarked weight: its layout and shape `[out, inp]`.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    ty: GgmlType,
+    packed: bool,
+    out: usize,
+    inp: usize,
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let layout = if self.packed { "x8" } else { "" };
+        write!(f, "{}{layout} {}x{}", self.ty, self.out, self.inp)
+    }
+}
+
+const CASES: [Case; 18] = {
+    const SHAPES: [(usize, usize); 3] = [(2048, 2048), (8192, 2048), (4096, 4096)];
+    const KINDS: [(GgmlType, bool); 6] = [
+        (GgmlType::Q4_0, false),
+        (GgmlType::Q4_0, true),
+        (GgmlType::Q8_0, false),
+        (GgmlType::Q8_0, true),
+        (GgmlType::Q4_K, false),
+        (GgmlType::Q6_K, false),
+    ];
+    let mut out = [Case {
+        ty: GgmlType::Q4_0,
+        packed: false,
+        out: 0,
+        inp: 0,
+    }; 18];
+    let mut i = 0;
+    while i < 18 {
+        let (ty, packed) = KINDS[i / 3];
+        let (o, n) = SHAPES[i % 3];
+        out[i] = Case {
+            ty,
+            packed,
+            out: o,
+            inp: n,
+        };
+        i += 1;
+    }
+    out
+};
+
+/// Quantized random weights `[out, inp]` of `ty`, row-major GGUF bytes.
+fn weights(ty: GgmlType, out: usize, inp: usize) -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let rb = inp / ty.block_len() * ty.block_bytes();
+    let mut bytes = vec![0u8; out * rb];
+    let mut row = vec![0f32; inp];
+    for dst in bytes.chunks_exact_mut(rb) {
+        row.iter_mut().for_each(|v| *v = rng.random_range(-0.05f32..0.05));
+        silica_quant::quantize_row(ty, &row, dst).expect("quantizable type");
+    }
+    bytes
+}
+
+fn activations(n: usize, inp: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(8);
+    (0..n * inp).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// A prepared product of `n` tokens: calling it runs `x · Wᵀ` once.
+fn prepare(c: Case, n: usize) -> impl FnMut() {
+    let w = weights(c.ty, c.out, c.inp);
+    let x = activations(n, c.inp);
+    let mut y = vec![0f32; n * c.out];
+    let mut s = Scratch::default();
+    enum Layout {
+        RowMajor(Vec<u8>),
+        Q4_0(Packed<BlockQ4_0x8>),
+        Q8_0(Packed<BlockQ8_0x8>),
+    }
+    let layout = match (c.ty, c.packed) {
+        (GgmlType::Q4_0, true) => Layout::Q4_0(pack(&w, c)),
+        (GgmlType::Q8_0, true) => Layout::Q8_0(pack(&w, c)),
+        _ => Layout::RowMajor(w),
+    };
+    move || match &layout {
+        Layout::RowMajor(w) => {
+            let m = QMatRef::new(c.ty, c.out, c.inp, w).expect("valid shape");
+            matmul(global_pool(), &m, &x, n, &mut y, &mut s).expect("sizes match");
+        }
+        Layout::Q4_0(p) => matmul_packed(global_pool(), p, &x, n, &mut y, &mut s).expect("sizes match"),
+        Layout::Q8_0(p) => matmul_packed(global_pool(), p, &x, n, &mut y, &mut s).expect("sizes match"),
+    }
+}
+
+fn pack<P: Pack8>(w: &[u8], c: Case) -> Packed<P> {
+    Packed::<P>::pack(silica_kernels::blocks_of(w), c.out, c.inp).expect("rows a multiple of 8")
+}
+
+/// Token generation: one token, a matrix-vector product; bytes/s = weights streamed per second.
+#[divan::bench(args = CASES)]
+fn tg(b: Bencher<'_, '_>, c: Case) {
+    let mut f = prepare(c, 1);
+    f();
+    b.counter(BytesCount::new(
+        c.out * c.inp / c.ty.block_len() * c.ty.block_bytes(),
+    ))
+    .bench_local(f);
+}
+
+/// Prompt processing: 512 tokens; items/s = FLOP/s (2·m·n·k).
+#[divan::bench(args = CASES, sample_count = 10)]
+fn pp(b: Bencher<'_, '_>, c: Case) {
+    let mut f = prepare(c, 512);
+    f();
+    b.counter(ItemsCount::new(2 * 512 * c.out * c.inp)).bench_local(f);
+}
