@@ -22,6 +22,23 @@ pub trait KvElem: Copy + Send + Sync + 'static {
     fn round_acc(acc: &mut [f32], tmp: &mut [f16]) {
         let _ = (acc, tmp);
     }
+    /// [`KvElem::to_f32_row`] with x86 F16C instructions where the type has them (the default is the portable
+    /// one).
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
+    #[inline]
+    unsafe fn to_f32_row_x86(src: &[Self], dst: &mut [f32]) {
+        Self::to_f32_row(src, dst);
+    }
+    /// [`KvElem::round_acc`] in place with x86 F16C instructions where the type rounds.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
+    #[inline]
+    unsafe fn round_acc_x86(acc: &mut [f32], tmp: &mut [f16]) {
+        Self::round_acc(acc, tmp);
+    }
 }
 
 impl KvElem for f32 {
@@ -43,6 +60,65 @@ impl KvElem for f16 {
     fn round_acc(acc: &mut [f32], tmp: &mut [f16]) {
         tmp.convert_from_f32_slice(acc);
         tmp.convert_to_f32_slice(acc);
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn to_f32_row_x86(src: &[f16], dst: &mut [f32]) {
+        // SAFETY: the caller guarantees F16C and AVX2.
+        unsafe { f16c::to_f32(src, dst) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn round_acc_x86(acc: &mut [f32], _tmp: &mut [f16]) {
+        // SAFETY: the caller guarantees F16C and AVX2.
+        unsafe { f16c::round(acc) }
+    }
+}
+
+/// F16C conversions for the attention workers (8 values per instruction; scalar `half` for the tail).
+#[cfg(target_arch = "x86_64")]
+mod f16c {
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    /// `dst[i] = src[i]` as f32.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    pub(super) fn to_f32(src: &[f16], dst: &mut [f32]) {
+        let n = src.len().min(dst.len());
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: `i + 8 ≤ n` elements of each slice are in bounds; unaligned load and store.
+            unsafe {
+                let h = _mm_loadu_si128(src.as_ptr().add(i).cast());
+                _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+            }
+            i += 8;
+        }
+        for j in i..n {
+            dst[j] = src[j].to_f32();
+        }
+    }
+
+    /// Rounds each value to f16 and back, in place (round to nearest even, as `vcvtps2ph` with mode 0).
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    pub(super) fn round(acc: &mut [f32]) {
+        let n = acc.len();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: `i + 8 ≤ n`; unaligned load and store.
+            unsafe {
+                let v = _mm256_loadu_ps(acc.as_ptr().add(i));
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+                _mm256_storeu_ps(acc.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+            }
+            i += 8;
+        }
+        for a in &mut acc[i..] {
+            *a = f16::from_f32(*a).to_f32();
+        }
     }
 }
 
@@ -115,7 +191,7 @@ pub fn attention<K: KvElem, V: KvElem>(
             // SAFETY: the CPU has the features the function is compiled for (checked at run time).
             return unsafe { one_chunk_worker_avx2(s, m, q, k, v, optr, ith, nth) };
         }
-        one_chunk_worker(s, m, q, k, v, optr, ith, nth)
+        one_chunk_worker::<K, V, false>(s, m, q, k, v, optr, ith, nth)
     });
 }
 
@@ -149,7 +225,7 @@ fn attention_tiled<K: KvElem, V: KvElem>(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn one_chunk_worker<K: KvElem, V: KvElem>(
+fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(
     s: AttnShape,
     m: usize,
     q: &[f32],
@@ -183,22 +259,44 @@ fn one_chunk_worker<K: KvElem, V: KvElem>(
         let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
         acc.fill(0.0);
         for j in j0..=p {
-            K::to_f32_row(&k[(g * s.n_ctx + j) * dk..][..dk], &mut kr[..dk]);
+            let krow = &k[(g * s.n_ctx + j) * dk..][..dk];
+            if X86 {
+                // SAFETY: `X86` is set only by `one_chunk_worker_avx2`, which runs on CPUs with AVX2/FMA/F16C.
+                unsafe { K::to_f32_row_x86(krow, &mut kr[..dk]) };
+            } else {
+                K::to_f32_row(krow, &mut kr[..dk]);
+            }
             let sc = s.scale * dot(&qr, &kr[..dk]);
             let (mut ms, mut vs) = (1f32, 1f32);
             if sc > max {
                 ms = (max - sc).exp();
                 max = sc;
                 acc.iter_mut().for_each(|a| *a *= ms);
-                V::round_acc(&mut acc, &mut tmp);
+                if X86 {
+                    // SAFETY: as above.
+                    unsafe { V::round_acc_x86(&mut acc, &mut tmp) };
+                } else {
+                    V::round_acc(&mut acc, &mut tmp);
+                }
             } else {
                 vs = (sc - max).exp();
             }
-            V::to_f32_row(&v[(g * s.n_ctx + j) * dv..][..dv], &mut kr[..dv]);
+            let vrow = &v[(g * s.n_ctx + j) * dv..][..dv];
+            if X86 {
+                // SAFETY: as above.
+                unsafe { V::to_f32_row_x86(vrow, &mut kr[..dv]) };
+            } else {
+                V::to_f32_row(vrow, &mut kr[..dv]);
+            }
             for (a, &x) in acc.iter_mut().zip(&kr[..dv]) {
                 *a = x.mul_add(vs, *a);
             }
-            V::round_acc(&mut acc, &mut tmp);
+            if X86 {
+                // SAFETY: as above.
+                unsafe { V::round_acc_x86(&mut acc, &mut tmp) };
+            } else {
+                V::round_acc(&mut acc, &mut tmp);
+            }
             sum = sum * ms + vs;
         }
         let inv = 1.0 / sum;
@@ -222,7 +320,7 @@ fn one_chunk_worker_avx2<K: KvElem, V: KvElem>(
     ith: usize,
     nth: usize,
 ) {
-    one_chunk_worker(s, m, q, k, v, optr, ith, nth)
+    one_chunk_worker::<K, V, true>(s, m, q, k, v, optr, ith, nth)
 }
 
 #[inline(always)]
@@ -427,6 +525,18 @@ mod tests {
             let vr: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
             let want = reference(s, &qr, &kr, &vr);
             attention::<f16, f16>(&pool, s, &q, &k16, &v16, &mut out);
+            if m < TILE_Q {
+                // The portable worker gives the same bits as the x86 one (same operations, same rounding).
+                let mut portable = vec![0f32; out.len()];
+                let optr = SharedMut::new(&mut portable);
+                pool.run(|ith, nth| {
+                    one_chunk_worker::<f16, f16, false>(s, m, &q, &k16, &v16, optr, ith, nth)
+                });
+                assert_eq!(
+                    portable.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    out.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                );
+            }
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 8e-3, "f16 (accumulated in f16): {a} vs {b}");
             }
