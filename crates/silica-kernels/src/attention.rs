@@ -219,7 +219,7 @@ fn attention_tiled<K: KvElem, V: KvElem>(
             // SAFETY: the CPU has the features the function is compiled for (checked at run time).
             return unsafe { tiled_worker_avx2(s, m, q, k, v, optr, ith, nth) };
         }
-        tiled_worker(s, m, q, k, v, optr, ith, nth)
+        tiled_worker::<K, V, false>(s, m, q, k, v, optr, ith, nth)
     });
 }
 
@@ -325,7 +325,7 @@ fn one_chunk_worker_avx2<K: KvElem, V: KvElem>(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tiled_worker<K: KvElem, V: KvElem>(
+fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(
     s: AttnShape,
     m: usize,
     q: &[f32],
@@ -338,50 +338,61 @@ fn tiled_worker<K: KvElem, V: KvElem>(
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let n_group = s.n_head / s.n_head_kv;
     let n_tiles = m.div_ceil(TILE_Q);
+    let window_lo = |p: usize| {
+        if s.n_swa > 0 {
+            (p + 1).saturating_sub(s.n_swa)
+        } else {
+            0
+        }
+    };
     let mut kf: Vec<f32> = Vec::new();
+    let mut kt: Vec<f32> = Vec::new();
     let mut vf: Vec<f32> = Vec::new();
     let mut scores: Vec<f32> = Vec::new();
     let mut acc = vec![0f32; dv];
+    let mut acc4 = vec![0f32; 4 * dv];
     for task in (ith..s.n_head * n_tiles).step_by(nth) {
         let (h, tile) = (task / n_tiles, task % n_tiles);
         let g = h / n_group;
         let (i0, i1) = (tile * TILE_Q, ((tile + 1) * TILE_Q).min(m));
         // Keys visible to some query of the tile: from the first query's window start to the last query.
-        let j_lo = if s.n_swa > 0 {
-            (s.p0 + i0 + 1).saturating_sub(s.n_swa)
-        } else {
-            0
-        };
+        let j_lo = window_lo(s.p0 + i0);
         let j_hi = s.p0 + i1; // exclusive
         let n = j_hi - j_lo;
         kf.resize(n * dk, 0.0);
         vf.resize(n * dv, 0.0);
         for (jj, j) in (j_lo..j_hi).enumerate() {
-            K::to_f32_row(&k[(g * s.n_ctx + j) * dk..][..dk], &mut kf[jj * dk..][..dk]);
-            V::to_f32_row(&v[(g * s.n_ctx + j) * dv..][..dv], &mut vf[jj * dv..][..dv]);
-        }
-        for i in i0..i1 {
-            let p = s.p0 + i;
-            let lo = if s.n_swa > 0 {
-                (p + 1).saturating_sub(s.n_swa)
+            let (krow, vrow) = (
+                &k[(g * s.n_ctx + j) * dk..][..dk],
+                &v[(g * s.n_ctx + j) * dv..][..dv],
+            );
+            if X86 {
+                // SAFETY: `X86` is set only by `tiled_worker_avx2`, which runs on CPUs with AVX2/FMA/F16C.
+                unsafe {
+                    K::to_f32_row_x86(krow, &mut kf[jj * dk..][..dk]);
+                    V::to_f32_row_x86(vrow, &mut vf[jj * dv..][..dv]);
+                }
             } else {
-                0
-            };
-            let qi = &q[(i * s.n_head + h) * dk..][..dk];
-            scores.clear();
+                K::to_f32_row(krow, &mut kf[jj * dk..][..dk]);
+                V::to_f32_row(vrow, &mut vf[jj * dv..][..dv]);
+            }
+        }
+        // Softmax of one query's raw scores `sc` (keys `lo..=p`), then its value sum, written to the output.
+        let mut finish = |i: usize, sc: &mut [f32], lo: usize, p: usize| {
             let mut max = f32::NEG_INFINITY;
-            for j in lo..=p {
-                let sc = s.scale * dot(qi, &kf[(j - j_lo) * dk..][..dk]);
-                max = max.max(sc);
-                scores.push(sc);
+            for x in sc.iter_mut() {
+                *x *= s.scale;
+                if *x > max {
+                    max = *x;
+                }
             }
             let mut sum = 0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
+            for x in sc.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
             }
             acc.fill(0.0);
-            for (j, &w) in (lo..=p).zip(&scores) {
+            for (j, &w) in (lo..=p).zip(sc.iter()) {
                 for (a, &x) in acc.iter_mut().zip(&vf[(j - j_lo) * dv..][..dv]) {
                     *a = x.mul_add(w, *a);
                 }
@@ -391,7 +402,172 @@ fn tiled_worker<K: KvElem, V: KvElem>(
                 // SAFETY: (i, h) belongs to this task only, and each task to one thread.
                 unsafe { optr.write((i * s.n_head + h) * dv + d, a * inv) };
             }
+        };
+        let mut i = i0;
+        #[cfg(target_arch = "x86_64")]
+        if X86 {
+            // Four queries at a time against eight keys at a time (keys transposed: `kt[d·n + jj]`), so each key
+            // vector load serves four queries and no horizontal sums are needed.
+            kt.resize(n * dk, 0.0);
+            // Blocks of eight keys, so each write fills eight consecutive floats.
+            for jb in (0..n).step_by(8) {
+                let w = (n - jb).min(8);
+                for d in 0..dk {
+                    let dst = &mut kt[d * n + jb..d * n + jb + w];
+                    for (t, x) in dst.iter_mut().enumerate() {
+                        *x = kf[(jb + t) * dk + d];
+                    }
+                }
+            }
+            while i + 4 <= i1 {
+                let a = window_lo(s.p0 + i) - j_lo;
+                let b = s.p0 + i + 4 - j_lo;
+                scores.resize(4 * n, 0.0);
+                let qs: [&[f32]; 4] = std::array::from_fn(|r| &q[((i + r) * s.n_head + h) * dk..][..dk]);
+                // SAFETY: as above (AVX2 and FMA).
+                unsafe { qk_x86::qk4(qs, &kt, n, a, b, &mut scores) };
+                // Softmax weights over `a..b`, zero outside each query's own keys.
+                let mut inv = [0f32; 4];
+                for r in 0..4 {
+                    let p = s.p0 + i + r;
+                    let (lo, hi) = (window_lo(p) - j_lo, p + 1 - j_lo);
+                    let row = &mut scores[r * n..r * n + n];
+                    let mut max = f32::NEG_INFINITY;
+                    for x in &mut row[lo..hi] {
+                        *x *= s.scale;
+                        if *x > max {
+                            max = *x;
+                        }
+                    }
+                    let mut sum = 0f32;
+                    for x in &mut row[lo..hi] {
+                        *x = (*x - max).exp();
+                        sum += *x;
+                    }
+                    row[a..lo].fill(0.0);
+                    row[hi..b].fill(0.0);
+                    inv[r] = 1.0 / sum;
+                }
+                // SAFETY: as above.
+                let o = unsafe { qk_x86::pv4(&scores, n, a, b, &vf, dv, &mut acc4) };
+                for r in 0..4 {
+                    for d in 0..dv {
+                        // SAFETY: (i + r, h) belongs to this task only, and each task to one thread.
+                        unsafe { optr.write(((i + r) * s.n_head + h) * dv + d, o[r * dv + d] * inv[r]) };
+                    }
+                }
+                i += 4;
+            }
         }
+        let _ = (&mut kt, &mut acc4);
+        for i in i..i1 {
+            let p = s.p0 + i;
+            let lo = window_lo(p);
+            let qi = &q[(i * s.n_head + h) * dk..][..dk];
+            scores.clear();
+            scores.extend((lo..=p).map(|j| dot(qi, &kf[(j - j_lo) * dk..][..dk])));
+            let mut sc = std::mem::take(&mut scores);
+            finish(i, &mut sc, lo, p);
+            scores = sc;
+        }
+    }
+}
+
+/// The score and value micro-kernels of the prompt path (indices spelled out: they mirror the layouts).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)]
+mod qk_x86 {
+    use std::arch::x86_64::*;
+
+    /// `scores[r·n + c] = Σ_d q[r][d] · kt[d·n + c]` for the four queries `r` and keys `c` in `a..b`.
+    /// `kt` is `[dk][n]` (keys transposed); `scores` is `[4][n]`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn qk4(q: [&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &mut [f32]) {
+        let dk = q[0].len();
+        assert!(
+            kt.len() >= dk * n && scores.len() >= 4 * n && b <= n && a <= b,
+            "qk4: sizes"
+        );
+        let mut c = a;
+        while c + 8 <= b {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for d in 0..dk {
+                // SAFETY: `d·n + c + 8 ≤ (dk − 1)·n + b ≤ dk·n ≤ kt.len()`; unaligned load.
+                let kv = unsafe { _mm256_loadu_ps(kt.as_ptr().add(d * n + c)) };
+                for r in 0..4 {
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(q[r][d]), kv, acc[r]);
+                }
+            }
+            for r in 0..4 {
+                // SAFETY: `r·n + c + 8 ≤ 4n ≤ scores.len()`; unaligned store.
+                unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(r * n + c), acc[r]) };
+            }
+            c += 8;
+        }
+        for c in c..b {
+            for r in 0..4 {
+                let mut x = 0f32;
+                for d in 0..dk {
+                    x = q[r][d].mul_add(kt[d * n + c], x);
+                }
+                scores[r * n + c] = x;
+            }
+        }
+    }
+
+    /// `out[r·dv + d] = Σ_{j∈a..b} w[r·n + j] · vf[j·dv + d]` for four queries: each value vector load serves
+    /// four queries; accumulators stay in registers across the keys (16 columns at a time). Returns `out`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn pv4<'o>(
+        w: &[f32],
+        n: usize,
+        a: usize,
+        b: usize,
+        vf: &[f32],
+        dv: usize,
+        out: &'o mut [f32],
+    ) -> &'o [f32] {
+        assert!(
+            w.len() >= 4 * n && b <= n && vf.len() >= n * dv && out.len() >= 4 * dv,
+            "pv4: sizes"
+        );
+        let mut c0 = 0;
+        while c0 + 16 <= dv {
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            for j in a..b {
+                // SAFETY: `j·dv + c0 + 16 ≤ n·dv ≤ vf.len()`; unaligned loads.
+                let (v0, v1) = unsafe {
+                    let p = vf.as_ptr().add(j * dv + c0);
+                    (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+                };
+                for r in 0..4 {
+                    let x = _mm256_set1_ps(w[r * n + j]);
+                    acc[r][0] = _mm256_fmadd_ps(x, v0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(x, v1, acc[r][1]);
+                }
+            }
+            for r in 0..4 {
+                // SAFETY: `r·dv + c0 + 16 ≤ 4·dv ≤ out.len()`; unaligned stores.
+                unsafe {
+                    let p = out.as_mut_ptr().add(r * dv + c0);
+                    _mm256_storeu_ps(p, acc[r][0]);
+                    _mm256_storeu_ps(p.add(8), acc[r][1]);
+                }
+            }
+            c0 += 16;
+        }
+        for d in c0..dv {
+            for r in 0..4 {
+                let mut x = 0f32;
+                for j in a..b {
+                    x = w[r * n + j].mul_add(vf[j * dv + d], x);
+                }
+                out[r * dv + d] = x;
+            }
+        }
+        out
     }
 }
 
@@ -408,7 +584,7 @@ fn tiled_worker_avx2<K: KvElem, V: KvElem>(
     ith: usize,
     nth: usize,
 ) {
-    tiled_worker(s, m, q, k, v, optr, ith, nth)
+    tiled_worker::<K, V, true>(s, m, q, k, v, optr, ith, nth)
 }
 
 /// Whether the CPU has AVX2, FMA and F16C (the attention workers' fast build). Cached by std.
@@ -516,6 +692,15 @@ mod tests {
             attention::<f32, f32>(&pool, s, &q, &k, &v, &mut out);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+            if m >= TILE_Q {
+                // The portable prompt path too (the x86 one above uses the 4-query score kernel).
+                let mut portable = vec![0f32; want.len()];
+                let optr = SharedMut::new(&mut portable);
+                pool.run(|ith, nth| tiled_worker::<f32, f32, false>(s, m, &q, &k, &v, optr, ith, nth));
+                for (a, b) in portable.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4, "portable: {a} vs {b}");
+                }
             }
             // F16 cache: same data rounded to f16; queries rounded too.
             let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
