@@ -12,7 +12,7 @@ use half::{bf16, f16, slice::HalfFloatSliceExt};
 use crate::pool::{SharedMut, ThreadPool, split};
 
 /// An element type of the KV cache.
-pub trait KvElem: Copy + Send + Sync + 'static {
+pub trait KvElem: bytemuck::Pod + Send + Sync + 'static {
     /// Converts a row to f32.
     fn to_f32_row(src: &[Self], dst: &mut [f32]);
     /// Rounds `x` to this type and back (what ggml does to queries before the dot product with keys).
@@ -185,6 +185,27 @@ pub fn attention<K: KvElem, V: KvElem>(
         return attention_tiled(pool, s, m, q, k, v, out);
     }
     let optr = SharedMut::new(out);
+    // The common case — an F16 cache, equal head widths of 64, 128 or 256 — has a register-resident kernel.
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma()
+        && std::any::TypeId::of::<K>() == std::any::TypeId::of::<f16>()
+        && std::any::TypeId::of::<V>() == std::any::TypeId::of::<f16>()
+        && dk == dv
+        && matches!(dk, 64 | 128 | 256)
+    {
+        let (k16, v16): (&[f16], &[f16]) = (bytemuck::cast_slice(k), bytemuck::cast_slice(v));
+        pool.run(|ith, nth| {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
+            unsafe {
+                match dk {
+                    64 => one_chunk_f16::worker::<8>(s, m, q, k16, v16, optr, ith, nth),
+                    128 => one_chunk_f16::worker::<16>(s, m, q, k16, v16, optr, ith, nth),
+                    _ => one_chunk_f16::worker::<32>(s, m, q, k16, v16, optr, ith, nth),
+                }
+            }
+        });
+        return;
+    }
     pool.run(|ith, nth| {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
@@ -193,6 +214,111 @@ pub fn attention<K: KvElem, V: KvElem>(
         }
         one_chunk_worker::<K, V, false>(s, m, q, k, v, optr, ith, nth)
     });
+}
+
+/// The generation path for an F16 cache on x86-64: [`one_chunk_worker`]'s algorithm with the query, the running
+/// value sum (rounded to f16 after every update, as ggml) and each key's conversion in registers.
+#[cfg(target_arch = "x86_64")]
+mod one_chunk_f16 {
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    use super::{AttnShape, SharedMut};
+    use crate::pool::split;
+
+    /// `NV` = head width / 8 (vectors per row).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn worker<const NV: usize>(
+        s: AttnShape,
+        m: usize,
+        q: &[f32],
+        k: &[f16],
+        v: &[f16],
+        optr: SharedMut<f32>,
+        ith: usize,
+        nth: usize,
+    ) {
+        let d = 8 * NV;
+        let n_group = s.n_head / s.n_head_kv;
+        for task in split(m * s.n_head, ith, nth) {
+            let (i, h) = (task / s.n_head, task % s.n_head);
+            let g = h / n_group;
+            let p = s.p0 + i;
+            let j0 = if s.n_swa > 0 {
+                (p + 1).saturating_sub(s.n_swa)
+            } else {
+                0
+            };
+            let qrow = &q[(i * s.n_head + h) * d..][..d];
+            // The query rounded to f16 (the key type), as ggml converts it for the dot products.
+            let qv: [__m256; NV] = std::array::from_fn(|c| {
+                // SAFETY: `8c + 8 ≤ d`; unaligned load.
+                let x = unsafe { _mm256_loadu_ps(qrow.as_ptr().add(8 * c)) };
+                _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+            });
+            let mut acc = [_mm256_setzero_ps(); NV];
+            let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+            let kb = &k[g * s.n_ctx * d..(g * s.n_ctx + p + 1) * d];
+            let vb = &v[g * s.n_ctx * d..(g * s.n_ctx + p + 1) * d];
+            for j in j0..=p {
+                let mut dotv = _mm256_setzero_ps();
+                for c in 0..NV {
+                    // SAFETY: `j·d + 8c + 8 ≤ (p + 1)·d = kb.len()`; unaligned 16-byte load.
+                    let kv =
+                        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(kb.as_ptr().add(j * d + 8 * c).cast()) });
+                    dotv = _mm256_fmadd_ps(qv[c], kv, dotv);
+                }
+                let sc = s.scale * hsum(dotv);
+                let (mut ms, mut vs) = (1f32, 1f32);
+                if sc > max {
+                    ms = (max - sc).exp();
+                    max = sc;
+                    let msv = _mm256_set1_ps(ms);
+                    for a in acc.iter_mut() {
+                        *a = round_f16(_mm256_mul_ps(*a, msv));
+                    }
+                } else {
+                    vs = (sc - max).exp();
+                }
+                let vsv = _mm256_set1_ps(vs);
+                for (c, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: as for the keys.
+                    let vv =
+                        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(vb.as_ptr().add(j * d + 8 * c).cast()) });
+                    *a = round_f16(_mm256_fmadd_ps(vv, vsv, *a));
+                }
+                sum = sum * ms + vs;
+            }
+            let inv = _mm256_set1_ps(1.0 / sum);
+            for (c, a) in acc.iter().enumerate() {
+                let mut o = [0f32; 8];
+                // SAFETY: `o` is 32 writable bytes; unaligned store.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(*a, inv)) };
+                for (t, x) in o.into_iter().enumerate() {
+                    // SAFETY: task (i, h) is this thread's only; the index is inside the output.
+                    unsafe { optr.write((i * s.n_head + h) * d + 8 * c + t, x) };
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    fn round_f16(x: __m256) -> __m256 {
+        _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+    }
+
+    /// The 8 lanes' sum, in [`super::dot`]'s order (lanes 0..8 added left to right).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn hsum(x: __m256) -> f32 {
+        let mut a = [0f32; 8];
+        // SAFETY: `a` is 32 writable bytes; unaligned store.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), x) };
+        a.iter().sum()
+    }
 }
 
 /// Queries per tile of the prompt path: from this many queries on, ggml (build 11434) switches to its tiled
