@@ -264,11 +264,11 @@ mod one_chunk_f16 {
             let vb = &v[g * s.n_ctx * d..(g * s.n_ctx + p + 1) * d];
             for j in j0..=p {
                 let mut dotv = _mm256_setzero_ps();
-                for c in 0..NV {
+                for (c, qc) in qv.iter().enumerate() {
                     // SAFETY: `j·d + 8c + 8 ≤ (p + 1)·d = kb.len()`; unaligned 16-byte load.
                     let kv =
                         _mm256_cvtph_ps(unsafe { _mm_loadu_si128(kb.as_ptr().add(j * d + 8 * c).cast()) });
-                    dotv = _mm256_fmadd_ps(qv[c], kv, dotv);
+                    dotv = _mm256_fmadd_ps(*qc, kv, dotv);
                 }
                 let sc = s.scale * hsum(dotv);
                 let (mut ms, mut vs) = (1f32, 1f32);
