@@ -21,6 +21,7 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use crate::blocks::{BlockQ4_0, BlockQ8_0, QK};
+use crate::pool::{SharedMut, split};
 
 /// Block `i` of eight rows of a Q4_0 matrix, repacked (144 bytes, as eight [`BlockQ4_0`]).
 ///
@@ -54,7 +55,7 @@ const _: () = assert!(size_of::<BlockQ8_0x8>() == 8 * size_of::<BlockQ8_0>());
 /// A repacked block of eight rows (see [`BlockQ4_0x8`], [`BlockQ8_0x8`]).
 pub trait Pack8: Pod + Send + Sync + 'static {
     /// The row-major block type it is made from.
-    type Src: Pod;
+    type Src: Pod + Sync;
     /// What the unsigned levels are offset by: the product is `Σ u·y − OFFSET·Σ y`.
     const OFFSET: i32;
     /// Packs block `i` of eight rows.
@@ -141,12 +142,19 @@ impl<P: Pack8> Packed<P> {
             return None;
         }
         let nb = cols / QK;
-        let mut blocks = Vec::with_capacity(rows / 8 * nb);
-        for g in 0..rows / 8 {
-            for i in 0..nb {
-                blocks.push(P::pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i])));
+        let n_groups = rows / 8;
+        // Groups are independent: the process pool packs them in parallel (load time).
+        let mut blocks = vec![P::zeroed(); n_groups * nb];
+        let dst = SharedMut::new(&mut blocks);
+        crate::global_pool().run(|ith, nth| {
+            for g in split(n_groups, ith, nth) {
+                // SAFETY: group `g`'s blocks are written by this thread only, within bounds.
+                let out = unsafe { dst.slice(g * nb, nb) };
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = P::pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]));
+                }
             }
-        }
+        });
         Some(Packed { rows, cols, blocks })
     }
 

@@ -1,5 +1,7 @@
-//! Micro-benchmarks of the quantized matrix product silica runs on CPU today: a weight `[out, in]` applied
-//! as `x · Wᵀ` through candle's `QMatMul`, built exactly as `silica_model::loader::Linear` is.
+//! Micro-benchmarks of candle's quantized matrix product: a weight `[out, in]` applied as `x · Wᵀ` through
+//! candle's `QMatMul`, the path `silica_model::loader::Linear` takes on GPUs and for types silica-kernels has no
+//! kernel for. On the CPU silica runs its own kernels (`cargo bench -p silica-kernels --bench matmul`); this
+//! bench is the reference they were measured against.
 //!
 //! ```text
 //! RAYON_NUM_THREADS=8 cargo bench -p silica-model --bench matmul            # timed run, 8 threads
