@@ -60,6 +60,24 @@ fn isum_q8_0(w: &BlockQ8_0, x: &BlockQ8_0) -> i32 {
         .sum()
 }
 
+/// The runtime-dispatched fast paths, the same for every legacy type (see the [module docs](self)); each falls
+/// back to the reference without SIMD.
+macro_rules! simd_dispatch {
+    () => {
+        fn vec_dot(w: &[Self], x: &[Self::Act]) -> f32 {
+            dispatch(w, x)
+        }
+
+        fn vec_dot_x4(w: &[Self], x: [&[Self::Act]; 4]) -> [f32; 4] {
+            dispatch_x4(w, x)
+        }
+
+        fn vec_dot_4x4(w: [&[Self]; 4], x: [&[Self::Act]; 4]) -> [[f32; 4]; 4] {
+            dispatch_4x4(w, x)
+        }
+    };
+}
+
 impl WeightBlock for BlockQ4_0 {
     const TYPE: GgmlType = GgmlType::Q4_0;
     const QK: usize = QK;
@@ -75,19 +93,7 @@ impl WeightBlock for BlockQ4_0 {
         sum
     }
 
-    /// Runtime-dispatched SIMD (see the [module docs](self)); the reference without SIMD.
-    fn vec_dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
-        dispatch(w, x)
-    }
-
-    /// Runtime-dispatched SIMD, each weight block unpacked once for the four rows.
-    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-        dispatch_x4(w, x)
-    }
-
-    fn vec_dot_4x4(w: [&[Self]; 4], x: [&[BlockQ8_0]; 4]) -> [[f32; 4]; 4] {
-        dispatch_4x4(w, x)
-    }
+    simd_dispatch!();
 }
 
 impl WeightBlock for BlockQ4_1 {
@@ -105,19 +111,7 @@ impl WeightBlock for BlockQ4_1 {
         sum
     }
 
-    /// Runtime-dispatched SIMD (see the [module docs](self)); the reference without SIMD.
-    fn vec_dot(w: &[Self], x: &[BlockQ8_1]) -> f32 {
-        dispatch(w, x)
-    }
-
-    /// Runtime-dispatched SIMD, each weight block unpacked once for the four rows.
-    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_1]; 4]) -> [f32; 4] {
-        dispatch_x4(w, x)
-    }
-
-    fn vec_dot_4x4(w: [&[Self]; 4], x: [&[BlockQ8_1]; 4]) -> [[f32; 4]; 4] {
-        dispatch_4x4(w, x)
-    }
+    simd_dispatch!();
 }
 
 impl WeightBlock for BlockQ5_0 {
@@ -135,19 +129,7 @@ impl WeightBlock for BlockQ5_0 {
         sum
     }
 
-    /// Runtime-dispatched SIMD (see the [module docs](self)); the reference without SIMD.
-    fn vec_dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
-        dispatch(w, x)
-    }
-
-    /// Runtime-dispatched SIMD, each weight block unpacked once for the four rows.
-    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-        dispatch_x4(w, x)
-    }
-
-    fn vec_dot_4x4(w: [&[Self]; 4], x: [&[BlockQ8_0]; 4]) -> [[f32; 4]; 4] {
-        dispatch_4x4(w, x)
-    }
+    simd_dispatch!();
 }
 
 impl WeightBlock for BlockQ8_0 {
@@ -165,19 +147,7 @@ impl WeightBlock for BlockQ8_0 {
         sum
     }
 
-    /// Runtime-dispatched SIMD (see the [module docs](self)); the reference without SIMD.
-    fn vec_dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
-        dispatch(w, x)
-    }
-
-    /// Runtime-dispatched SIMD, each weight block unpacked once for the four rows.
-    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-        dispatch_x4(w, x)
-    }
-
-    fn vec_dot_4x4(w: [&[Self]; 4], x: [&[BlockQ8_0]; 4]) -> [[f32; 4]; 4] {
-        dispatch_4x4(w, x)
-    }
+    simd_dispatch!();
 }
 
 /// Accessors the SIMD kernels need from an activation block (`Q8_0` or `Q8_1`).

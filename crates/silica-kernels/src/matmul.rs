@@ -67,6 +67,25 @@ pub fn supports(ty: GgmlType) -> bool {
     )
 }
 
+/// `x` must be `[n, cols]` and `out` `[n, rows]`.
+fn check_sizes(rows: usize, cols: usize, x: &[f32], n: usize, out: &[f32]) -> Result<(), KernelError> {
+    if x.len() != n * cols {
+        return Err(KernelError::Size {
+            what: "activations",
+            expected: n * cols,
+            found: x.len(),
+        });
+    }
+    if out.len() != n * rows {
+        return Err(KernelError::Size {
+            what: "output",
+            expected: n * rows,
+            found: out.len(),
+        });
+    }
+    Ok(())
+}
+
 /// A quantized weight matrix `[rows, cols]` viewed in place: `rows` rows of `cols / block_len` blocks.
 #[derive(Clone, Copy, Debug)]
 pub struct QMatRef<'a> {
@@ -163,20 +182,7 @@ pub fn matmul_packed<P: Pack8>(
     scratch: &mut Scratch,
 ) -> Result<(), KernelError> {
     let (rows, cols) = (w.rows(), w.cols());
-    if x.len() != n * cols {
-        return Err(KernelError::Size {
-            what: "activations",
-            expected: n * cols,
-            found: x.len(),
-        });
-    }
-    if out.len() != n * rows {
-        return Err(KernelError::Size {
-            what: "output",
-            expected: n * rows,
-            found: out.len(),
-        });
-    }
+    check_sizes(rows, cols, x, n, out)?;
     let nb = cols / QK;
     let (xq, sums) = scratch.blocks_and_sums::<BlockQ8_0>(n * nb);
     let (xq_ptr, sums_ptr) = (SharedMut::new(xq), SharedMut::new(sums));
@@ -247,20 +253,7 @@ pub fn matmul(
     out: &mut [f32],
     scratch: &mut Scratch,
 ) -> Result<(), KernelError> {
-    if x.len() != n * w.cols {
-        return Err(KernelError::Size {
-            what: "activations",
-            expected: n * w.cols,
-            found: x.len(),
-        });
-    }
-    if out.len() != n * w.rows {
-        return Err(KernelError::Size {
-            what: "output",
-            expected: n * w.rows,
-            found: out.len(),
-        });
-    }
+    check_sizes(w.rows, w.cols, x, n, out)?;
     match w.ty {
         GgmlType::Q4_0 => typed::<BlockQ4_0>(pool, w, x, n, out, scratch),
         GgmlType::Q4_1 => typed::<BlockQ4_1>(pool, w, x, n, out, scratch),
