@@ -34,6 +34,46 @@ pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
+/// RoPE over `x` `[n_tokens, n_heads, head_dim]` (row-major f32) with per-token tables `cos`, `sin`
+/// `[n_tokens, head_dim / 2]`: NORM pairs `(2i, 2i + 1)` (ggml `rope`, Llama) or NEOX pairs `(i, i + head_dim / 2)`
+/// (Gemma, GPT-NeoX); `y0 = x0·cos − x1·sin`, `y1 = x0·sin + x1·cos` in f32, as candle's and ggml's kernels.
+///
+/// # Panics
+/// If the lengths disagree or `head_dim` is odd.
+pub fn rope(
+    x: &[f32],
+    n_heads: usize,
+    head_dim: usize,
+    cos: &[f32],
+    sin: &[f32],
+    neox: bool,
+    out: &mut [f32],
+) {
+    let half = head_dim / 2;
+    assert!(
+        head_dim.is_multiple_of(2) && x.len() == out.len() && cos.len() == sin.len(),
+        "rope: lengths"
+    );
+    let n_tokens = x.len() / (n_heads * head_dim).max(1);
+    assert!(
+        x.len() == n_tokens * n_heads * head_dim && cos.len() == n_tokens * half,
+        "rope: shape"
+    );
+    for t in 0..n_tokens {
+        let (c, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+        for h in 0..n_heads {
+            let base = (t * n_heads + h) * head_dim;
+            let (src, dst) = (&x[base..base + head_dim], &mut out[base..base + head_dim]);
+            for i in 0..half {
+                let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+                let (x0, x1) = (src[a], src[b]);
+                dst[a] = x0 * c[i] - x1 * sn[i];
+                dst[b] = x0 * sn[i] + x1 * c[i];
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +86,18 @@ mod tests {
         let s = (12.5f32).sqrt();
         assert!((y[0] - 3.0 / s).abs() < 1e-6 && (y[1] - 8.0 / s).abs() < 1e-6);
         assert!((y[2] - 1.0).abs() < 1e-6 && (y[3] + 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rope_rotates_the_pairs_of_each_layout() {
+        // One token, one head of width 4; angles 90° and 0°.
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        let (cos, sin) = ([0.0f32, 1.0], [1.0f32, 0.0]);
+        let mut y = [0f32; 4];
+        rope(&x, 1, 4, &cos, &sin, false, &mut y);
+        assert_eq!(y, [-2.0, 1.0, 3.0, 4.0]); // (1, 2) turned by 90°, (3, 4) unchanged
+        rope(&x, 1, 4, &cos, &sin, true, &mut y);
+        assert_eq!(y, [-3.0, 2.0, 1.0, 4.0]); // (1, 3) turned by 90°, (2, 4) unchanged
     }
 
     #[test]

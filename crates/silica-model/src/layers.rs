@@ -357,6 +357,18 @@ pub(crate) fn rope_tables(
 
 /// Applies RoPE to `x`: `[n_tokens, n_heads, head_dim]` f32, returning the same shape.
 pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ty: RopeType) -> candle_core::Result<Tensor> {
+    let (_, n_heads, head_dim) = x.dims3()?;
+    if x.device().is_cpu() && cos.dim(1)? * 2 == head_dim {
+        // silica-kernels works on [tokens, heads, dim] directly: no transposes.
+        return cpu_f32(cos, |c| {
+            cpu_f32(sin, |s| {
+                cpu_map(x, |xs, out| {
+                    silica_kernels::ops::rope(xs, n_heads, head_dim, c, s, ty == RopeType::Neox, out);
+                    Ok(())
+                })
+            })
+        });
+    }
     // candle's kernels take [batch, heads, tokens, dim].
     let xt = x.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
     let y = match ty {
