@@ -339,13 +339,16 @@ mod x86 {
                         // SAFETY: the scales are 16 readable bytes; unaligned load.
                         let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.scales().as_ptr().cast()) });
                         for k in 0..N {
-                            let yb = &x[k][i];
+                            // SAFETY: `gemm` checked that every `x[k]` and `xs[k]` has `w.len()` blocks; `i < w.len()`.
+                            let (yb, ys) = unsafe { (x[k].get_unchecked(i), *xs[k].get_unchecked(i)) };
                             let mut s = _mm256_setzero_si256();
                             for e in 0..8 {
                                 s = dot(s, lv[e], bcast4(yb, 4 * e));
                             }
-                            let s = _mm256_sub_epi32(s, _mm256_set1_epi32(P::OFFSET * xs[k][i]));
-                            let d = _mm256_mul_ps(dw, _mm256_set1_ps(yb.d.to_f32()));
+                            let s = _mm256_sub_epi32(s, _mm256_set1_epi32(P::OFFSET * ys));
+                            // The token's f16 scale, broadcast and converted in the vector unit (`vcvtph2ps`, exact).
+                            let dx = _mm256_cvtph_ps(_mm_set1_epi16(yb.d.to_bits() as i16));
+                            let d = _mm256_mul_ps(dw, dx);
                             acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[k]);
                         }
                     }
