@@ -274,10 +274,11 @@ impl BatchPlan {
 /// `x`: `[n_tokens, n]` (or any rank, normalised over the last dim), f32; `w`: `[n]` f32.
 pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() {
-        let wv = cpu_f32(w, |w| Ok(w.to_vec()))?;
-        return cpu_map(x, |xs, out| {
-            silica_kernels::ops::rms_norm_mul(xs, &wv, eps, out);
-            Ok(())
+        return cpu_f32(w, |wv| {
+            cpu_map(x, |xs, out| {
+                silica_kernels::ops::rms_norm_mul(xs, wv, eps, out);
+                Ok(())
+            })
         });
     }
     let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -300,7 +301,7 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> 
 }
 
 /// Calls `f` with the f32 data of a CPU tensor (made contiguous).
-fn cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+pub(crate) fn cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
