@@ -121,7 +121,8 @@ fn prepare(c: Case, n: usize) -> impl FnMut() {
 }
 
 fn pack<P: Pack8>(w: &[u8], c: Case) -> Packed<P> {
-    Packed::<P>::pack(silica_kernels::blocks_of(w), c.out, c.inp).expect("rows a multiple of 8")
+    Packed::<P>::pack(silica_kernels::blocks_of(w).expect("whole blocks"), c.out, c.inp)
+        .expect("rows a multiple of 8")
 }
 
 /// Token generation: one token, a matrix-vector product; bytes/s = weights streamed per second.

@@ -124,10 +124,18 @@ pub fn global_pool() -> &'static ThreadPool {
     })
 }
 
-/// Views bytes (2-byte aligned, a whole number of blocks: check with [`QMatRef::new`] first) as blocks of `B`.
+/// Views bytes as blocks of `B`, in place.
 ///
-/// # Panics
-/// If the length or alignment is wrong.
-pub fn blocks_of<B: Pod>(bytes: &[u8]) -> &[B] {
-    bytemuck::cast_slice(bytes)
+/// # Errors
+/// [`KernelError::Size`] if the length is not a whole number of blocks, [`KernelError::Misaligned`] if the
+/// bytes are not aligned for `B`.
+pub fn blocks_of<B: Pod>(bytes: &[u8]) -> Result<&[B], KernelError> {
+    bytemuck::try_cast_slice(bytes).map_err(|e| match e {
+        bytemuck::PodCastError::OutputSliceWouldHaveSlop => KernelError::Size {
+            what: "block bytes",
+            expected: bytes.len() / size_of::<B>() * size_of::<B>(),
+            found: bytes.len(),
+        },
+        _ => KernelError::Misaligned(align_of::<B>()),
+    })
 }

@@ -89,6 +89,8 @@ fn bad_shapes_are_errors() {
     assert!(QMatRef::new(GgmlType::Q4_0, 2, 33, &wq).is_err());
     assert!(QMatRef::new(GgmlType::Q4_0, 3, 32, &wq).is_err());
     assert!(QMatRef::new(GgmlType::F16, 2, 32, &wq).is_err());
+    assert!(silica_kernels::blocks_of::<silica_kernels::BlockQ4_0>(&wq[..35]).is_err());
+    assert_eq!(silica_kernels::blocks_of::<silica_kernels::BlockQ4_0>(&wq).unwrap().len(), 2);
     let m = QMatRef::new(GgmlType::Q4_0, 2, 32, &wq).unwrap();
     let pool = ThreadPool::new(1).unwrap();
     let mut out = vec![0f32; 2];
@@ -112,7 +114,8 @@ fn packed_equals_row_major<P: silica_kernels::repack::Pack8>(ty: GgmlType) {
         silica_quant::quantize_row(ty, src, dst).unwrap();
     }
     let m = QMatRef::new(ty, rows, cols, &wq).unwrap();
-    let packed = silica_kernels::Packed::<P>::pack(silica_kernels::blocks_of(&wq), rows, cols).unwrap();
+    let packed =
+        silica_kernels::Packed::<P>::pack(silica_kernels::blocks_of(&wq).unwrap(), rows, cols).unwrap();
     assert_eq!(packed.size_bytes(), wq.len());
     for n in [1, 2, 3, 4, 9] {
         let x = random(&mut rng, n * cols);

@@ -78,38 +78,25 @@ thread_local! {
 }
 
 impl NativeMat {
-    fn view(&self) -> candle_core::Result<silica_kernels::QMatRef<'_>> {
-        silica_kernels::QMatRef::new(self.ty, self.rows, self.cols, &self.bytes)
-            .map_err(candle_core::Error::wrap)
-    }
-
     /// `x`: `[.., cols]` f32 on the CPU → `[.., rows]` f32.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let w = self.view()?;
-        let x = x.contiguous()?;
         let mut dims = x.dims().to_vec();
-        let n = x.elem_count() / self.cols.max(1);
         if dims.last() != Some(&self.cols) {
             candle_core::bail!("matmul: input {:?} does not end in {}", dims, self.cols);
         }
-        let (storage, layout) = x.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("native matmul needs a CPU tensor");
-        };
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("matmul: non-contiguous input".into()))?;
-        let xs = &cpu.as_slice::<f32>()?[start..end];
+        let n = x.elem_count() / self.cols;
         let mut out = vec![0f32; n * self.rows];
         let pool = silica_kernels::global_pool();
-        SCRATCH
-            .with_borrow_mut(|s| match self.packed.as_deref() {
-                Some(PackedMat::Q4_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
-                Some(PackedMat::Q8_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
-                None => silica_kernels::matmul(pool, &w, xs, n, &mut out, s),
-            })
-            .map_err(candle_core::Error::wrap)?;
-        drop(storage);
+        crate::layers::cpu_f32(x, |xs| {
+            SCRATCH
+                .with_borrow_mut(|s| match self.packed.as_deref() {
+                    Some(PackedMat::Q4_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
+                    Some(PackedMat::Q8_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
+                    None => silica_kernels::QMatRef::new(self.ty, self.rows, self.cols, &self.bytes)
+                        .and_then(|w| silica_kernels::matmul(pool, &w, xs, n, &mut out, s)),
+                })
+                .map_err(candle_core::Error::wrap)
+        })?;
         if let Some(d) = dims.last_mut() {
             *d = self.rows;
         }
@@ -144,18 +131,12 @@ impl Linear {
     }
 }
 
-/// Views tensor bytes as blocks of `ty` (GGUF data is aligned, so this fails only for a corrupt offset).
-fn blocks_checked<'b, B: silica_kernels::Pod>(
-    ty: GgmlType,
-    bytes: &'b [u8],
-    name: &str,
-) -> Result<&'b [B], LoadError> {
-    silica_kernels::QMatRef::new(ty, bytes.len() / ty.block_bytes(), ty.block_len(), bytes)
-        .map_err(|e| LoadError::Candle {
-            name: name.to_owned(),
-            source: candle_core::Error::wrap(e),
-        })
-        .map(|_| silica_kernels::blocks_of(bytes))
+/// Views tensor bytes as blocks (GGUF data is aligned, so this fails only for a corrupt offset or size).
+fn blocks_checked<'b, B: silica_kernels::Pod>(bytes: &'b [u8], name: &str) -> Result<&'b [B], LoadError> {
+    silica_kernels::blocks_of(bytes).map_err(|e| LoadError::Candle {
+        name: name.to_owned(),
+        source: candle_core::Error::wrap(e),
+    })
 }
 
 /// Token embeddings `[n_vocab, n_embd]`: rows are looked up per token (ggml `get_rows`), and the matrix doubles
@@ -266,11 +247,11 @@ impl<'a> Loader<'a> {
         let packed = match ty {
             _ if !need_matmul => None,
             GgmlType::Q4_0 if has_fast_path::<BlockQ4_0x8>() => {
-                let blocks = blocks_checked(ty, &bytes, name)?;
+                let blocks = blocks_checked(&bytes, name)?;
                 silica_kernels::PackedQ4_0::pack(blocks, rows, cols).map(PackedMat::Q4_0)
             }
             GgmlType::Q8_0 if has_fast_path::<BlockQ8_0x8>() => {
-                let blocks = blocks_checked(ty, &bytes, name)?;
+                let blocks = blocks_checked(&bytes, name)?;
                 silica_kernels::PackedQ8_0::pack(blocks, rows, cols).map(PackedMat::Q8_0)
             }
             _ => None,
