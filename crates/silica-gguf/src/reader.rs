@@ -416,11 +416,11 @@ impl GgufFile {
     /// # Errors
     /// As [`GgufFile::tensor_data`].
     pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<TensorBytes> {
-        let data = self.tensor_data(info)?;
-        let start = data.as_ptr() as usize - self.bytes.as_slice().as_ptr() as usize;
+        let len = self.tensor_data(info)?.len(); // checks the mapping and the bounds
+        let start = (self.h.data_offset + info.offset) as usize;
         Ok(TensorBytes {
             bytes: std::sync::Arc::clone(&self.bytes),
-            range: start..start + data.len(),
+            range: start..start + len,
         })
     }
 

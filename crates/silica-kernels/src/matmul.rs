@@ -146,26 +146,24 @@ pub struct Scratch(Vec<u32>, Vec<i32>);
 
 impl Scratch {
     fn blocks<A: ActBlock>(&mut self, n: usize) -> &mut [A] {
-        let words = (n * size_of::<A>()).div_ceil(4);
-        if self.0.len() < words {
-            self.0.resize(words, 0);
-        }
-        bytemuck::cast_slice_mut(&mut self.0[..words])[..n].as_mut()
+        grow_blocks(&mut self.0, n)
     }
 
     fn blocks_and_sums<A: ActBlock>(&mut self, n: usize) -> (&mut [A], &mut [i32]) {
-        let words = (n * size_of::<A>()).div_ceil(4);
-        if self.0.len() < words {
-            self.0.resize(words, 0);
-        }
         if self.1.len() < n {
             self.1.resize(n, 0);
         }
-        (
-            bytemuck::cast_slice_mut(&mut self.0[..words])[..n].as_mut(),
-            &mut self.1[..n],
-        )
+        (grow_blocks(&mut self.0, n), &mut self.1[..n])
     }
+}
+
+/// The first `n` blocks of `A` in `words`, grown as needed.
+fn grow_blocks<A: ActBlock>(words: &mut Vec<u32>, n: usize) -> &mut [A] {
+    let len = (n * size_of::<A>()).div_ceil(4);
+    if words.len() < len {
+        words.resize(len, 0);
+    }
+    &mut bytemuck::cast_slice_mut(&mut words[..len])[..n]
 }
 
 /// `out = x · Wᵀ` for a repacked matrix ([`Packed`]: Q4_0 or Q8_0): threads split the groups of eight rows; each

@@ -233,7 +233,6 @@ pub fn gemm<P: Pack8, const N: usize>(w: &[P], x: [&[BlockQ8_0]; N], xs: [&[i32]
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::*;
     use std::sync::OnceLock;
 
     use super::{BlockQ8_0, Pack8};
@@ -394,9 +393,6 @@ mod x86 {
             }
         }
     }
-
-    #[allow(dead_code)]
-    fn _unused(_: __m256) {}
 }
 
 #[cfg(test)]

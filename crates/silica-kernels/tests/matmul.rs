@@ -90,7 +90,12 @@ fn bad_shapes_are_errors() {
     assert!(QMatRef::new(GgmlType::Q4_0, 3, 32, &wq).is_err());
     assert!(QMatRef::new(GgmlType::F16, 2, 32, &wq).is_err());
     assert!(silica_kernels::blocks_of::<silica_kernels::BlockQ4_0>(&wq[..35]).is_err());
-    assert_eq!(silica_kernels::blocks_of::<silica_kernels::BlockQ4_0>(&wq).unwrap().len(), 2);
+    assert_eq!(
+        silica_kernels::blocks_of::<silica_kernels::BlockQ4_0>(&wq)
+            .unwrap()
+            .len(),
+        2
+    );
     let m = QMatRef::new(GgmlType::Q4_0, 2, 32, &wq).unwrap();
     let pool = ThreadPool::new(1).unwrap();
     let mut out = vec![0f32; 2];
