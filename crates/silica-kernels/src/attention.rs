@@ -152,6 +152,65 @@ pub struct AttnShape {
     pub scale: f32,
 }
 
+/// One attention call: shape, query count, inputs and the output, shared by its workers.
+#[derive(Clone, Copy)]
+struct Work<'a, K, V> {
+    s: AttnShape,
+    m: usize,
+    q: &'a [f32],
+    k: &'a [K],
+    v: &'a [V],
+    out: SharedMut<f32>,
+}
+
+impl<'a, K, V> Work<'a, K, V> {
+    /// The same call with empty caches of other element types (to be filled by struct update).
+    fn with_types<K2, V2>(self) -> Work<'a, K2, V2> {
+        Work {
+            s: self.s,
+            m: self.m,
+            q: self.q,
+            k: &[],
+            v: &[],
+            out: self.out,
+        }
+    }
+}
+
+impl AttnShape {
+    /// The first key a query at position `p` sees: 0, or `p + 1 − n_swa` inside a sliding window.
+    pub fn first_key(&self, p: usize) -> usize {
+        if self.n_swa > 0 {
+            (p + 1).saturating_sub(self.n_swa)
+        } else {
+            0
+        }
+    }
+}
+
+/// `T::to_f32_row`, with x86 F16C instructions when `X86` (set only by the `*_avx2` worker wrappers, which run
+/// after `has_avx2_fma` checked the CPU).
+#[inline(always)]
+fn to_f32<T: KvElem, const X86: bool>(src: &[T], dst: &mut [f32]) {
+    if X86 {
+        // SAFETY: `X86` is set only on CPUs with AVX2, FMA and F16C (see above).
+        unsafe { T::to_f32_row_x86(src, dst) }
+    } else {
+        T::to_f32_row(src, dst)
+    }
+}
+
+/// `T::round_acc`, with x86 F16C instructions when `X86` (as [`to_f32`]).
+#[inline(always)]
+fn round_acc<T: KvElem, const X86: bool>(acc: &mut [f32], tmp: &mut [f16]) {
+    if X86 {
+        // SAFETY: as in `to_f32`.
+        unsafe { T::round_acc_x86(acc, tmp) }
+    } else {
+        T::round_acc(acc, tmp)
+    }
+}
+
 /// `out[i, h, :] = softmax_j(scale · round(q[i, h])·k[g, j]) · v[g, j]` for `j ≤ p0 + i` (and inside the window),
 /// `g = h / (n_head / n_head_kv)`.
 ///
@@ -184,7 +243,14 @@ pub fn attention<K: KvElem, V: KvElem>(
     if m >= TILE_Q {
         return attention_tiled(pool, s, m, q, k, v, out);
     }
-    let optr = SharedMut::new(out);
+    let w = Work {
+        s,
+        m,
+        q,
+        k,
+        v,
+        out: SharedMut::new(out),
+    };
     // The common case — an F16 cache, equal head widths of 64, 128 or 256 — has a register-resident kernel.
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma()
@@ -193,14 +259,18 @@ pub fn attention<K: KvElem, V: KvElem>(
         && dk == dv
         && matches!(dk, 64 | 128 | 256)
     {
-        let (k16, v16): (&[f16], &[f16]) = (bytemuck::cast_slice(k), bytemuck::cast_slice(v));
+        let w16 = Work {
+            k: bytemuck::cast_slice::<K, f16>(k),
+            v: bytemuck::cast_slice::<V, f16>(v),
+            ..w.with_types()
+        };
         pool.run(|ith, nth| {
             // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
             unsafe {
                 match dk {
-                    64 => one_chunk_f16::worker::<8>(s, m, q, k16, v16, optr, ith, nth),
-                    128 => one_chunk_f16::worker::<16>(s, m, q, k16, v16, optr, ith, nth),
-                    _ => one_chunk_f16::worker::<32>(s, m, q, k16, v16, optr, ith, nth),
+                    64 => one_chunk_f16::worker::<8>(w16, ith, nth),
+                    128 => one_chunk_f16::worker::<16>(w16, ith, nth),
+                    _ => one_chunk_f16::worker::<32>(w16, ith, nth),
                 }
             }
         });
@@ -210,9 +280,9 @@ pub fn attention<K: KvElem, V: KvElem>(
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU has the features the function is compiled for (checked at run time).
-            return unsafe { one_chunk_worker_avx2(s, m, q, k, v, optr, ith, nth) };
+            return unsafe { one_chunk_worker_avx2(w, ith, nth) };
         }
-        one_chunk_worker::<K, V, false>(s, m, q, k, v, optr, ith, nth)
+        one_chunk_worker::<K, V, false>(w, ith, nth)
     });
 }
 
@@ -224,33 +294,27 @@ mod one_chunk_f16 {
 
     use half::f16;
 
-    use super::{AttnShape, SharedMut};
+    use super::Work;
     use crate::pool::split;
 
     /// `NV` = head width / 8 (vectors per row).
     #[target_feature(enable = "avx2,fma,f16c")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn worker<const NV: usize>(
-        s: AttnShape,
-        m: usize,
-        q: &[f32],
-        k: &[f16],
-        v: &[f16],
-        optr: SharedMut<f32>,
-        ith: usize,
-        nth: usize,
-    ) {
+    pub(super) fn worker<const NV: usize>(w: Work<'_, f16, f16>, ith: usize, nth: usize) {
+        let Work {
+            s,
+            m,
+            q,
+            k,
+            v,
+            out: optr,
+        } = w;
         let d = 8 * NV;
         let n_group = s.n_head / s.n_head_kv;
         for task in split(m * s.n_head, ith, nth) {
             let (i, h) = (task / s.n_head, task % s.n_head);
             let g = h / n_group;
             let p = s.p0 + i;
-            let j0 = if s.n_swa > 0 {
-                (p + 1).saturating_sub(s.n_swa)
-            } else {
-                0
-            };
+            let j0 = s.first_key(p);
             let qrow = &q[(i * s.n_head + h) * d..][..d];
             // The query rounded to f16 (the key type), as ggml converts it for the dot products.
             let qv: [__m256; NV] = std::array::from_fn(|c| {
@@ -338,29 +402,34 @@ fn attention_tiled<K: KvElem, V: KvElem>(
     v: &[V],
     out: &mut [f32],
 ) {
-    let optr = SharedMut::new(out);
+    let w = Work {
+        s,
+        m,
+        q,
+        k,
+        v,
+        out: SharedMut::new(out),
+    };
     pool.run(|ith, nth| {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU has the features the function is compiled for (checked at run time).
-            return unsafe { tiled_worker_avx2(s, m, q, k, v, optr, ith, nth) };
+            return unsafe { tiled_worker_avx2(w, ith, nth) };
         }
-        tiled_worker::<K, V, false>(s, m, q, k, v, optr, ith, nth)
+        tiled_worker::<K, V, false>(w, ith, nth)
     });
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(
-    s: AttnShape,
-    m: usize,
-    q: &[f32],
-    k: &[K],
-    v: &[V],
-    optr: SharedMut<f32>,
-    ith: usize,
-    nth: usize,
-) {
+fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: usize, nth: usize) {
+    let Work {
+        s,
+        m,
+        q,
+        k,
+        v,
+        out: optr,
+    } = w;
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let n_group = s.n_head / s.n_head_kv;
     let mut qr = vec![0f32; dk];
@@ -371,11 +440,7 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(
         let (i, h) = (task / s.n_head, task % s.n_head);
         let g = h / n_group;
         let p = s.p0 + i;
-        let j0 = if s.n_swa > 0 {
-            (p + 1).saturating_sub(s.n_swa)
-        } else {
-            0
-        };
+        let j0 = s.first_key(p);
         for (d, &x) in qr.iter_mut().zip(&q[(i * s.n_head + h) * dk..][..dk]) {
             *d = K::round(x);
         }
@@ -386,43 +451,23 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(
         acc.fill(0.0);
         for j in j0..=p {
             let krow = &k[(g * s.n_ctx + j) * dk..][..dk];
-            if X86 {
-                // SAFETY: `X86` is set only by `one_chunk_worker_avx2`, which runs on CPUs with AVX2/FMA/F16C.
-                unsafe { K::to_f32_row_x86(krow, &mut kr[..dk]) };
-            } else {
-                K::to_f32_row(krow, &mut kr[..dk]);
-            }
+            to_f32::<K, X86>(krow, &mut kr[..dk]);
             let sc = s.scale * dot(&qr, &kr[..dk]);
             let (mut ms, mut vs) = (1f32, 1f32);
             if sc > max {
                 ms = (max - sc).exp();
                 max = sc;
                 acc.iter_mut().for_each(|a| *a *= ms);
-                if X86 {
-                    // SAFETY: as above.
-                    unsafe { V::round_acc_x86(&mut acc, &mut tmp) };
-                } else {
-                    V::round_acc(&mut acc, &mut tmp);
-                }
+                round_acc::<V, X86>(&mut acc, &mut tmp);
             } else {
                 vs = (sc - max).exp();
             }
             let vrow = &v[(g * s.n_ctx + j) * dv..][..dv];
-            if X86 {
-                // SAFETY: as above.
-                unsafe { V::to_f32_row_x86(vrow, &mut kr[..dv]) };
-            } else {
-                V::to_f32_row(vrow, &mut kr[..dv]);
-            }
+            to_f32::<V, X86>(vrow, &mut kr[..dv]);
             for (a, &x) in acc.iter_mut().zip(&kr[..dv]) {
                 *a = x.mul_add(vs, *a);
             }
-            if X86 {
-                // SAFETY: as above.
-                unsafe { V::round_acc_x86(&mut acc, &mut tmp) };
-            } else {
-                V::round_acc(&mut acc, &mut tmp);
-            }
+            round_acc::<V, X86>(&mut acc, &mut tmp);
             sum = sum * ms + vs;
         }
         let inv = 1.0 / sum;
@@ -435,42 +480,24 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-fn one_chunk_worker_avx2<K: KvElem, V: KvElem>(
-    s: AttnShape,
-    m: usize,
-    q: &[f32],
-    k: &[K],
-    v: &[V],
-    optr: SharedMut<f32>,
-    ith: usize,
-    nth: usize,
-) {
-    one_chunk_worker::<K, V, true>(s, m, q, k, v, optr, ith, nth)
+fn one_chunk_worker_avx2<K: KvElem, V: KvElem>(w: Work<'_, K, V>, ith: usize, nth: usize) {
+    one_chunk_worker::<K, V, true>(w, ith, nth)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(
-    s: AttnShape,
-    m: usize,
-    q: &[f32],
-    k: &[K],
-    v: &[V],
-    optr: SharedMut<f32>,
-    ith: usize,
-    nth: usize,
-) {
+fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: usize, nth: usize) {
+    let Work {
+        s,
+        m,
+        q,
+        k,
+        v,
+        out: optr,
+    } = w;
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let n_group = s.n_head / s.n_head_kv;
     let n_tiles = m.div_ceil(TILE_Q);
-    let window_lo = |p: usize| {
-        if s.n_swa > 0 {
-            (p + 1).saturating_sub(s.n_swa)
-        } else {
-            0
-        }
-    };
+    let window_lo = |p: usize| s.first_key(p);
     let mut kf: Vec<f32> = Vec::new();
     let mut kt: Vec<f32> = Vec::new();
     let mut vf: Vec<f32> = Vec::new();
@@ -492,16 +519,8 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(
                 &k[(g * s.n_ctx + j) * dk..][..dk],
                 &v[(g * s.n_ctx + j) * dv..][..dv],
             );
-            if X86 {
-                // SAFETY: `X86` is set only by `tiled_worker_avx2`, which runs on CPUs with AVX2/FMA/F16C.
-                unsafe {
-                    K::to_f32_row_x86(krow, &mut kf[jj * dk..][..dk]);
-                    V::to_f32_row_x86(vrow, &mut vf[jj * dv..][..dv]);
-                }
-            } else {
-                K::to_f32_row(krow, &mut kf[jj * dk..][..dk]);
-                V::to_f32_row(vrow, &mut vf[jj * dv..][..dv]);
-            }
+            to_f32::<K, X86>(krow, &mut kf[jj * dk..][..dk]);
+            to_f32::<V, X86>(vrow, &mut vf[jj * dv..][..dv]);
         }
         // Softmax of one query's raw scores `sc` (keys `lo..=p`), then its value sum, written to the output.
         let mut finish = |i: usize, sc: &mut [f32], lo: usize, p: usize| {
@@ -699,18 +718,8 @@ mod qk_x86 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-fn tiled_worker_avx2<K: KvElem, V: KvElem>(
-    s: AttnShape,
-    m: usize,
-    q: &[f32],
-    k: &[K],
-    v: &[V],
-    optr: SharedMut<f32>,
-    ith: usize,
-    nth: usize,
-) {
-    tiled_worker::<K, V, true>(s, m, q, k, v, optr, ith, nth)
+fn tiled_worker_avx2<K: KvElem, V: KvElem>(w: Work<'_, K, V>, ith: usize, nth: usize) {
+    tiled_worker::<K, V, true>(w, ith, nth)
 }
 
 /// Whether the CPU has AVX2, FMA and F16C (the attention workers' fast build). Cached by std.
@@ -823,7 +832,15 @@ mod tests {
                 // The portable prompt path too (the x86 one above uses the 4-query score kernel).
                 let mut portable = vec![0f32; want.len()];
                 let optr = SharedMut::new(&mut portable);
-                pool.run(|ith, nth| tiled_worker::<f32, f32, false>(s, m, &q, &k, &v, optr, ith, nth));
+                let w = Work {
+                    s,
+                    m,
+                    q: &q,
+                    k: &k,
+                    v: &v,
+                    out: optr,
+                };
+                pool.run(|ith, nth| tiled_worker::<f32, f32, false>(w, ith, nth));
                 for (a, b) in portable.iter().zip(&want) {
                     assert!((a - b).abs() < 1e-4, "portable: {a} vs {b}");
                 }
@@ -841,7 +858,18 @@ mod tests {
                 let mut portable = vec![0f32; out.len()];
                 let optr = SharedMut::new(&mut portable);
                 pool.run(|ith, nth| {
-                    one_chunk_worker::<f16, f16, false>(s, m, &q, &k16, &v16, optr, ith, nth)
+                    one_chunk_worker::<f16, f16, false>(
+                        Work {
+                            s,
+                            m,
+                            q: &q,
+                            k: &k16,
+                            v: &v16,
+                            out: optr,
+                        },
+                        ith,
+                        nth,
+                    )
                 });
                 assert_eq!(
                     portable.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
