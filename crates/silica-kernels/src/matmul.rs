@@ -86,6 +86,16 @@ fn check_sizes(rows: usize, cols: usize, x: &[f32], n: usize, out: &[f32]) -> Re
     Ok(())
 }
 
+/// Calls `f(t)` for every token `t < n`: on this thread for one token (generation: no fork-join for a
+/// row's quantization), split over the pool otherwise.
+fn per_token(pool: &ThreadPool, n: usize, f: impl Fn(usize) + Sync) {
+    if n == 1 {
+        f(0);
+    } else {
+        pool.run(|ith, nth| split(n, ith, nth).for_each(&f));
+    }
+}
+
 /// A quantized weight matrix `[rows, cols]` viewed in place: `rows` rows of `cols / block_len` blocks.
 #[derive(Clone, Copy, Debug)]
 pub struct QMatRef<'a> {
@@ -190,11 +200,7 @@ pub fn matmul_packed<P: Pack8>(
         BlockQ8_0::quantize_row(&x[t * cols..(t + 1) * cols], row);
         repack::block_sums(row, srow);
     };
-    if n == 1 {
-        quantize(0);
-    } else {
-        pool.run(|ith, nth| split(n, ith, nth).for_each(quantize));
-    }
+    per_token(pool, n, quantize);
     let (xq, sums): (&[BlockQ8_0], &[i32]) = (xq, sums);
     let optr = SharedMut::new(out);
     pool.run(|ith, nth| {
@@ -277,18 +283,12 @@ fn typed<B: WeightBlock>(
     let nb_w = w.cols / B::QK;
     let nb_x = w.cols / <B::Act as ActBlock>::QK;
     let xq: &mut [B::Act] = scratch.blocks(n * nb_x);
-    if n == 1 {
-        B::Act::quantize_row(x, xq);
-    } else {
-        let xq_ptr = SharedMut::new(xq);
-        pool.run(|ith, nth| {
-            for t in split(n, ith, nth) {
-                // SAFETY: each token's row of blocks is written by exactly one thread, within `xq`'s bounds.
-                let row = unsafe { xq_ptr.slice(t * nb_x, nb_x) };
-                B::Act::quantize_row(&x[t * w.cols..(t + 1) * w.cols], row);
-            }
-        });
-    }
+    let xq_ptr = SharedMut::new(xq);
+    per_token(pool, n, |t| {
+        // SAFETY: each token's row of blocks is written by exactly one thread, within `xq`'s bounds.
+        let row = unsafe { xq_ptr.slice(t * nb_x, nb_x) };
+        B::Act::quantize_row(&x[t * w.cols..(t + 1) * w.cols], row);
+    });
     let xq: &[B::Act] = xq;
     let rows = w.rows;
     let optr = SharedMut::new(out);
