@@ -92,7 +92,11 @@ impl TensorInfo {
 enum Bytes {
     Mmap(crate::mmap::Mmap),
     Owned(Vec<u8>),
-    Unmapped { file: std::fs::File, header: Vec<u8> },
+    Unmapped {
+        file: std::fs::File,
+        header: Vec<u8>,
+        file_len: u64,
+    },
 }
 
 impl Bytes {
@@ -169,8 +173,23 @@ impl GgufFile {
     /// # Errors
     /// As [`GgufFile::open`].
     pub fn open_unmapped(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_header(path.as_ref(), true)
+    }
+
+    /// Opens `path` reading only its header, like [`GgufFile::open_unmapped`], without checking that the tensor
+    /// data is present: a file still being downloaded can be described once its header is complete. Compare
+    /// [`GgufFile::file_bytes`] with [`GgufFile::expected_file_bytes`] to see how much data is missing; reading
+    /// tensor data that is not there yet fails with [`Error::Io`].
+    ///
+    /// # Errors
+    /// As [`GgufFile::open`], except [`Error::TensorOutOfBounds`] for data past the end of the file; a header cut
+    /// short is [`Error::Io`] (`UnexpectedEof`) or [`Error::InFile`] with the truncation.
+    pub fn open_partial(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_header(path.as_ref(), false)
+    }
+
+    fn open_header(path: &Path, check_data: bool) -> Result<Self> {
         use std::io::Read;
-        let path = path.as_ref();
         let io = |source| Error::Io {
             path: path.to_owned(),
             source,
@@ -186,11 +205,16 @@ impl GgufFile {
             if (header.len() as u64) < want {
                 return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            match Header::parse(&header, len) {
+            let data_len = if check_data { len } else { u64::MAX };
+            match Header::parse_with(&header, len, data_len) {
                 Ok(h) => {
                     return Ok(GgufFile {
                         path: path.to_owned(),
-                        bytes: std::sync::Arc::new(Bytes::Unmapped { file, header }),
+                        bytes: std::sync::Arc::new(Bytes::Unmapped {
+                            file,
+                            header,
+                            file_len: len,
+                        }),
                         h,
                     });
                 }
@@ -230,6 +254,11 @@ impl GgufFile {
 
 impl Header {
     fn parse(buf: &[u8], file_len: u64) -> Result<Self> {
+        Self::parse_with(buf, file_len, file_len)
+    }
+
+    /// Parses a header read from a file of `file_len` bytes, requiring every tensor to end by `data_len`.
+    fn parse_with(buf: &[u8], file_len: u64, data_len: u64) -> Result<Self> {
         let mut r = Reader {
             buf,
             len: file_len.max(buf.len() as u64),
@@ -323,7 +352,7 @@ impl Header {
             let start = data_offset.checked_add(t.offset);
             let end = start.and_then(|s| s.checked_add(t.n_bytes));
             match (start, end) {
-                (Some(_), Some(end)) if end <= file_len => {}
+                (Some(_), Some(end)) if end <= data_len => {}
                 _ => {
                     return Err(Error::TensorOutOfBounds {
                         name: t.name.clone(),
@@ -367,9 +396,23 @@ impl GgufFile {
         self.h.data_offset
     }
 
-    /// File size in bytes.
+    /// File size in bytes (on disk now, for a file opened with [`GgufFile::open_partial`]).
     pub fn file_bytes(&self) -> u64 {
-        self.bytes.as_slice().len() as u64
+        match &*self.bytes {
+            Bytes::Unmapped { file_len, .. } => *file_len,
+            b => b.as_slice().len() as u64,
+        }
+    }
+
+    /// The size the file has once complete: the end of its last tensor's data (the header and tensor table's
+    /// own bytes when it has no tensors).
+    pub fn expected_file_bytes(&self) -> u64 {
+        self.h
+            .tensors
+            .iter()
+            .map(|t| self.h.data_offset.saturating_add(t.offset).saturating_add(t.n_bytes))
+            .max()
+            .unwrap_or(self.h.data_offset)
     }
 
     /// The metadata table.

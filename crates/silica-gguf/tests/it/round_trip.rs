@@ -221,6 +221,40 @@ fn unmapped_open_reads_a_header_longer_than_the_first_read_and_tensor_data_on_de
 }
 
 #[test]
+fn a_partly_downloaded_file_opens_for_its_header_and_says_how_much_data_is_missing() {
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", Value::String("llama".into()));
+    w.add_tensor("a", GgmlType::F32, &[8]).unwrap();
+    w.add_tensor("b", GgmlType::Q8_0, &[32, 4]).unwrap();
+    let bytes = w.to_bytes(&[&[1u8; 32], &[2u8; 136]]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("partial.gguf");
+
+    let whole = {
+        std::fs::write(&path, &bytes).unwrap();
+        GgufFile::open_partial(&path).unwrap()
+    };
+    assert_eq!(whole.file_bytes(), bytes.len() as u64);
+    assert_eq!(whole.expected_file_bytes(), bytes.len() as u64);
+
+    // Cut inside the data: the header still parses, the checked opens refuse it.
+    let cut = bytes.len() - 100;
+    std::fs::write(&path, &bytes[..cut]).unwrap();
+    let f = GgufFile::open_partial(&path).unwrap();
+    assert_eq!(f.file_bytes(), cut as u64);
+    assert_eq!(f.expected_file_bytes(), bytes.len() as u64);
+    assert_eq!(f.tensors().len(), 2);
+    let mut buf = Vec::new();
+    assert!(f.read_tensor_data(f.tensor("b").unwrap(), &mut buf).is_err());
+    assert!(GgufFile::open_unmapped(&path).is_err());
+    assert!(GgufFile::open(&path).is_err());
+
+    // Cut inside the header: an error, not a guess.
+    std::fs::write(&path, &bytes[..20]).unwrap();
+    assert!(GgufFile::open_partial(&path).is_err());
+}
+
+#[test]
 fn a_tensor_written_in_parts_equals_one_written_whole_and_overruns_are_refused() {
     let make = || {
         let mut w = GgufWriter::new();
