@@ -1,0 +1,48 @@
+//! The planner against llama.cpp's published results (`data/calibration-llamacpp.csv`).
+#![allow(clippy::unwrap_used)]
+
+use silica_plan::Backend;
+use silica_plan::calibrate::{self, Fit};
+
+fn llamacpp_fits() -> Vec<Fit> {
+    let obs = calibrate::parse_observations(calibrate::CALIBRATION_LLAMACPP_CSV, "calibration-llamacpp.csv")
+        .unwrap();
+    calibrate::fit_all(&obs, "test").unwrap()
+}
+
+#[test]
+fn the_fit_reproduces_the_calibration_rows_and_prints_its_residuals() {
+    let fits = llamacpp_fits();
+    let mut all = Vec::new();
+    for f in &fits {
+        let e = &f.efficiency;
+        println!(
+            "{}: eff_bw {:.3}, overhead {:.1} µs/layer, eff_fl {:.3}, eff_attn {:.3}; median |error| {:.1}%",
+            e.backend,
+            e.bandwidth,
+            e.layer_overhead_us,
+            e.flops,
+            e.attn_flops,
+            f.median_abs_error() * 100.0
+        );
+        for r in &f.residuals {
+            println!(
+                "  {:<28} {:<7} {:<22} {:<7} measured {:>9.2} predicted {:>9.2} {:>+6.1}%",
+                r.device,
+                r.backend.name(),
+                r.model,
+                r.test,
+                r.measured_tps,
+                r.predicted_tps,
+                r.error * 100.0
+            );
+        }
+        all.extend(f.residuals.iter().cloned());
+    }
+    assert_eq!(all.len(), 64, "every measured row is fitted");
+    let median = calibrate::median_abs(&all);
+    println!("median |error| over all rows: {:.1}%", median * 100.0);
+    assert!(median < 0.10, "median |error| {median}");
+    let backends: Vec<Backend> = fits.iter().map(|f| f.efficiency.backend).collect();
+    assert_eq!(backends, [Backend::Metal, Backend::Cuda, Backend::Vulkan]);
+}
