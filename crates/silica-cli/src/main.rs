@@ -1,4 +1,5 @@
-//! `silica`: benchmark, run, inspect, quantize and synthesize GGUF models (more commands land with their issues).
+//! `silica`: benchmark, run, inspect, quantize and synthesize GGUF models; plan what fits and how fast; describe
+//! this machine (more commands land with their issues).
 
 mod commands;
 
@@ -24,6 +25,10 @@ enum Command {
     Quantize(commands::quantize::QuantizeArgs),
     /// Write a random-weight model with a published model's shapes and a working tokenizer.
     Synth(commands::synth::SynthArgs),
+    /// Will a model fit a device's memory, and how fast will it run there (any device of the table, or this one).
+    Plan(commands::plan::PlanArgs),
+    /// This machine: CPU, SIMD, RAM, GPUs, power sensors, and its measured memory bandwidth and peak FLOP/s.
+    Hw(commands::hw::HwArgs),
 }
 
 fn main() {
@@ -41,6 +46,16 @@ fn main() {
         Command::Inspect(a) => commands::inspect::run(&a),
         Command::Quantize(a) => commands::quantize::run(&a),
         Command::Synth(a) => commands::synth::run(&a),
+        Command::Hw(a) => commands::hw::run(&a),
+        Command::Plan(a) => match commands::plan::run(&a) {
+            Ok(status) => {
+                if status != 0 {
+                    std::process::exit(status);
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
     };
     if let Err(e) = result {
         // A closed pipe (`silica run ... | head`) is not an error.

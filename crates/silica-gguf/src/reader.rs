@@ -410,7 +410,12 @@ impl GgufFile {
         self.h
             .tensors
             .iter()
-            .map(|t| self.h.data_offset.saturating_add(t.offset).saturating_add(t.n_bytes))
+            .map(|t| {
+                self.h
+                    .data_offset
+                    .saturating_add(t.offset)
+                    .saturating_add(t.n_bytes)
+            })
             .max()
             .unwrap_or(self.h.data_offset)
     }

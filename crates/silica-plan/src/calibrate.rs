@@ -1,14 +1,15 @@
 //! Efficiency factors: how far below the roofline an engine runs on a class of device, fitted on measurements.
 //!
 //! The speed model ([`crate::estimate`]) per token is
-//! - tg: `t = bytes / (eff_bw × BW) + n_layer × overhead` (weights and the KV cache read once per token, plus a
-//!   per-layer cost of kernel launches and synchronisation);
-//! - pp: `t = F_matmul / (eff_fl × peak) + F_attention / (eff_attn × peak)`.
+//! - tg: `t = Σ_class bytes_class / (eff_bw_class × BW) + KV bytes / (eff_kv × BW) + n_layer × overhead`
+//!   (weights and the KV cache read once per token, each weight class by its own kernels, plus a per-layer cost
+//!   of kernel launches and synchronisation);
+//! - pp: `t = Σ_class F_matmul_class / (eff_fl_class × peak) + F_attention / (eff_attn × peak)`.
 //!
-//! Both are linear in their unknowns (`1/eff_bw`, `overhead`; `1/eff_fl`, `1/eff_attn`), so the fit is a
-//! least-squares solve of `a·x₁ + b·x₂ ≈ t` per backend that minimises the *relative* error `Σ ((a·x₁ + b·x₂)/t −
-//! 1)²`. When the data cannot tell the two terms apart (every row the same model and depth), the second
-//! coefficient is pinned: no per-layer overhead for tg, attention at the matmul efficiency for pp.
+//! Both are linear in their unknowns (`1/eff`, `overhead`), so the fit is a least-squares solve per backend that
+//! minimises the *relative* error `Σ (predicted t / measured t − 1)²`. Terms the data cannot tell apart (every
+//! row one type, or one depth) are tied to the first class's factor, and a per-layer overhead that comes out
+//! negative is dropped.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,17 +30,37 @@ pub const CALIBRATION_LLAMACPP_CSV: &str = include_str!("../data/calibration-lla
 /// bandwidth and peak FLOP/s as `silica hw` measured them: the CPU backend's default factors.
 pub const CALIBRATION_SILICA_CPU_CSV: &str = include_str!("../data/calibration-silica-cpu.csv");
 
+/// Weight types grouped by the kernels that read them: `0` legacy blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), `1`
+/// k-quants and the other super-block types (Q2_K…Q6_K, IQ*, TQ*, MXFP4), `2` floats (F32, F16, BF16).
+pub const N_CLASSES: usize = 3;
+
+/// Names of the [`N_CLASSES`] weight classes.
+pub const CLASS_NAMES: [&str; N_CLASSES] = ["legacy", "k-quant", "float"];
+
+/// The class (index into [`CLASS_NAMES`]) of a weight type.
+pub fn type_class(ty: GgmlType) -> usize {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => 0,
+        F32 | F16 | BF16 => 2,
+        _ => 1,
+    }
+}
+
 /// The factors of one backend class.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Efficiency {
     /// The backend.
     pub backend: Backend,
-    /// Fraction of the bandwidth generation reaches (`eff_bw`).
-    pub bandwidth: f64,
+    /// Fraction of the bandwidth generation reaches reading weights of each class (`eff_bw`; legacy, k-quant,
+    /// float).
+    pub bandwidth: [f64; N_CLASSES],
+    /// Fraction of the bandwidth reading the KV cache reaches.
+    pub kv_bandwidth: f64,
     /// Fixed cost per layer per token, µs.
     pub layer_overhead_us: f64,
-    /// Fraction of the peak FLOP/s the weight matrices reach in prefill (`eff_fl`).
-    pub flops: f64,
+    /// Fraction of the peak FLOP/s the weight matrices of each class reach in prefill (`eff_fl`).
+    pub flops: [f64; N_CLASSES],
     /// Fraction of the peak attention reaches in prefill (`eff_attn`).
     pub attn_flops: f64,
     /// Where the factors come from.
@@ -51,12 +72,33 @@ impl Efficiency {
     pub fn ideal(backend: Backend) -> Self {
         Efficiency {
             backend,
-            bandwidth: 1.0,
+            bandwidth: [1.0; N_CLASSES],
+            kv_bandwidth: 1.0,
             layer_overhead_us: 0.0,
-            flops: 1.0,
+            flops: [1.0; N_CLASSES],
             attn_flops: 1.0,
             source: "ideal roofline".into(),
         }
+    }
+
+    /// The factors in one line.
+    pub fn describe(&self) -> String {
+        let per = |v: &[f64; N_CLASSES]| {
+            CLASS_NAMES
+                .iter()
+                .zip(v)
+                .map(|(n, x)| format!("{n} {x:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "eff_bw {} (KV {:.3}), overhead {:.1} µs/layer; eff_fl {} (attention {:.3})",
+            per(&self.bandwidth),
+            self.kv_bandwidth,
+            self.layer_overhead_us,
+            per(&self.flops),
+            self.attn_flops
+        )
     }
 }
 
@@ -264,33 +306,137 @@ pub fn parse_observations(csv_text: &str, table: &str) -> Result<Vec<Observation
     Ok(out)
 }
 
-/// Solves `min Σ (a·u + b·v − 1)²`, the relative-error fit with `u = x₁/t`, `v = x₂/t`. Returns `None` when the
-/// system is singular or ill-conditioned, or a coefficient comes out negative.
-fn solve2(uv: &[(f64, f64)]) -> Option<(f64, f64)> {
-    let (mut suu, mut suv, mut svv, mut su, mut sv) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for &(u, v) in uv {
-        suu += u * u;
-        suv += u * v;
-        svv += v * v;
-        su += u;
-        sv += v;
+/// Solves `min Σᵢ (Σₖ cₖ·vᵢₖ − 1)²` by the normal equations (Gaussian elimination with partial pivoting), where
+/// `vᵢₖ` sums the columns of `u` that `groups` maps to parameter `k` (`None`: the column's coefficient is 0).
+/// Returns the coefficient of every column, or `None` when the system is ill-conditioned or a coefficient is not
+/// positive.
+#[allow(clippy::needless_range_loop)] // row operations on a small dense matrix read clearest with indices
+fn solve(u: &[Vec<f64>], groups: &[Option<usize>]) -> Option<Vec<f64>> {
+    let n = groups.iter().flatten().max().map_or(0, |k| k + 1);
+    let v: Vec<Vec<f64>> = u
+        .iter()
+        .map(|row| {
+            let mut v = vec![0.0; n];
+            for (j, g) in groups.iter().enumerate() {
+                if let Some(k) = g {
+                    v[*k] += row[j];
+                }
+            }
+            v
+        })
+        .collect();
+    let mut a = vec![vec![0.0; n + 1]; n];
+    for row in &v {
+        for i in 0..n {
+            for k in 0..n {
+                a[i][k] += row[i] * row[k];
+            }
+            a[i][n] += row[i];
+        }
     }
-    let det = suu * svv - suv * suv;
-    if det.is_nan() || det <= 1e-6 * suu * svv {
+    let scale: f64 = (0..n).map(|i| a[i][i]).fold(0.0, f64::max);
+    for col in 0..n {
+        let piv = (col..n).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))?;
+        a.swap(col, piv);
+        if a[col][col].abs() <= 1e-9 * scale {
+            return None;
+        }
+        for r in 0..n {
+            if r != col {
+                let f = a[r][col] / a[col][col];
+                for k in col..=n {
+                    a[r][k] -= f * a[col][k];
+                }
+            }
+        }
+    }
+    let c: Vec<f64> = (0..n).map(|i| a[i][n] / a[i][i]).collect();
+    if c.iter().any(|&x| x.is_nan() || x <= 0.0) {
         return None;
     }
-    let a = (su * svv - sv * suv) / det;
-    let b = (suu * sv - suv * su) / det;
-    (a > 0.0 && b >= 0.0).then_some((a, b))
+    Some(groups.iter().map(|g| g.map_or(0.0, |k| c[k])).collect())
 }
 
-/// `min Σ (a·u − 1)²`.
-fn solve1(u: impl Iterator<Item = f64>) -> f64 {
-    let (s, ss) = u.fold((0.0, 0.0), |(s, ss), u| (s + u, ss + u * u));
-    if ss > 0.0 { s / ss } else { 1.0 }
+/// Fits coefficients to the columns of `u` (relative-error least squares, see [`solve`]): each weight class
+/// (columns `0..N_CLASSES`) with data gets its own, classes without data share the first class that has data;
+/// when the system cannot be solved, `merges` are applied in order (`(column, Some(target))` ties a column to
+/// another's coefficient, `(column, None)` drops it) until it can.
+fn fit_columns(u: &[Vec<f64>], merges: &[(usize, Option<usize>)]) -> Vec<f64> {
+    let n_cols = u.first().map_or(0, Vec::len);
+    // A weight class needs a fifth of some row's weight term to be told apart (the Q6_K output matrix of a Q4_0
+    // file alone is not enough), the KV / attention column a twentieth (a depth, not tg128's 64 tokens); the
+    // per-layer column any data.
+    let has = |j: usize| {
+        u.iter().any(|r| {
+            let classes: f64 = r[..N_CLASSES.min(r.len())].iter().sum();
+            let share = match j {
+                j if j < N_CLASSES => 0.2,
+                j if j == N_CLASSES => 0.05,
+                _ => 0.0,
+            };
+            r[j] > 0.0 && r[j] >= share * classes
+        })
+    };
+    let anchor = (0..N_CLASSES).find(|&j| has(j)).unwrap_or(0);
+    let mut groups: Vec<Option<usize>> = (0..n_cols)
+        .map(|j| {
+            if has(j) {
+                Some(j)
+            } else {
+                Some(if j < N_CLASSES { anchor } else { j })
+            }
+        })
+        .collect();
+    // Columns beyond the classes without data (no depth, one layer count) are tied to the anchor too.
+    for (j, g) in groups.iter_mut().enumerate() {
+        if j >= N_CLASSES && !has(j) {
+            *g = Some(anchor);
+        }
+    }
+    let renumber = |groups: &[Option<usize>]| -> Vec<Option<usize>> {
+        let mut ids: Vec<usize> = groups.iter().flatten().copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        groups
+            .iter()
+            .map(|g| g.map(|k| ids.iter().position(|&i| i == k).unwrap_or(0)))
+            .collect()
+    };
+    let mut steps = merges.iter();
+    loop {
+        if let Some(c) = solve(u, &renumber(&groups)) {
+            return c;
+        }
+        match steps.next() {
+            Some(&(col, target)) => {
+                let to = target.map(|t| groups[t].unwrap_or(anchor));
+                let from = groups[col];
+                for g in groups.iter_mut() {
+                    if *g == from && from.is_some() {
+                        *g = to;
+                    }
+                }
+                if to.is_none() {
+                    groups[col] = None;
+                }
+            }
+            None => {
+                // One efficiency for everything (and no term a merge drops).
+                let all: Vec<Option<usize>> = (0..n_cols)
+                    .map(|j| (!merges.contains(&(j, None))).then_some(0))
+                    .collect();
+                return solve(u, &all).unwrap_or_else(|| vec![1.0; n_cols]);
+            }
+        }
+    }
 }
 
 /// Fits one backend's factors on `obs` (rows of other backends ignored) and predicts every row with them.
+///
+/// tg columns: weight bytes per class and KV bytes, each ÷ bandwidth, and `n_layer` (µs); pp columns: matmul
+/// FLOPs per class and attention FLOPs, each ÷ peak. A column the data cannot separate is tied: KV, float and
+/// k-quant reads to the first class, then the per-layer overhead dropped (tg); attention, float and k-quant to
+/// the first class (pp).
 ///
 /// # Errors
 /// [`Error::NoCalibration`] when no row has the backend; model errors from predicting a row.
@@ -309,11 +455,16 @@ pub fn fit(backend: Backend, obs: &[Observation], source: &str) -> Result<Fit> {
         let s = predict(&o.model, &o.profile, &ideal, &o.params)?;
         let t = 1.0 / o.tok_s;
         if o.params.n_gen > 0 {
-            let x1 = s.tg_bytes_per_token as f64 / (o.profile.bandwidth_gbps * 1e9);
-            tg.push((x1 / t, o.model.n_layer as f64 * 1e-6 / t));
+            let bw = o.profile.bandwidth_gbps * 1e9;
+            let mut u: Vec<f64> = s.tg_weight_bytes.iter().map(|b| b / bw / t).collect();
+            u.push(s.tg_kv_bytes / bw / t);
+            u.push(o.model.n_layer as f64 * 1e-6 / t);
+            tg.push(u);
         } else if let Some(peak) = o.profile.peak_tflops {
             let peak = peak * 1e12;
-            pp.push((s.pp_matmul_flops / peak / t, s.pp_attn_flops / peak / t));
+            let mut u: Vec<f64> = s.pp_matmul_flops.iter().map(|f| f / peak / t).collect();
+            u.push(s.pp_attn_flops / peak / t);
+            pp.push(u);
         }
     }
     let mut eff = Efficiency {
@@ -324,23 +475,17 @@ pub fn fit(backend: Backend, obs: &[Observation], source: &str) -> Result<Fit> {
         ),
         ..ideal
     };
+    let (kv, layer) = (N_CLASSES, N_CLASSES + 1);
     if !tg.is_empty() {
-        let (a, b) = solve2(&tg).unwrap_or_else(|| (solve1(tg.iter().map(|x| x.0)), 0.0));
-        eff.bandwidth = 1.0 / a;
-        eff.layer_overhead_us = b;
+        let c = fit_columns(&tg, &[(kv, Some(0)), (2, Some(0)), (1, Some(0)), (layer, None)]);
+        eff.bandwidth = std::array::from_fn(|k| 1.0 / c[k]);
+        eff.kv_bandwidth = 1.0 / c[kv];
+        eff.layer_overhead_us = c[layer];
     }
     if !pp.is_empty() {
-        match solve2(&pp) {
-            Some((a, b)) => {
-                eff.flops = 1.0 / a;
-                eff.attn_flops = 1.0 / b.max(1e-9);
-            }
-            None => {
-                let a = solve1(pp.iter().map(|x| x.0 + x.1));
-                eff.flops = 1.0 / a;
-                eff.attn_flops = 1.0 / a;
-            }
-        }
+        let c = fit_columns(&pp, &[(kv, Some(0)), (2, Some(0)), (1, Some(0))]);
+        eff.flops = std::array::from_fn(|k| 1.0 / c[k]);
+        eff.attn_flops = 1.0 / c[kv];
     }
     let residuals = rows
         .iter()

@@ -4,9 +4,9 @@
 use serde::Serialize;
 use silica_gguf::GgmlType;
 
-use crate::calibrate::Efficiency;
+use crate::calibrate::{CLASS_NAMES, Efficiency, N_CLASSES};
 use crate::hardware::{Backend, DeviceProfile, Link};
-use crate::model::ModelDesc;
+use crate::model::{ModelDesc, TensorDesc};
 use crate::{Error, GIB, Result};
 
 /// How a model is spread over several identical devices.
@@ -57,7 +57,8 @@ pub struct PlanParams {
     pub split: Split,
     /// The link between devices, and between a GPU and the host for offloaded layers.
     pub link: Link,
-    /// Host memory for CPU offload (`None`: not considered for a discrete GPU).
+    /// Host memory for CPU offload of a discrete GPU (`None`: offload not considered). Unified-memory devices
+    /// offload into the memory their GPU may not wire instead.
     pub host: Option<HostMemory>,
 }
 
@@ -166,10 +167,12 @@ pub struct Speed {
     pub tg_test: String,
     /// Predicted generated tokens/s.
     pub tg_tps: f64,
-    /// Bytes read per generated token (weights + KV at the average depth).
-    pub tg_bytes_per_token: u64,
-    /// Weight-matrix FLOPs per prompt token.
-    pub pp_matmul_flops: f64,
+    /// Weight bytes read per generated token, per weight class (legacy, k-quant, float).
+    pub tg_weight_bytes: [f64; N_CLASSES],
+    /// KV cache bytes read per generated token at the average depth.
+    pub tg_kv_bytes: f64,
+    /// Weight-matrix FLOPs per prompt token, per weight class.
+    pub pp_matmul_flops: [f64; N_CLASSES],
     /// Attention FLOPs per prompt token at the average depth.
     pub pp_attn_flops: f64,
 }
@@ -394,8 +397,8 @@ pub fn plan(
     // OS (an assumption).
     let host = match (p.host, gpu, device.unified_memory) {
         (_, false, _) => None,
-        (Some(h), true, _) => Some(h),
-        (None, true, true) if p.n_devices == 1 => Some(HostMemory {
+        (Some(h), true, false) => Some(h),
+        (_, true, true) if p.n_devices == 1 => Some(HostMemory {
             memory_bytes: (device.memory_bytes
                 - (device.memory_bytes as f64 * device.usable_fraction) as u64)
                 .saturating_sub(4 << 30),
@@ -461,19 +464,9 @@ pub fn plan(
         devices.push(host_use(n_layers_cpu));
     }
 
-    let speed = verdict.runs().then(|| {
-        speed(
-            model,
-            device,
-            eff,
-            cpu_eff,
-            p,
-            &kv,
-            &w_layer,
-            n_layers_cpu,
-            &mut ex,
-        )
-    });
+    let speed = verdict
+        .runs()
+        .then(|| speed(model, device, eff, cpu_eff, p, &kv, n_layers_cpu, &mut ex));
     Ok(Plan {
         model: model.name.clone(),
         file_type: model.file_type.map(|f| f.name().to_owned()),
@@ -501,22 +494,11 @@ pub fn plan(
 /// As [`plan`].
 pub fn predict(model: &ModelDesc, device: &DeviceProfile, eff: &Efficiency, p: &PlanParams) -> Result<Speed> {
     let kv = kv_layout(model, p)?;
-    let w_layer: Vec<u64> = (0..model.n_layer).map(|il| model.layer_bytes(il)).collect();
     let single = PlanParams {
         n_devices: 1,
         ..p.clone()
     };
-    Ok(speed(
-        model,
-        device,
-        eff,
-        eff,
-        &single,
-        &kv,
-        &w_layer,
-        0,
-        &mut Vec::new(),
-    ))
+    Ok(speed(model, device, eff, eff, &single, &kv, 0, &mut Vec::new()))
 }
 
 /// KV bytes read per token at `depth`: every layer reads its cached cells (at most its cache size).
@@ -534,6 +516,15 @@ fn attn_flops(m: &ModelDesc, kv: &KvLayout, depth: f64) -> f64 {
     kv.cells.iter().map(|&c| per_pos * depth.min(c as f64)).sum()
 }
 
+/// Seconds to read `bytes` of each weight class at `bw` bytes/s with the class factors `eff`.
+fn read_s(bytes: &[f64; N_CLASSES], eff: &[f64; N_CLASSES], bw: f64) -> f64 {
+    bytes.iter().zip(eff).map(|(b, e)| b / (e * bw)).sum()
+}
+
+fn gib_f(b: f64) -> String {
+    format!("{:.2} GiB", b / GIB)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn speed(
     m: &ModelDesc,
@@ -542,7 +533,6 @@ fn speed(
     cpu_eff: &Efficiency,
     p: &PlanParams,
     kv: &KvLayout,
-    w_layer: &[u64],
     n_cpu: u32,
     ex: &mut Vec<String>,
 ) -> Speed {
@@ -552,75 +542,83 @@ fn speed(
     let link_bw = p.link.bandwidth_gbps * 1e9;
     let link_lat = p.link.latency_us * 1e-6;
     let depth_tg = p.n_depth as f64 + p.n_gen as f64 / 2.0;
-    let cpu_layers = 0..n_cpu as usize;
-    let cpu_w: u64 = w_layer[cpu_layers.clone()].iter().sum();
-    let weights_tok = m.bytes_per_token() as f64;
+    let on_cpu = |t: &TensorDesc| t.layer().is_some_and(|il| il < n_cpu);
+    let weights_tok = m.bytes_per_token_by_class(|_| true);
+    let cpu_w = m.bytes_per_token_by_class(on_cpu);
+    let gpu_w: [f64; N_CLASSES] = std::array::from_fn(|c| weights_tok[c] - cpu_w[c]);
     let kv_tok = kv_read_bytes(kv, depth_tg, 0..n_layer);
-    let kv_cpu = kv_read_bytes(kv, depth_tg, cpu_layers);
-    let gpu_bytes = weights_tok + kv_tok - cpu_w as f64 - kv_cpu;
+    let kv_cpu = kv_read_bytes(kv, depth_tg, 0..n_cpu as usize);
+    let gpu_kv = kv_tok - kv_cpu;
     let ov = eff.layer_overhead_us * 1e-6;
     let act = m.n_embd as f64 * 4.0; // one token's F32 activations
     let allreduce = |bytes: f64| 2.0 * (n - 1.0) / n * bytes / link_bw + 2.0 * (n - 1.0) * link_lat;
+    let t_read = read_s(&gpu_w, &eff.bandwidth, bw) + gpu_kv / (eff.kv_bandwidth * bw);
+    let n_gpu_layers = (n_layer - n_cpu as usize) as f64;
     let (mut t_tg, how) = match p.split {
         Split::Row if p.n_devices > 1 => (
-            gpu_bytes / n / (eff.bandwidth * bw)
-                + n_layer as f64 * ov
-                + 2.0 * n_layer as f64 * allreduce(act),
+            t_read / n + n_gpu_layers * ov + 2.0 * n_gpu_layers * allreduce(act),
             format!(
-                "bytes/{n} devices / (eff_bw × BW) + n_layer × overhead + 2·n_layer all-reduces over {}",
+                "reads / {n} devices + n_layer × overhead + 2·n_layer all-reduces over {}",
                 p.link.title
             ),
         ),
         _ => (
-            gpu_bytes / (eff.bandwidth * bw)
-                + (n_layer - n_cpu as usize) as f64 * ov
-                + (n - 1.0) * (act / link_bw + link_lat),
+            t_read + n_gpu_layers * ov + (n - 1.0) * (act / link_bw + link_lat),
             if p.n_devices > 1 {
                 format!(
-                    "bytes / (eff_bw × BW) + n_layer × overhead + {} activation hops over {}",
+                    "reads + n_layer × overhead + {} activation hops over {}",
                     p.n_devices - 1,
                     p.link.title
                 )
             } else {
-                "bytes / (eff_bw × BW) + n_layer × overhead".to_owned()
+                "reads + n_layer × overhead".to_owned()
             },
         ),
     };
     if n_cpu > 0 {
         let host_bw = p.host.map_or(dev.bandwidth_gbps, |h| h.bandwidth_gbps) * 1e9;
-        let t_cpu = (cpu_w as f64 + kv_cpu) / (cpu_eff.bandwidth * host_bw)
+        let t_cpu = read_s(&cpu_w, &cpu_eff.bandwidth, host_bw)
+            + kv_cpu / (cpu_eff.kv_bandwidth * host_bw)
             + n_cpu as f64 * cpu_eff.layer_overhead_us * 1e-6;
         ex.push(format!(
-            "tg on the CPU: {:.2} ms/token for {n_cpu} layers = {} / ({:.2} × {:.0} GB/s) + overheads",
+            "tg on the CPU: {:.2} ms/token for {n_cpu} layers ({} of weights at {:.0} GB/s host bandwidth, CPU factors: {})",
             t_cpu * 1e3,
-            gib(cpu_w + kv_cpu as u64),
-            cpu_eff.bandwidth,
-            host_bw / 1e9
+            gib_f(cpu_w.iter().sum::<f64>() + kv_cpu),
+            host_bw / 1e9,
+            cpu_eff.describe()
         ));
         t_tg += t_cpu + 2.0 * (act / link_bw + link_lat);
     }
     let tg_tps = 1.0 / t_tg;
+    let per_class = |v: &[f64; N_CLASSES]| {
+        CLASS_NAMES
+            .iter()
+            .zip(v)
+            .filter(|(_, b)| **b > 0.0)
+            .map(|(c, b)| format!("{c} {}", gib_f(*b)))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
     ex.push(format!(
-        "tg{} t/s = 1 / t, t = {how} = ({} weights + {} KV at depth {depth_tg:.0}) / ({:.3} × {:.0} GB/s) + {} × {:.1} µs = {:.2} ms → {tg_tps:.2} t/s (efficiency: {})",
+        "tg{} t/s = 1 / t, t = {how}: weights ({}) each / (eff_bw[class] × {:.0} GB/s) + KV {} at depth {depth_tg:.0} / (eff_kv × BW) + {n_gpu_layers} × {:.1} µs = {:.2} ms → {tg_tps:.2} t/s (factors: {}; {})",
         p.n_gen,
-        gib(weights_tok as u64),
-        gib(kv_tok as u64),
-        eff.bandwidth,
+        per_class(&gpu_w),
         dev.bandwidth_gbps,
-        n_layer,
+        gib_f(gpu_kv),
         eff.layer_overhead_us,
         t_tg * 1e3,
+        eff.describe(),
         eff.source
     ));
 
     let depth_pp = p.n_depth as f64 + p.n_prompt as f64 / 2.0;
-    let f_mm = 2.0 * m.matmul_params() as f64;
+    let f_mm: [f64; N_CLASSES] = m.matmul_params_by_class().map(|x| 2.0 * x);
     let f_attn = attn_flops(m, kv, depth_pp);
     let pp_tps = dev.peak_tflops.map(|peak| {
         let peak = peak * 1e12;
-        let mut t_compute = f_mm / (eff.flops * peak) + f_attn / (eff.attn_flops * peak);
+        let mut t_compute = read_s(&f_mm, &eff.flops, peak) + f_attn / (eff.attn_flops * peak);
         let ubatch = p.n_ubatch.min(p.n_prompt.max(1)) as f64;
-        let t_mem = (weights_tok / (eff.bandwidth * bw) + n_layer as f64 * ov) / ubatch;
+        let t_mem = (read_s(&weights_tok, &eff.bandwidth, bw) + n_layer as f64 * ov) / ubatch;
         if p.n_devices > 1 {
             t_compute = match p.split {
                 Split::Row => t_compute / n + 2.0 * n_layer as f64 * allreduce(act * ubatch) / ubatch,
@@ -629,17 +627,15 @@ fn speed(
         }
         // Layers on the CPU: llama.cpp copies their weights to the GPU for large batches (op offload), once per
         // ubatch.
-        let t_copy = cpu_w as f64 / link_bw / ubatch;
+        let t_copy = cpu_w.iter().sum::<f64>() / link_bw / ubatch;
         let t = t_compute.max(t_mem) + t_copy;
         ex.push(format!(
-            "pp{} t/s = 1 / max(compute, memory){}: compute = {:.2} GFLOP matmul / ({:.3} × {:.1} TFLOP/s) + {:.3} GFLOP attention at depth {depth_pp:.0} / ({:.3} × peak) = {:.3} ms; memory = weights / (eff_bw × BW) / n_ubatch {ubatch} = {:.3} ms → {:.1} t/s (peak: {})",
+            "pp{} t/s = 1 / max(compute, memory){}: compute = {:.2} GFLOP of matrices / (eff_fl[class] × {:.2} TFLOP/s) + {:.3} GFLOP attention at depth {depth_pp:.0} / (eff_attn × peak) = {:.3} ms; memory = weight reads / n_ubatch {ubatch} = {:.3} ms → {:.1} t/s (peak: {})",
             p.n_prompt,
             if n_cpu > 0 { " + offloaded weights over the link per ubatch" } else { "" },
-            f_mm / 1e9,
-            eff.flops,
+            f_mm.iter().sum::<f64>() / 1e9,
             peak / 1e12,
             f_attn / 1e9,
-            eff.attn_flops,
             t_compute * 1e3,
             t_mem * 1e3,
             1.0 / t,
@@ -656,7 +652,8 @@ fn speed(
         pp_tps,
         tg_test: format!("tg{}{}", p.n_gen, at(p.n_depth)),
         tg_tps,
-        tg_bytes_per_token: (weights_tok + kv_tok) as u64,
+        tg_weight_bytes: weights_tok,
+        tg_kv_bytes: kv_tok,
         pp_matmul_flops: f_mm,
         pp_attn_flops: f_attn,
     }

@@ -18,6 +18,7 @@ pub mod calibrate;
 pub mod estimate;
 pub mod hardware;
 pub mod model;
+pub mod output;
 
 pub use calibrate::{Efficiency, Fit, Observation, Residual};
 pub use estimate::{MemoryPlan, Plan, PlanParams, Split, Verdict};

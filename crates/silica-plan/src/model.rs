@@ -6,6 +6,7 @@ use serde::Serialize;
 use silica_convert::synth::{self, SynthConfig};
 use silica_gguf::{FileType, GgmlType, GgufFile, Metadata, keys};
 
+use crate::calibrate::{N_CLASSES, type_class};
 use crate::{Error, Result};
 
 /// One tensor: GGUF name, `ne` in ggml order (`{in, out}` for a matrix), element type and data bytes.
@@ -296,33 +297,41 @@ impl ModelDesc {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    /// Weight bytes read to generate one token: every tensor but the token embedding (of which one row is read),
-    /// plus the embedding again when the output projection is tied to it.
-    pub fn bytes_per_token(&self) -> u64 {
-        let embd = self.tensor("token_embd.weight");
-        let row = embd.map_or(0, |t| t.n_bytes / t.ne.get(1).copied().unwrap_or(1).max(1));
-        let tied = if self.tied_output() {
-            self.token_embd_bytes()
-        } else {
-            0
-        };
-        self.weight_bytes() - self.token_embd_bytes() + row + tied
+    /// Weight bytes read to generate one token, per weight class ([`crate::calibrate::type_class`]): every
+    /// tensor but the token embedding (of which one row is read), plus the embedding again when the output
+    /// projection is tied to it. Only tensors `keep` accepts are counted.
+    pub fn bytes_per_token_by_class(&self, keep: impl Fn(&TensorDesc) -> bool) -> [f64; N_CLASSES] {
+        let mut out = [0.0; N_CLASSES];
+        for t in self.tensors.iter().filter(|t| keep(t)) {
+            let c = type_class(t.ty);
+            if t.name == "token_embd.weight" {
+                out[c] += (t.n_bytes / t.ne.get(1).copied().unwrap_or(1).max(1)) as f64;
+                if self.tied_output() {
+                    out[c] += t.n_bytes as f64;
+                }
+            } else {
+                out[c] += t.n_bytes as f64;
+            }
+        }
+        out
     }
 
-    /// Multiply-accumulates of the weight matrices per token (all 2-D tensors but the token embedding, which is
-    /// a lookup; the tied output projection counted once). FLOPs per token are twice this (Kaplan et al., 2020:
-    /// "C_forward ≈ 2N").
-    pub fn matmul_params(&self) -> u64 {
-        let mut n: u64 = self
-            .tensors
-            .iter()
-            .filter(|t| t.ne.len() >= 2 && t.name != "token_embd.weight")
-            .map(TensorDesc::n_elements)
-            .sum();
-        if self.tied_output() {
-            n += self.tensor("token_embd.weight").map_or(0, TensorDesc::n_elements);
+    /// Weight bytes read to generate one token (the sum of [`ModelDesc::bytes_per_token_by_class`]).
+    pub fn bytes_per_token(&self) -> u64 {
+        self.bytes_per_token_by_class(|_| true).iter().sum::<f64>() as u64
+    }
+
+    /// Multiply-accumulates of the weight matrices per token, per weight class (all 2-D tensors but the token
+    /// embedding, which is a lookup; the tied output projection counted once). FLOPs per token are twice this
+    /// (Kaplan et al., 2020: "C_forward ≈ 2N").
+    pub fn matmul_params_by_class(&self) -> [f64; N_CLASSES] {
+        let mut out = [0.0; N_CLASSES];
+        for t in self.tensors.iter().filter(|t| t.ne.len() >= 2) {
+            if t.name != "token_embd.weight" || self.tied_output() {
+                out[type_class(t.ty)] += t.n_elements() as f64;
+            }
         }
-        n
+        out
     }
 
     /// `n_embd_head_k · n_head_kv`: K elements per token per layer (llama.cpp's `n_embd_k_gqa`).

@@ -17,12 +17,9 @@ fn the_fit_reproduces_the_calibration_rows_and_prints_its_residuals() {
     for f in &fits {
         let e = &f.efficiency;
         println!(
-            "{}: eff_bw {:.3}, overhead {:.1} µs/layer, eff_fl {:.3}, eff_attn {:.3}; median |error| {:.1}%",
+            "{}: {}; median |error| {:.1}%",
             e.backend,
-            e.bandwidth,
-            e.layer_overhead_us,
-            e.flops,
-            e.attn_flops,
+            e.describe(),
             f.median_abs_error() * 100.0
         );
         for r in &f.residuals {

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub(crate) mod bench;
+pub(crate) mod hw;
 pub(crate) mod inspect;
+pub(crate) mod plan;
 mod progress;
 pub(crate) mod quantize;
 pub(crate) mod run;
