@@ -261,12 +261,17 @@ fn default_model() -> anyhow::Result<PathBuf> {
 struct Sinks<'w> {
     printers: Vec<Box<dyn Printer + 'w>>,
     results: Option<ResultsFile>,
+    /// Generation records on the CPU, for the roofline note.
+    tg: Vec<BenchRecord>,
 }
 
 impl Sinks<'_> {
     fn record(&mut self, r: &BenchRecord) -> anyhow::Result<()> {
         for p in &mut self.printers {
             p.record(r)?;
+        }
+        if r.n_gen > 0 && r.n_prompt == 0 && r.backends == "CPU" {
+            self.tg.push(r.clone());
         }
         if let Some(f) = &mut self.results {
             f.append(r)?;
@@ -312,6 +317,7 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let mut sinks = Sinks {
             printers: vec![printer(OutputFormat::Jsonl, Box::new(stdout.lock()))],
             results: None,
+            tg: Vec::new(),
         };
         return run_cases(a, &mine, &mut sinks);
     }
@@ -333,7 +339,11 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
         };
         Some(ResultsFile::open(&path)?)
     };
-    let mut sinks = Sinks { printers, results };
+    let mut sinks = Sinks {
+        printers,
+        results,
+        tg: Vec::new(),
+    };
     if in_process {
         run_cases(a, &cases, &mut sinks)?;
     } else {
@@ -347,7 +357,51 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
     if let Some(f) = &sinks.results {
         eprintln!("silica bench: records appended to {}", f.path().display());
     }
+    roofline_note(&sinks.tg);
     Ok(())
+}
+
+/// On stderr, for each CPU generation result: the bytes read per second (weights and KV cache at the test's
+/// average depth, as `silica plan` counts them) against the memory bandwidth `silica hw` measured on this
+/// machine, when it has (a bench never runs the probe itself: it would disturb the measurement).
+fn roofline_note(tg: &[BenchRecord]) {
+    if tg.is_empty() {
+        return;
+    }
+    let path = silica_telemetry::cache_path();
+    let Ok(Some(hw)) = silica_telemetry::HwProfile::load(&path) else {
+        eprintln!("silica bench: run `silica hw` once to see generation speed against this machine's memory bandwidth");
+        return;
+    };
+    let bw = hw.probe.triad_gbps;
+    for r in tg {
+        let Ok(model) = silica_plan::ModelDesc::from_gguf(Path::new(&r.model_filename)) else {
+            continue;
+        };
+        let mut p = match silica_plan::calibrate::test_params(&format!("tg{}", r.n_gen), r.n_depth as u64, true) {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        p.n_ctx = p.n_ctx.max(r.n_depth as u64 + r.n_gen as u64);
+        let cpu = silica_plan::hardware::DeviceProfile {
+            bandwidth_gbps: bw,
+            ..super::hw::cpu_device(&hw)
+        };
+        let Ok(s) = silica_plan::estimate::predict(&model, &cpu, &silica_plan::Efficiency::ideal(cpu.backend), &p) else {
+            continue;
+        };
+        let bytes = s.tg_weight_bytes.iter().sum::<f64>() + s.tg_kv_bytes;
+        let gbps = bytes * r.avg_ts / 1e9;
+        eprintln!(
+            "silica bench: {} tg{}{} reads {gbps:.1} GB/s = {:.0}% of the {bw:.1} GB/s STREAM triad `silica hw` measured ({} threads, {})",
+            Path::new(&r.model_filename).file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            r.n_gen,
+            if r.n_depth > 0 { format!(" @ d{}", r.n_depth) } else { String::new() },
+            100.0 * gbps / bw,
+            hw.probe.n_threads,
+            path.display()
+        );
+    }
 }
 
 /// Runs the cases of one thread count in a child `silica bench` and forwards its records.
