@@ -24,7 +24,6 @@ pub mod printer;
 pub mod record;
 pub mod runner;
 pub mod store;
-pub mod sys;
 
 /// A bench error; each names the flag, file or test at fault.
 #[derive(Debug, thiserror::Error)]

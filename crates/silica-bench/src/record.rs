@@ -261,7 +261,7 @@ impl EnvInfo {
             silica_model::Device::Metal(_) => "Metal",
         };
         EnvInfo {
-            cpu_info: crate::sys::cpu_info(),
+            cpu_info: silica_telemetry::machine::cpu_info(),
             gpu_info: String::new(),
             backends: backends.into(),
         }

@@ -20,7 +20,6 @@ use silica_model::{Batch, KvCache};
 use crate::Error;
 use crate::params::BenchCase;
 use crate::record::Measurement;
-use crate::sys;
 
 /// How cases are run (the global, not list-valued, llama-bench options).
 #[derive(Clone, Debug, PartialEq)]
@@ -86,7 +85,7 @@ pub fn run_case(
     let hp = model.hparams();
     let n_ctx = case.n_ctx_effective();
     let kv_bytes = kv_cache_bytes(hp, case);
-    if let Some(avail) = sys::mem_available_bytes()
+    if let Some(avail) = silica_telemetry::machine::ram_available_bytes()
         && kv_bytes > avail
     {
         return Err(Error::Memory {
@@ -102,7 +101,7 @@ pub fn run_case(
     if !opts.delay.is_zero() {
         std::thread::sleep(opts.delay);
     }
-    sys::reset_peak_rss();
+    silica_telemetry::process::reset_peak_rss();
     let n_seq = case.n_parallel as usize;
     let mut kv =
         KvCache::new(hp, n_ctx as usize, n_seq, case.kv_types(), engine.device()).map_err(run_err)?;
@@ -154,7 +153,7 @@ pub fn run_case(
     }
     Ok(Measurement {
         samples_ns,
-        peak_rss_bytes: sys::peak_rss_bytes(),
+        peak_rss_bytes: silica_telemetry::process::peak_rss_bytes(),
         kv_cache_bytes: kv.size_bytes() as u64,
     })
 }

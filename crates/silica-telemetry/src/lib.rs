@@ -33,6 +33,7 @@
 mod error;
 pub mod machine;
 pub mod probe;
+pub mod process;
 pub mod profile;
 
 pub use error::{Error, Result};

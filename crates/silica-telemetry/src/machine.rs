@@ -145,17 +145,7 @@ pub fn machine_info() -> MachineInfo {
         None
     };
 
-    let cpu_info = cpuinfo
-        .as_deref()
-        .and_then(cpu_name_from_cpuinfo)
-        .or_else(|| {
-            if is_macos {
-                sysctl("machdep.cpu.brand_string")
-            } else {
-                None
-            }
-        })
-        .unwrap_or_default();
+    let cpu_info = cpu_info_from(cpuinfo.as_deref());
 
     let release = if is_linux {
         fs_err::read_to_string("/proc/sys/kernel/osrelease")
@@ -297,6 +287,37 @@ fn sysctl(name: &str) -> Option<String> {
     let out = Command::new("sysctl").args(["-n", name]).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// The CPU's marketing name (what llama-bench's `cpu_info` shows): `model name` and its kin in `/proc/cpuinfo` on
+/// Linux, `machdep.cpu.brand_string` on macOS; `""` when unknown.
+pub fn cpu_info() -> String {
+    let text = if cfg!(target_os = "linux") {
+        fs_err::read_to_string("/proc/cpuinfo").ok()
+    } else {
+        None
+    };
+    cpu_info_from(text.as_deref())
+}
+
+fn cpu_info_from(cpuinfo: Option<&str>) -> String {
+    cpuinfo
+        .and_then(cpu_name_from_cpuinfo)
+        .or_else(|| {
+            if cfg!(target_os = "macos") {
+                sysctl("machdep.cpu.brand_string")
+            } else {
+                None
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// Memory available to new allocations without swapping, in bytes (`MemAvailable` of `/proc/meminfo`); `None`
+/// where the OS does not say.
+pub fn ram_available_bytes() -> Option<u64> {
+    let text = fs_err::read_to_string("/proc/meminfo").ok()?;
+    meminfo_bytes(&text, "MemAvailable")
 }
 
 /// `key : value` lines of `/proc/cpuinfo`-style text, trimmed.

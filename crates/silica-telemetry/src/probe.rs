@@ -756,18 +756,4 @@ mod tests {
         assert!((MIN_DEFAULT_ARRAY_BYTES..=DEFAULT_ARRAY_BYTES).contains(&p.array_bytes));
         assert_eq!(default_array_bytes(None), DEFAULT_ARRAY_BYTES);
     }
-
-    /// Prints the default measurement of this machine and its facts: `cargo test -p silica-telemetry --release -- --ignored
-    /// --nocapture print_default_measurement`.
-    #[test]
-    #[ignore = "takes a few seconds and the whole machine"]
-    fn print_default_measurement() {
-        let params = ProbeParams::default();
-        let p = measure(&params).unwrap();
-        println!("{params:?}\n{p:#?}");
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&crate::machine_info()).unwrap()
-        );
-    }
 }

@@ -370,7 +370,9 @@ fn roofline_note(tg: &[BenchRecord]) {
     }
     let path = silica_telemetry::cache_path();
     let Ok(Some(hw)) = silica_telemetry::HwProfile::load(&path) else {
-        eprintln!("silica bench: run `silica hw` once to see generation speed against this machine's memory bandwidth");
+        eprintln!(
+            "silica bench: run `silica hw` once to see generation speed against this machine's memory bandwidth"
+        );
         return;
     };
     let bw = hw.probe.triad_gbps;
@@ -378,25 +380,34 @@ fn roofline_note(tg: &[BenchRecord]) {
         let Ok(model) = silica_plan::ModelDesc::from_gguf(Path::new(&r.model_filename)) else {
             continue;
         };
-        let mut p = match silica_plan::calibrate::test_params(&format!("tg{}", r.n_gen), r.n_depth as u64, true) {
-            Ok(p) => p,
-            Err(_) => continue,
-        };
+        let mut p =
+            match silica_plan::calibrate::test_params(&format!("tg{}", r.n_gen), r.n_depth as u64, true) {
+                Ok(p) => p,
+                Err(_) => continue,
+            };
         p.n_ctx = p.n_ctx.max(r.n_depth as u64 + r.n_gen as u64);
         let cpu = silica_plan::hardware::DeviceProfile {
             bandwidth_gbps: bw,
             ..super::hw::cpu_device(&hw)
         };
-        let Ok(s) = silica_plan::estimate::predict(&model, &cpu, &silica_plan::Efficiency::ideal(cpu.backend), &p) else {
+        let Ok(s) =
+            silica_plan::estimate::predict(&model, &cpu, &silica_plan::Efficiency::ideal(cpu.backend), &p)
+        else {
             continue;
         };
         let bytes = s.tg_weight_bytes.iter().sum::<f64>() + s.tg_kv_bytes;
         let gbps = bytes * r.avg_ts / 1e9;
         eprintln!(
             "silica bench: {} tg{}{} reads {gbps:.1} GB/s = {:.0}% of the {bw:.1} GB/s STREAM triad `silica hw` measured ({} threads, {})",
-            Path::new(&r.model_filename).file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            Path::new(&r.model_filename)
+                .file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
             r.n_gen,
-            if r.n_depth > 0 { format!(" @ d{}", r.n_depth) } else { String::new() },
+            if r.n_depth > 0 {
+                format!(" @ d{}", r.n_depth)
+            } else {
+                String::new()
+            },
             100.0 * gbps / bw,
             hw.probe.n_threads,
             path.display()
