@@ -18,6 +18,14 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// Runs `silica` with `silica hw`'s cache in `cache`, requires success, and parses stdout as JSON.
+fn ok_json(cache: &Path, args: &[&str]) -> serde_json::Value {
+    let o = silica_cached(cache, args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "silica {args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
 /// `silica` with `silica hw`'s cache in `cache` (so tests measure into a temporary folder).
 fn silica_cached(cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_silica"))
@@ -196,30 +204,22 @@ fn a_partly_downloaded_gguf_and_a_config_json_are_planned_from_their_headers() {
 #[test]
 fn hw_measures_this_machine_and_plan_uses_the_cached_profile() {
     let cache = tempfile::tempdir().unwrap();
-    let o = silica_cached(cache.path(), &["hw", "-o", "json"]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let hw: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hw = ok_json(cache.path(), &["hw", "-o", "json"]);
     let triad = hw["probe"]["triad_gbps"].as_f64().unwrap();
     assert!(
         triad > 0.1 && hw["probe"]["peak_f32_gflops"].as_f64().unwrap() > 0.1,
-        "{out}"
+        "{hw}"
     );
     assert!(cache.path().join("hw.json").is_file());
 
     // `--cached` shows the same measurement, and plan on this machine uses it.
-    let again: serde_json::Value =
-        serde_json::from_str(&text(&silica_cached(cache.path(), &["hw", "--cached", "-o", "json"])).0)
-            .unwrap();
+    let again = ok_json(cache.path(), &["hw", "--cached", "-o", "json"]);
     assert_eq!(again["probe"], hw["probe"]);
     let model = models::require(models::SMOLLM2_Q4_1);
-    let o = silica_cached(
+    let plan = ok_json(
         cache.path(),
         &["plan", "-m", model.to_str().unwrap(), "-o", "json"],
     );
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(plan["device"]["backend"], "cpu");
     assert_eq!(plan["device"]["bandwidth_gbps"].as_f64().unwrap(), triad);
     assert!(plan["speed"]["tg_tps"].as_f64().unwrap() > 0.0);
@@ -252,28 +252,18 @@ fn calibrate_fits_llama_bench_records_and_the_saved_profile_is_used() {
     assert_eq!(profile["efficiency"]["backend"], "cpu");
 
     let model = models::require(models::SMOLLM2_Q4_1);
-    let o = silica_cached(
-        cache.path(),
-        &[
-            "plan",
-            "-m",
-            model.to_str().unwrap(),
-            "--profile",
-            "epyc",
-            "-o",
-            "json",
-        ],
-    );
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(
-        plan["efficiency"]["source"]
-            .as_str()
-            .unwrap()
-            .contains("llama-bench-sample.json"),
-        "{out}"
-    );
+    let args = [
+        "plan",
+        "-m",
+        model.to_str().unwrap(),
+        "--profile",
+        "epyc",
+        "-o",
+        "json",
+    ];
+    let plan = ok_json(cache.path(), &args);
+    let source = plan["efficiency"]["source"].as_str().unwrap();
+    assert!(source.contains("llama-bench-sample.json"), "{source}");
     // A GPU profile is refused for the CPU.
     let o = silica_cached(
         cache.path(),
