@@ -19,6 +19,7 @@
 
 use std::path::PathBuf;
 
+pub mod energy;
 pub mod params;
 pub mod printer;
 pub mod record;

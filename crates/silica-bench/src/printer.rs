@@ -79,6 +79,9 @@ pub trait Printer {
     /// # Errors
     /// Write errors.
     fn footer(&mut self) -> io::Result<()>;
+    /// Whether energy is measured: the Markdown table then shows a `J/t` column (J per token of the test's phase;
+    /// `pp/tg` for a combined test). Other formats always carry the energy fields.
+    fn show_energy(&mut self, _on: bool) {}
 }
 
 /// The printer of `format` writing to `out`.
@@ -87,6 +90,7 @@ pub fn printer<'w>(format: OutputFormat, out: Box<dyn Write + 'w>) -> Box<dyn Pr
         OutputFormat::Md => Box::new(Markdown {
             out,
             cols: Vec::new(),
+            energy: false,
         }),
         OutputFormat::Csv => Box::new(Csv {
             out,
@@ -227,6 +231,16 @@ type Column = (&'static str, i32, fn(&BenchRecord) -> String);
 struct Markdown<'w> {
     out: Box<dyn Write + 'w>,
     cols: Vec<Column>,
+    energy: bool,
+}
+
+/// J per token of a record's phases: `0.012`, or `pp/tg` for a combined test; `-` when not measured.
+fn j_per_token(r: &BenchRecord) -> String {
+    match (r.pp_j_per_token, r.tg_j_per_token) {
+        (Some(p), Some(t)) => format!("{p:.3}/{t:.3}"),
+        (Some(x), None) | (None, Some(x)) => format!("{x:.3}"),
+        (None, None) => "-".into(),
+    }
 }
 
 /// `92.10 MiB` / `3.56 GiB`, as llama-bench prints `model_size`.
@@ -250,7 +264,7 @@ pub fn format_params(n: u64) -> String {
 }
 
 impl Markdown<'_> {
-    fn columns(cases: &[BenchCase]) -> Vec<Column> {
+    fn columns(cases: &[BenchCase], energy: bool) -> Vec<Column> {
         let mut cols: Vec<Column> = vec![
             ("model", -30, |r| r.model_type.clone()),
             ("size", 10, |r| format_size(r.model_size)),
@@ -283,13 +297,19 @@ impl Markdown<'_> {
         if parallel {
             cols.push(("t/s per seq", 12, |r| format!("{:.2}", r.avg_ts_per_seq)));
         }
+        if energy {
+            cols.push(("J/t", 11, j_per_token));
+        }
         cols
     }
 }
 
 impl Printer for Markdown<'_> {
+    fn show_energy(&mut self, on: bool) {
+        self.energy = on;
+    }
     fn header(&mut self, cases: &[BenchCase]) -> io::Result<()> {
-        self.cols = Self::columns(cases);
+        self.cols = Self::columns(cases, self.energy);
         let mut head = String::from("|");
         let mut rule = String::from("|");
         for (name, w, _) in &self.cols {

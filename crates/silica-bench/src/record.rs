@@ -239,6 +239,26 @@ pub struct BenchRecord {
     pub kv_cache_bytes: u64,
     /// Weight bytes read per generated token ([`ModelFacts::weight_bytes_per_token`]).
     pub weight_bytes_per_token: u64,
+    /// Cores this process kept busy over the timed repetitions (CPU time ÷ wall time; `None` without the
+    /// sampler or where the OS does not say).
+    pub cpu_util: Option<f64>,
+    /// The energy counters summed (`rapl:package-0 + rapl:dram`, `nvml:gpu0`), or `unavailable (<reason>)`;
+    /// empty without the sampler.
+    pub energy_source: String,
+    /// Idle power subtracted from the energies below, W (`--idle-baseline`); `None` when not measured.
+    pub idle_power_w: Option<f64>,
+    /// Energy of the prompt-processing windows of all repetitions, J.
+    pub pp_energy_j: Option<f64>,
+    /// Average power while processing prompts, W.
+    pub pp_avg_power_w: Option<f64>,
+    /// Energy per prompt token, J.
+    pub pp_j_per_token: Option<f64>,
+    /// Energy of the generation windows of all repetitions, J.
+    pub tg_energy_j: Option<f64>,
+    /// Average power while generating, W.
+    pub tg_avg_power_w: Option<f64>,
+    /// Energy per generated token, J.
+    pub tg_j_per_token: Option<f64>,
 }
 
 /// The environment half of a record.
@@ -268,6 +288,14 @@ impl EnvInfo {
     }
 }
 
+/// One phase's energy of a measurement, if measured.
+fn phase(
+    m: &Measurement,
+    f: impl Fn(&crate::energy::CaseTelemetry) -> Option<crate::energy::PhaseEnergy>,
+) -> Option<crate::energy::PhaseEnergy> {
+    m.telemetry.as_ref().and_then(f)
+}
+
 /// What one case measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measurement {
@@ -277,6 +305,8 @@ pub struct Measurement {
     pub peak_rss_bytes: Option<u64>,
     /// KV cache bytes.
     pub kv_cache_bytes: u64,
+    /// CPU use and energy from the background sampler (`None` when it did not run).
+    pub telemetry: Option<crate::energy::CaseTelemetry>,
 }
 
 impl BenchRecord {
@@ -350,6 +380,18 @@ impl BenchRecord {
             peak_rss_bytes: m.peak_rss_bytes,
             kv_cache_bytes: m.kv_cache_bytes,
             weight_bytes_per_token: facts.weight_bytes_per_token,
+            cpu_util: m.telemetry.as_ref().and_then(|t| t.cpu_util),
+            energy_source: m
+                .telemetry
+                .as_ref()
+                .map_or_else(String::new, |t| t.energy_source.clone()),
+            idle_power_w: m.telemetry.as_ref().and_then(|t| t.idle_power_w),
+            pp_energy_j: phase(m, |t| t.pp).map(|p| p.energy_j),
+            pp_avg_power_w: phase(m, |t| t.pp).map(|p| p.avg_power_w),
+            pp_j_per_token: phase(m, |t| t.pp).map(|p| p.j_per_token),
+            tg_energy_j: phase(m, |t| t.tg).map(|p| p.energy_j),
+            tg_avg_power_w: phase(m, |t| t.tg).map(|p| p.avg_power_w),
+            tg_j_per_token: phase(m, |t| t.tg).map(|p| p.j_per_token),
         }
     }
 

@@ -32,6 +32,11 @@ pub struct RunOptions {
     pub delay: Duration,
     /// Seed of the random token ids.
     pub seed: u64,
+    /// Sample this process's CPU use and the machine's energy counters on a background thread at this interval
+    /// while the case runs (`None`: no sampler).
+    pub telemetry_interval: Option<Duration>,
+    /// Idle power to subtract from the measured energy, W (`--idle-baseline`).
+    pub idle_power_w: Option<f64>,
 }
 
 impl Default for RunOptions {
@@ -41,6 +46,8 @@ impl Default for RunOptions {
             warmup: true,
             delay: Duration::ZERO,
             seed: 1234,
+            telemetry_interval: None,
+            idle_power_w: None,
         }
     }
 }
@@ -113,7 +120,8 @@ pub fn run_case(
         bos,
     };
     let dev = engine.device();
-    let mut bench = |kv: &mut KvCache, n_prompt: u32, n_gen: u32| -> Result<u64, Error> {
+    // Each call's start, end of prompt processing, and end.
+    let mut bench = |kv: &mut KvCache, n_prompt: u32, n_gen: u32| -> Result<[Instant; 3], Error> {
         let prompt = (n_prompt > 0).then(|| ids.prompt(n_prompt, n_seq));
         let gen_ids = (n_gen > 0).then(|| ids.generate(n_gen, n_seq));
         let t0 = Instant::now();
@@ -121,10 +129,29 @@ pub fn run_case(
             run_prompt(engine, kv, p, case.n_batch, case.n_ubatch).map_err(run_err)?;
             dev.synchronize().map_err(|e| run_err(e.into()))?;
         }
+        let t_pp = Instant::now();
         if let Some(g) = &gen_ids {
             run_gen(engine, kv, g, dev).map_err(run_err)?;
         }
-        Ok(t0.elapsed().as_nanos() as u64)
+        Ok([t0, t_pp, Instant::now()])
+    };
+    // The sampler runs on its own thread for the whole case; only the timed windows are read from its trace.
+    let sampler = match opts.telemetry_interval {
+        Some(interval) => Some(
+            silica_telemetry::Sampler::start(
+                silica_telemetry::SamplerConfig {
+                    pid: std::process::id(),
+                    interval,
+                },
+                silica_telemetry::EnergySources::discover(),
+                None,
+            )
+            .map_err(|e| Error::Run {
+                test: case.test_name(),
+                message: format!("starting the telemetry sampler: {e}"),
+            })?,
+        ),
+        None => None,
     };
 
     if opts.warmup {
@@ -133,6 +160,7 @@ pub fn run_case(
     }
     let mut depth_ready = false;
     let mut samples_ns = Vec::with_capacity(opts.reps as usize);
+    let (mut pp_windows, mut tg_windows) = (Vec::new(), Vec::new());
     for i in 0..opts.reps {
         if case.n_depth == 0 {
             kv.clear();
@@ -149,12 +177,32 @@ pub fn run_case(
             }
         }
         progress(Progress::Rep(i + 1, opts.reps));
-        samples_ns.push(bench(&mut kv, case.n_prompt, case.n_gen)?);
+        let [t0, t_pp, t1] = bench(&mut kv, case.n_prompt, case.n_gen)?;
+        samples_ns.push(t1.duration_since(t0).as_nanos() as u64);
+        if case.n_prompt > 0 {
+            pp_windows.push((t0, t_pp));
+        }
+        if case.n_gen > 0 {
+            tg_windows.push((t_pp, t1));
+        }
     }
+    let telemetry = sampler.map(|s| {
+        let trace = s.stop();
+        let n_seq = f64::from(case.n_parallel);
+        crate::energy::case_telemetry(
+            &trace,
+            &pp_windows,
+            &tg_windows,
+            n_seq * f64::from(case.n_prompt),
+            n_seq * f64::from(case.n_gen),
+            opts.idle_power_w,
+        )
+    });
     Ok(Measurement {
         samples_ns,
         peak_rss_bytes: silica_telemetry::process::peak_rss_bytes(),
         kv_cache_bytes: kv.size_bytes() as u64,
+        telemetry,
     })
 }
 

@@ -29,6 +29,8 @@ enum Command {
     Plan(commands::plan::PlanArgs),
     /// This machine: CPU, SIMD, RAM, GPUs, power sensors, and its measured memory bandwidth and peak FLOP/s.
     Hw(commands::hw::HwArgs),
+    /// Watch one process (--pid, or -- CMD ARGS): CPU, memory, threads and energy, live and summed up.
+    Monitor(commands::monitor::MonitorArgs),
 }
 
 fn main() {
@@ -47,6 +49,11 @@ fn main() {
         Command::Quantize(a) => commands::quantize::run(&a),
         Command::Synth(a) => commands::synth::run(&a),
         Command::Hw(a) => commands::hw::run(&a),
+        Command::Monitor(a) => commands::monitor::run(&a).map(|status| {
+            if status != 0 {
+                std::process::exit(status);
+            }
+        }),
         Command::Plan(a) => match commands::plan::run(&a) {
             Ok(status) => {
                 if status != 0 {

@@ -45,7 +45,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A file or directory operation on the profile cache failed.
+    /// A file or directory operation failed (the profile cache, a `/proc` or powercap file).
     #[error("{what} {}", path.display())]
     Io {
         /// What was being done: "reading", "writing", "creating directory", "renaming onto".
@@ -76,6 +76,63 @@ pub enum Error {
         /// The serializer's error.
         #[source]
         source: serde_json::Error,
+    },
+
+    /// An energy counter could not be opened or read (a RAPL `energy_uj` file that is missing, root-only or not
+    /// a number).
+    #[error("energy counter {counter}: {reason}")]
+    CounterUnreadable {
+        /// The counter, e.g. `rapl:package-0`, or the zone directory when its name is not known yet.
+        counter: String,
+        /// Why, e.g. "energy_uj not readable: permission denied (root only since Linux 5.10, CVE-2020-8694)".
+        reason: String,
+    },
+
+    /// An NVML call failed (library absent, driver not loaded, GPU without an energy counter, GPU lost).
+    #[error("NVML {what}")]
+    Nvml {
+        /// The call that failed, e.g. "nvmlDeviceGetTotalEnergyConsumption on GPU 0".
+        what: String,
+        /// NVML's error.
+        #[source]
+        source: nvml_wrapper::error::NvmlError,
+    },
+
+    /// The process being read has exited: `/proc/<pid>` is gone, or the process is a zombie (state `Z` or `X`).
+    #[error("process {pid} has exited")]
+    ProcessGone {
+        /// Its process id.
+        pid: u32,
+    },
+
+    /// A `/proc/<pid>/stat` or `/proc/<pid>/status` file did not have the fields `proc(5)` describes.
+    #[error("parsing {}: {reason}", path.display())]
+    ProcParse {
+        /// The file that failed to parse.
+        path: PathBuf,
+        /// What was missing or malformed.
+        reason: String,
+    },
+
+    /// This operating system does not offer what was asked for (e.g. per-process statistics outside Linux).
+    #[error("{what} is not supported on {os}")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+        /// `std::env::consts::OS`.
+        os: &'static str,
+    },
+
+    /// [`SamplerConfig::interval`](crate::SamplerConfig::interval) was zero: the sampler would spin.
+    #[error("the sampling interval must be positive (interval = 0)")]
+    ZeroInterval,
+
+    /// The operating system refused to start the sampler's thread.
+    #[error("starting the sampler thread")]
+    SamplerSpawn {
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
     },
 }
 

@@ -9,8 +9,11 @@
 //! - [`profile`]: both together as an [`HwProfile`], cached in `hw.json` ([`cache_path`]) and measured again
 //!   only when the machine or thread count changes ([`load_or_measure`]).
 //!
-//! The background power sampler (`PowerSource`, `PowerTrace`, energy integration) comes with the telemetry
-//! issue, in its own module beside these.
+//! - [`energy`]: energy counters read as cumulative µJ with wrap-around undone (Linux powercap RAPL zones,
+//!   NVIDIA GPUs through NVML), discovered as [`EnergySources`] that say why each missing source is missing.
+//! - [`sampler`]: a background [`Sampler`] of one process (CPU time, RSS, threads from `/proc`) and the energy
+//!   counters, whose [`Trace`] gives energy between two instants and a [`Summary`] of any window; never a zero
+//!   for what was not measured.
 //!
 //! ```
 //! use silica_telemetry::{ProbeParams, machine_info, measure};
@@ -30,12 +33,17 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod energy;
 mod error;
 pub mod machine;
 pub mod probe;
 pub mod process;
 pub mod profile;
+pub mod sampler;
 
+pub use energy::{
+    CounterKind, EnergyCounter, EnergySources, MjCounter, NvmlEnergy, RaplZone, Unavailable, WrapCounter,
+};
 pub use error::{Error, Result};
 pub use machine::{
     GpuInfo, MachineInfo, PowerSourceInfo, PowerSourceKind, machine_info, simd_features,
@@ -45,3 +53,7 @@ pub use probe::{
     DEFAULT_ARRAY_BYTES, MIN_DEFAULT_ARRAY_BYTES, Probe, ProbeParams, default_array_bytes, measure,
 };
 pub use profile::{HW_PROFILE_FILE, HwProfile, cache_path, load_or_measure};
+pub use sampler::{
+    EnergySummary, OnSample, ProcessStat, Sample, Sampler, SamplerConfig, Summary, Trace, idle_power_w,
+    read_process, read_process_in,
+};

@@ -388,7 +388,7 @@ fn meminfo_bytes(text: &str, key: &str) -> Option<u64> {
 }
 
 /// The reason given for an `energy_uj` that cannot be read.
-fn energy_unreadable_reason(err: &io::Error) -> String {
+pub(crate) fn energy_unreadable_reason(err: &io::Error) -> String {
     if err.kind() == io::ErrorKind::PermissionDenied {
         // Linux 5.10 made energy_uj root-only after the PLATYPUS power side channel (CVE-2020-8694).
         "energy_uj not readable: permission denied (root only since Linux 5.10, CVE-2020-8694)".to_owned()

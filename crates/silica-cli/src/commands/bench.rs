@@ -92,6 +92,13 @@ pub(crate) struct BenchArgs {
     /// Skip the warm-up run.
     #[arg(long)]
     no_warmup: bool,
+    /// Sample CPU use and the energy counters (RAPL, NVML) on a background thread every MS milliseconds while
+    /// each test runs; records gain cpu_util and pp/tg energy_j, avg_power_w, j_per_token (0: off).
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    telemetry_interval: u64,
+    /// Measure the machine's idle power for SECONDS before the tests and subtract it from their energy.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    idle_baseline: f64,
     /// Output format on stdout: md, csv, json, jsonl, sql.
     #[arg(short = 'o', long = "output", default_value = "md", value_name = "FORMAT")]
     output: OutputFormat,
@@ -210,6 +217,10 @@ fn params(a: &BenchArgs) -> anyhow::Result<BenchParams> {
         a.delay.is_finite() && a.delay >= 0.0,
         "--delay must be a number of seconds >= 0"
     );
+    anyhow::ensure!(
+        a.idle_baseline.is_finite() && a.idle_baseline >= 0.0,
+        "--idle-baseline must be a number of seconds >= 0"
+    );
     Ok(BenchParams {
         models: Vec::new(),
         n_prompt: int_list("-p/--n-prompt", &a.n_prompt, 512)?,
@@ -327,7 +338,13 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
     if let Some(f) = a.output_err {
         printers.push(printer(f, Box::new(std::io::stderr())));
     }
+    let energy = silica_telemetry::EnergySources::discover();
+    let measured = a.telemetry_interval > 0 && energy.is_available();
+    if a.telemetry_interval > 0 && !measured {
+        eprintln!("silica bench: energy: unavailable ({})", energy.reason());
+    }
     for p in &mut printers {
+        p.show_energy(measured);
         p.header(&cases)?;
     }
     let results = if a.no_save {
@@ -415,6 +432,25 @@ fn roofline_note(tg: &[BenchRecord]) {
     }
 }
 
+/// The idle power `--idle-baseline` measures (once per process, before any test), W.
+fn idle_power(a: &BenchArgs) -> Option<f64> {
+    if a.idle_baseline <= 0.0 || a.telemetry_interval == 0 {
+        return None;
+    }
+    let (w, _) = silica_telemetry::idle_power_w(
+        silica_telemetry::EnergySources::discover(),
+        Duration::from_secs_f64(a.idle_baseline),
+    );
+    match w {
+        Some(w) => eprintln!(
+            "silica bench: idle power {w:.1} W over {} s, subtracted from every test",
+            a.idle_baseline
+        ),
+        None => eprintln!("silica bench: --idle-baseline: no energy counter to measure idle power with"),
+    }
+    w
+}
+
 /// Runs the cases of one thread count in a child `silica bench` and forwards its records.
 fn run_worker(threads: u32, sinks: &mut Sinks<'_>) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the silica binary for a worker process")?;
@@ -444,6 +480,8 @@ fn run_cases(a: &BenchArgs, cases: &[BenchCase], sinks: &mut Sinks<'_>) -> anyho
         reps: a.repetitions,
         warmup: !a.no_warmup,
         delay: Duration::from_secs_f64(a.delay),
+        telemetry_interval: (a.telemetry_interval > 0).then(|| Duration::from_millis(a.telemetry_interval)),
+        idle_power_w: idle_power(a),
         ..RunOptions::default()
     };
     let load = LoadParams::default();
