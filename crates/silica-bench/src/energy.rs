@@ -129,6 +129,7 @@ mod tests {
                 n_threads: 1,
             }),
             energy_uj: vec![Some(uj)],
+            gpu: None,
         };
         Trace {
             counters: vec![("rapl:package-0".into(), CounterKind::Total)],

@@ -35,6 +35,7 @@
 
 pub mod energy;
 mod error;
+pub mod gpu;
 pub mod machine;
 pub mod probe;
 pub mod process;
@@ -45,6 +46,7 @@ pub use energy::{
     CounterKind, EnergyCounter, EnergySources, MjCounter, NvmlEnergy, RaplZone, Unavailable, WrapCounter,
 };
 pub use error::{Error, Result};
+pub use gpu::{GpuProcessStat, GpuReader};
 pub use machine::{
     GpuInfo, MachineInfo, PowerSourceInfo, PowerSourceKind, machine_info, simd_features,
     theoretical_bandwidth_gbps,

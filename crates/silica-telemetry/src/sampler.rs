@@ -196,6 +196,8 @@ pub struct Sample {
     /// Each energy counter's cumulative µJ since it was opened, in [`EnergySources::counters`] order; `None`
     /// where that read failed.
     pub energy_uj: Vec<Option<u64>>,
+    /// The process's GPU memory and utilisation (NVML); `None` without an NVIDIA GPU or when it holds none.
+    pub gpu: Option<crate::gpu::GpuProcessStat>,
 }
 
 /// What to sample and how often.
@@ -360,10 +362,13 @@ fn run(
     let mut process_exited = false;
     let mut deadline = Instant::now();
     let mut first = true;
+    // Opened on this thread: loading NVML takes milliseconds, and fails at once without the library.
+    let mut gpu = crate::gpu::GpuReader::open().ok();
     loop {
         let stopping = wait_until(shared, deadline);
         let at = Instant::now();
         let energy_uj = sources.read_all_uj();
+        let gpu_stat = gpu.as_mut().and_then(|g| g.read(cfg.pid));
         let process = match read_process(cfg.pid) {
             Ok(p) => Some(p),
             Err(Error::ProcessGone { .. }) => {
@@ -379,6 +384,7 @@ fn run(
             at,
             process,
             energy_uj,
+            gpu: gpu_stat,
         };
         if let Some(f) = on_sample.as_mut() {
             f(&sample);
@@ -527,6 +533,8 @@ impl Trace {
                 avg_rss_bytes: None,
                 peak_rss_bytes: None,
                 max_threads: None,
+                peak_gpu_memory_bytes: None,
+                avg_gpu_util_pct: None,
                 energy: EnergySummary::Unavailable {
                     reason: self.no_total_reason().unwrap_or_else(|| "no samples".to_owned()),
                 },
@@ -581,6 +589,13 @@ impl Trace {
         });
         let peak_rss_bytes = inside.iter().map(|p| p.peak_rss_bytes.max(p.rss_bytes)).max();
         let max_threads = inside.iter().map(|p| p.n_threads).max();
+        let gpu: Vec<crate::gpu::GpuProcessStat> = self
+            .samples
+            .iter()
+            .filter(|s| s.at >= t0 && s.at <= t1)
+            .filter_map(|s| s.gpu)
+            .collect();
+        let utils: Vec<f64> = gpu.iter().filter_map(|g| g.sm_util_pct).collect();
 
         Summary {
             duration_s,
@@ -589,6 +604,8 @@ impl Trace {
             avg_rss_bytes,
             peak_rss_bytes,
             max_threads,
+            peak_gpu_memory_bytes: gpu.iter().map(|g| g.memory_bytes).max(),
+            avg_gpu_util_pct: (!utils.is_empty()).then(|| utils.iter().sum::<f64>() / utils.len() as f64),
             energy: self.energy_summary(t0, t1, duration_s),
         }
     }
@@ -645,6 +662,11 @@ pub struct Summary {
     pub peak_rss_bytes: Option<u64>,
     /// The most threads seen in the window.
     pub max_threads: Option<u32>,
+    /// The most GPU memory the process held in the window (NVML), bytes; `None` without an NVIDIA GPU or when it
+    /// held none.
+    pub peak_gpu_memory_bytes: Option<u64>,
+    /// The process's mean SM utilisation over the window's samples (NVML), % of one GPU.
+    pub avg_gpu_util_pct: Option<f64>,
     /// The machine's energy in the window, or why it is not known.
     pub energy: EnergySummary,
 }
@@ -848,16 +870,19 @@ mod tests {
                 at: ms(0),
                 process: Some(proc_at(0, 10)),
                 energy_uj: vec![Some(0), Some(0), Some(0)],
+                gpu: None,
             },
             Sample {
                 at: ms(100),
                 process: Some(proc_at(150, 20)),
                 energy_uj: vec![Some(1_000_000), Some(400_000), None],
+                gpu: None,
             },
             Sample {
                 at: ms(200),
                 process: Some(proc_at(250, 30)),
                 energy_uj: vec![Some(3_000_000), Some(1_000_000), Some(2_000_000)],
+                gpu: None,
             },
         ];
         let trace = Trace {

@@ -71,6 +71,8 @@ fn interval_json(prev: &Sample, cur: &Sample, kinds: &[CounterKind], t_start: In
         "peak_rss_bytes": cur.process.map(|p| p.peak_rss_bytes),
         "n_threads": cur.process.map(|p| p.n_threads),
         "power_w": power_w,
+        "gpu_memory_bytes": cur.gpu.map(|g| g.memory_bytes),
+        "gpu_util_pct": cur.gpu.and_then(|g| g.sm_util_pct),
     })
 }
 
@@ -79,8 +81,16 @@ fn mib(b: Option<u64>) -> String {
 }
 
 fn interval_text(v: &serde_json::Value, energy_note: &str) -> String {
+    let gpu = match v["gpu_memory_bytes"].as_u64() {
+        Some(b) => format!(
+            "  gpu {} {}",
+            mib(Some(b)),
+            v["gpu_util_pct"].as_f64().map_or_else(String::new, |u| format!("{u:.0}%"))
+        ),
+        None => String::new(),
+    };
     format!(
-        "{:>7.1} s  cpu {:>6}  rss {:>11}  peak {:>11}  threads {:>3}  {}",
+        "{:>7.1} s  cpu {:>6}  rss {:>11}  peak {:>11}  threads {:>3}  {}{gpu}",
         v["t_s"].as_f64().unwrap_or(0.0),
         v["cpu_util"]
             .as_f64()
@@ -112,8 +122,16 @@ fn summary_text(s: &Summary, what: &str) -> String {
         ),
         EnergySummary::Unavailable { reason } => format!("unavailable ({reason})"),
     };
+    let gpu = match s.peak_gpu_memory_bytes {
+        Some(b) => format!(
+            ", GPU memory peak {}{}",
+            mib(Some(b)),
+            s.avg_gpu_util_pct.map_or_else(String::new, |u| format!(", GPU {u:.0}% on average"))
+        ),
+        None => String::new(),
+    };
     format!(
-        "summary of {what}: {:.1} s, cpu {} s ({} cores on average), rss {} average, peak {}, up to {} threads\nenergy: {energy}",
+        "summary of {what}: {:.1} s, cpu {} s ({} cores on average), rss {} average, peak {}, up to {} threads{gpu}\nenergy: {energy}",
         s.duration_s,
         s.cpu_time_s.map_or_else(|| "?".to_owned(), |c| format!("{c:.2}")),
         s.cpu_util.map_or_else(|| "?".to_owned(), |u| format!("{u:.2}")),
