@@ -85,7 +85,9 @@ fn interval_text(v: &serde_json::Value, energy_note: &str) -> String {
         Some(b) => format!(
             "  gpu {} {}",
             mib(Some(b)),
-            v["gpu_util_pct"].as_f64().map_or_else(String::new, |u| format!("{u:.0}%"))
+            v["gpu_util_pct"]
+                .as_f64()
+                .map_or_else(String::new, |u| format!("{u:.0}%"))
         ),
         None => String::new(),
     };
@@ -126,7 +128,8 @@ fn summary_text(s: &Summary, what: &str) -> String {
         Some(b) => format!(
             ", GPU memory peak {}{}",
             mib(Some(b)),
-            s.avg_gpu_util_pct.map_or_else(String::new, |u| format!(", GPU {u:.0}% on average"))
+            s.avg_gpu_util_pct
+                .map_or_else(String::new, |u| format!(", GPU {u:.0}% on average"))
         ),
         None => String::new(),
     };
