@@ -1,5 +1,5 @@
 //! Micro-benchmarks of silica's own CPU matrix product (`silica_kernels::matmul`, and `matmul_packed` for the
-//! repacked Q4_0/Q8_0 layouts), the product `silica-model` runs on the CPU: a weight `[out, in]` applied as
+//! repacked Q4_0/Q8_0 layouts, `matmul_packed_q4k` for repacked Q4_K), the product `silica-model` runs on the CPU: a weight `[out, in]` applied as
 //! `x · Wᵀ`.
 //!
 //! ```text
@@ -8,7 +8,7 @@
 //! cargo bench -p silica-kernels --bench matmul -- --test                     # each case once, no timing
 //! ```
 //!
-//! Cases: weight types `Q4_0` (row-major and repacked), `Q8_0` (row-major and repacked), `Q4_K`, `Q6_K` × shapes
+//! Cases: weight types `Q4_0` (row-major and repacked), `Q8_0` (row-major and repacked), `Q4_K` (row-major and repacked), `Q6_K` × shapes
 //! `2048x2048`, `8192x2048` (Llama 3.2 1B) and `4096x4096` (Llama 2 7B) × 1 token (`tg`) and 512 tokens (`pp`).
 //! Weights and activations come from fixed seeds.
 //!
@@ -23,7 +23,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use silica_gguf::GgmlType;
 use silica_kernels::repack::{BlockQ4_0x8, BlockQ8_0x8, Pack8};
-use silica_kernels::{Packed, QMatRef, Scratch, global_pool, matmul, matmul_packed};
+use silica_kernels::{
+    Packed, PackedQ4K, QMatRef, Scratch, global_pool, matmul, matmul_packed, matmul_packed_q4k,
+};
 
 fn main() {
     divan::main();
@@ -45,14 +47,15 @@ impl std::fmt::Display for Case {
     }
 }
 
-const CASES: [Case; 18] = {
+const CASES: [Case; 21] = {
     const SHAPES: [(usize, usize); 3] = [(2048, 2048), (8192, 2048), (4096, 4096)];
-    const KINDS: [(GgmlType, bool); 6] = [
+    const KINDS: [(GgmlType, bool); 7] = [
         (GgmlType::Q4_0, false),
         (GgmlType::Q4_0, true),
         (GgmlType::Q8_0, false),
         (GgmlType::Q8_0, true),
         (GgmlType::Q4_K, false),
+        (GgmlType::Q4_K, true),
         (GgmlType::Q6_K, false),
     ];
     let mut out = [Case {
@@ -60,9 +63,9 @@ const CASES: [Case; 18] = {
         packed: false,
         out: 0,
         inp: 0,
-    }; 18];
+    }; 21];
     let mut i = 0;
-    while i < 18 {
+    while i < 21 {
         let (ty, packed) = KINDS[i / 3];
         let (o, n) = SHAPES[i % 3];
         out[i] = Case {
@@ -104,10 +107,15 @@ fn prepare(c: Case, n: usize) -> impl FnMut() {
         RowMajor(Vec<u8>),
         Q4_0(Packed<BlockQ4_0x8>),
         Q8_0(Packed<BlockQ8_0x8>),
+        Q4K(PackedQ4K),
     }
     let layout = match (c.ty, c.packed) {
         (GgmlType::Q4_0, true) => Layout::Q4_0(pack(&w, c)),
         (GgmlType::Q8_0, true) => Layout::Q8_0(pack(&w, c)),
+        (GgmlType::Q4_K, true) => Layout::Q4K(
+            PackedQ4K::pack(silica_kernels::blocks_of(&w).expect("whole blocks"), c.out, c.inp)
+                .expect("rows a multiple of 8"),
+        ),
         _ => Layout::RowMajor(w),
     };
     move || match &layout {
@@ -117,6 +125,7 @@ fn prepare(c: Case, n: usize) -> impl FnMut() {
         }
         Layout::Q4_0(p) => matmul_packed(global_pool(), p, &x, n, &mut y, &mut s).expect("sizes match"),
         Layout::Q8_0(p) => matmul_packed(global_pool(), p, &x, n, &mut y, &mut s).expect("sizes match"),
+        Layout::Q4K(p) => matmul_packed_q4k(global_pool(), p, &x, n, &mut y, &mut s).expect("sizes match"),
     }
 }
 

@@ -29,7 +29,7 @@ const KMASK3: u32 = 0x0303_0303;
 /// Unpacks the 12 packed bytes of a Q4_K / Q5_K super-block into 16 bytes: the 8 six-bit sub-block scales
 /// followed by the 8 six-bit mins (ggml's `utmp` / `kmask` shuffle, equivalent to `get_scale_min_k4`).
 #[inline]
-fn unpack_scales_mins(packed: &[u8; 12]) -> [u8; 16] {
+pub(crate) fn unpack_scales_mins(packed: &[u8; 12]) -> [u8; 16] {
     let word = |k: usize| {
         u32::from_le_bytes([
             packed[4 * k],

@@ -21,6 +21,7 @@ pub mod kquants;
 pub mod legacy;
 pub mod q8;
 pub mod repack;
+pub mod repack_k;
 
 pub use bytemuck::Pod;
 use bytemuck::Zeroable;
@@ -98,9 +99,10 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 
-pub use matmul::{KernelError, QMatRef, Scratch, matmul, matmul_packed, supports};
+pub use matmul::{KernelError, QMatRef, Scratch, matmul, matmul_packed, matmul_packed_q4k, supports};
 pub use pool::ThreadPool;
 pub use repack::{Packed, PackedQ4_0, PackedQ8_0};
+pub use repack_k::{BlockQ4_Kx8, PackedQ4K, has_fast_path_q4k};
 
 /// The number of CPU threads silica computes with: `SILICA_NUM_THREADS`, else `CANDLE_NUM_THREADS` or
 /// `RAYON_NUM_THREADS` (what `-t` sets, and what candle's own CPU pool reads), else the available parallelism.

@@ -14,8 +14,10 @@ use silica_gguf::GgmlType;
 
 use crate::pool::{SharedMut, ThreadPool, split};
 use crate::repack::{self, Pack8, Packed};
+use crate::repack_k::{self, PackedQ4K};
 use crate::{
-    ActBlock, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5K, BlockQ6K, BlockQ8_0, QK, WeightBlock,
+    ActBlock, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5K, BlockQ6K, BlockQ8_0, BlockQ8K, QK, QK_K,
+    WeightBlock,
 };
 
 /// Weight rows per prefill tile: 16 rows of a 4096-wide Q4_0 matrix are 36 KiB, about an L1+L2 working set.
@@ -238,6 +240,65 @@ pub fn matmul_packed<P: Pack8>(
                     v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
                 }
                 1 => put(t, repack::gemm::<P, 1>(wg, [xr(t)], [sr(t)])[0]),
+                _ => {}
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `out = x · Wᵀ` for a repacked Q4_K matrix ([`PackedQ4K`]): the activations are quantized to Q8_K once per
+/// token ([`crate::q8::quantize_row_q8_k`], ggml's numerics), then threads split the groups of eight rows and each
+/// group meets the tokens four at a time, then the rest ([`repack_k::gemm_q4k`]). Shapes as [`matmul`].
+///
+/// # Errors
+/// [`KernelError::Size`] if `x` is not `[n, cols]` or `out` not `[n, rows]`.
+pub fn matmul_packed_q4k(
+    pool: &ThreadPool,
+    w: &PackedQ4K,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    let (rows, cols) = (w.rows(), w.cols());
+    check_sizes(rows, cols, x, n, out)?;
+    let nb = cols / QK_K;
+    let xq: &mut [BlockQ8K] = scratch.blocks(n * nb);
+    let xq_ptr = SharedMut::new(xq);
+    per_token(pool, n, |t| {
+        // SAFETY: token `t`'s blocks are written by exactly one thread, within bounds.
+        let row = unsafe { xq_ptr.slice(t * nb, nb) };
+        BlockQ8K::quantize_row(&x[t * cols..(t + 1) * cols], row);
+    });
+    let xq: &[BlockQ8K] = xq;
+    let optr = SharedMut::new(out);
+    pool.run(|ith, nth| {
+        for g in split(rows / 8, ith, nth) {
+            let wg = w.group(g);
+            let xr = |t: usize| &xq[t * nb..(t + 1) * nb];
+            let put = |t: usize, v: [f32; 8]| {
+                for (j, vj) in v.into_iter().enumerate() {
+                    // SAFETY: group `g`'s rows belong to this thread only; `t·rows + 8g + j < n·rows`.
+                    unsafe { optr.write(t * rows + 8 * g + j, vj) };
+                }
+            };
+            let mut t = 0;
+            while t + 4 <= n {
+                let v = repack_k::gemm_q4k::<4>(wg, [xr(t), xr(t + 1), xr(t + 2), xr(t + 3)]);
+                v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
+                t += 4;
+            }
+            match n - t {
+                3 => {
+                    let v = repack_k::gemm_q4k::<3>(wg, [xr(t), xr(t + 1), xr(t + 2)]);
+                    v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
+                }
+                2 => {
+                    let v = repack_k::gemm_q4k::<2>(wg, [xr(t), xr(t + 1)]);
+                    v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
+                }
+                1 => put(t, repack_k::gemm_q4k::<1>(wg, [xr(t)])[0]),
                 _ => {}
             }
         }

@@ -138,3 +138,63 @@ fn packed_equals_row_major<P: silica_kernels::repack::Pack8>(ty: GgmlType) {
         }
     }
 }
+
+/// The repacked Q4_K product equals the row-major one up to f32 rounding (same exact integers per super-block).
+#[test]
+fn packed_q4k_matmul_equals_the_row_major_one() {
+    let ty = GgmlType::Q4_K;
+    let mut rng = StdRng::seed_from_u64(13);
+    for (rows, cols) in [(8, 256), (24, 768), (16, 2048)] {
+        let w = random(&mut rng, rows * cols);
+        let row_bytes = cols / 256 * ty.block_bytes();
+        let mut wq = vec![0u8; rows * row_bytes];
+        for (src, dst) in w.chunks_exact(cols).zip(wq.chunks_exact_mut(row_bytes)) {
+            silica_quant::quantize_row(ty, src, dst).unwrap();
+        }
+        let m = QMatRef::new(ty, rows, cols, &wq).unwrap();
+        let packed =
+            silica_kernels::PackedQ4K::pack(silica_kernels::blocks_of(&wq).unwrap(), rows, cols).unwrap();
+        assert_eq!((packed.rows(), packed.cols()), (rows, cols));
+        assert_eq!(packed.size_bytes(), wq.len() + rows / 8 * cols / 256 * 32);
+        for n in [1, 2, 3, 4, 9] {
+            let x = random(&mut rng, n * cols);
+            for threads in [1, 3] {
+                let pool = ThreadPool::new(threads).unwrap();
+                let (mut a, mut b) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
+                matmul(&pool, &m, &x, n, &mut a, &mut Scratch::default()).unwrap();
+                silica_kernels::matmul_packed_q4k(&pool, &packed, &x, n, &mut b, &mut Scratch::default())
+                    .unwrap();
+                for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                    // f32 rounding, relative to Σ|w·x| of the (unquantized) operands.
+                    let (t, r) = (i / rows, i % rows);
+                    let mag: f32 = (0..cols).map(|c| (w[r * cols + c] * x[t * cols + c]).abs()).sum();
+                    assert!(
+                        (p - q).abs() <= 1e-5 * mag,
+                        "rows {rows} cols {cols} n {n} threads {threads} [{i}]: {p} vs {q}"
+                    );
+                }
+            }
+        }
+        // Wrong activation / output sizes are errors, not panics.
+        let pool = ThreadPool::new(1).unwrap();
+        let mut out = vec![0f32; rows];
+        let x = vec![0f32; cols];
+        let mut s = Scratch::default();
+        assert!(
+            silica_kernels::matmul_packed_q4k(&pool, &packed, &x[..cols - 1], 1, &mut out, &mut s).is_err()
+        );
+        assert!(
+            silica_kernels::matmul_packed_q4k(&pool, &packed, &x, 1, &mut out[..rows - 1], &mut s).is_err()
+        );
+    }
+}
+
+#[test]
+fn packed_q4k_refuses_bad_shapes() {
+    let wq = vec![0u8; 144 * 24];
+    let w: &[silica_kernels::BlockQ4K] = silica_kernels::blocks_of(&wq).unwrap();
+    assert!(silica_kernels::PackedQ4K::pack(&w[..12], 12, 256).is_none());
+    assert!(silica_kernels::PackedQ4K::pack(w, 24, 255).is_none());
+    assert!(silica_kernels::PackedQ4K::pack(&w[..7], 8, 256).is_none());
+    assert!(silica_kernels::PackedQ4K::pack(&w[..8], 8, 256).is_some());
+}

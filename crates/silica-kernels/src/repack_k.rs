@@ -1,0 +1,639 @@
+//! Q4_K repacked eight rows at a time against Q8_K activations, for prefill and generation on x86-64
+//! (llama.cpp repacks Q4_K the same way: `q4_K_8x8_q8_K` in `ggml-cpu/repack.cpp`; the layout and kernels here
+//! are silica's own).
+//!
+//! A [`BlockQ4_Kx8`] holds super-block `i` (256 values) of eight consecutive rows: their `d` and `dmin`, their
+//! 6-bit sub-block scales and mins unpacked to one byte each at pack time, and their nibbles arranged so that one
+//! 32-byte load gives, for four consecutive elements of two sub-blocks (low and high nibbles), the levels of all
+//! eight rows (lane `j` = row `j`, as [`crate::repack::BlockQ4_0x8`]). An integer dot product of that vector with
+//! the four matching activation bytes broadcast to all lanes (`vpdpbusd`, or `vpmaddubsw` + `vpmaddwd` on AVX2)
+//! accumulates one lane per row; after a sub-block of 32 values, a lane-wise multiply by the eight row scales
+//! (`vpmulld`; on AVX2 the scale is fused into the `vpmaddwd`) adds it into the super-block's exact integer sum.
+//! With AVX-512 one zmm `vpdpbusd` covers two such chunks (two adjacent 32-byte vectors, the two activation words
+//! spread to the halves by one `vpermd`); the halves are folded once per super-block.
+//!
+//! Per super-block, row `j` and token:
+//!
+//! * `isum = Σ_sb sc[sb][j] · Σ_{e<32} q[j][32·sb + e] · y[32·sb + e]` (exact i32: `|isum| ≤ 8·63·32·15·128 < 2³¹`);
+//! * `msum = Σ_sb m[sb][j] · (bsums[2·sb] + bsums[2·sb + 1])` (exact i32);
+//! * `acc[j] = fma(x.d, fma(d[j], isum, −(dmin[j] · msum)), acc[j])` in f32 (one rounding per operation, in this
+//!   order, on every path: [`gemm_q4k_ref`] and [`gemm_q4k`] agree bit for bit).
+//!
+//! The integers are the ones of ggml's `ggml_vec_dot_q4_K_q8_K`; the results differ from it (and from
+//! [`crate::WeightBlock::vec_dot_ref`]) only by f32 rounding.
+//!
+//! **Not used by `silica-model` yet.** Measured on the 1B-shape Q4_K_M file (2 threads, AMD EPYC, alternating
+//! runs): prefill pp512 rises from 106–109 to 181–185 t/s, but generation tg128 falls from 52–54 to 38–40 t/s —
+//! with one token the per-chunk `vpermd` and `vpmulld` make this kernel slower than the row-major `vec_dot`
+//! (without the `vpermd`, as an experiment, 46–48 t/s). Repacking keeps one copy of the weights, so the model
+//! cannot switch layouts by batch size; the loader repacks Q4_K once the one-token path is at least as fast.
+#![allow(unsafe_code)]
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use crate::blocks::{BlockQ4K, BlockQ8K, QK_K};
+use crate::kquants::unpack_scales_mins;
+use crate::pool::{SharedMut, split};
+
+/// Super-block `i` of eight rows of a Q4_K matrix, repacked (1184 bytes; eight [`BlockQ4K`] are 1152).
+///
+/// Sub-block `sb` (0..8) of a row holds its elements `32·sb .. 32·sb + 32`.
+///
+/// * `qs[256·p + 32·c + 4·j + t]` holds, for row `j`, element `4c + t` of sub-block `2p` in its low nibble and
+///   element `4c + t` of sub-block `2p + 1` in its high nibble (`p` in 0..4, `c` in 0..8, `t` in 0..4). That is
+///   source byte `32·p + 4·c + t` of row `j`'s [`BlockQ4K::qs`], moved; one 32-byte load at `256·p + 32·c` gives
+///   lane `j` = row `j`.
+/// * `scales[sb][j]`: row `j`'s 6-bit scale of sub-block `sb` (ggml's `get_scale_min_k4`), one byte.
+/// * `mins[q][2·j + h]`: row `j`'s 6-bit min of sub-block `2q + h` (`h` in 0..2), one byte; widened to i16,
+///   one 32-byte vector per `q` pairs with the two sub-block sums of the activations (`vpmaddwd`).
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ4_Kx8 {
+    /// Super-block scales of the sub-block scales, one per row.
+    pub d: [f16; 8],
+    /// Super-block scales of the sub-block mins, one per row.
+    pub dmin: [f16; 8],
+    /// Sub-block scales `[sub-block][row]`, unpacked (0..64).
+    pub scales: [[u8; 8]; 8],
+    /// Sub-block mins `[sub-block pair][2·row + which]`, unpacked (0..64).
+    pub mins: [[u8; 16]; 4],
+    /// Nibbles, interleaved as described above.
+    pub qs: [u8; 8 * QK_K / 2],
+}
+
+const _: () = assert!(size_of::<BlockQ4_Kx8>() == 8 * size_of::<BlockQ4K>() + 32);
+
+impl BlockQ4_Kx8 {
+    /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s).
+    pub fn pack(src: [&BlockQ4K; 8]) -> Self {
+        let mut b = BlockQ4_Kx8::zeroed();
+        for (j, s) in src.iter().enumerate() {
+            b.d[j] = s.d;
+            b.dmin[j] = s.dmin;
+            let sm = unpack_scales_mins(&s.scales);
+            for sb in 0..8 {
+                b.scales[sb][j] = sm[sb];
+                b.mins[sb / 2][2 * j + sb % 2] = sm[8 + sb];
+            }
+            for p in 0..4 {
+                for c in 0..8 {
+                    for t in 0..4 {
+                        b.qs[256 * p + 32 * c + 4 * j + t] = s.qs[32 * p + 4 * c + t];
+                    }
+                }
+            }
+        }
+        b
+    }
+
+    /// Row `j`'s level (0..16) of element `e` (0..32) of sub-block `sb` (0..8), for the reference.
+    pub fn level(&self, j: usize, sb: usize, e: usize) -> i32 {
+        let byte = self.qs[256 * (sb / 2) + 32 * (e / 4) + 4 * j + e % 4];
+        i32::from(if sb % 2 == 1 { byte >> 4 } else { byte & 0x0F })
+    }
+
+    /// Row `j`'s min of sub-block `sb`.
+    pub fn min(&self, j: usize, sb: usize) -> i32 {
+        i32::from(self.mins[sb / 2][2 * j + sb % 2])
+    }
+}
+
+/// A `[rows, cols]` Q4_K matrix repacked by groups of eight rows: group `g` is `cols / 256` [`BlockQ4_Kx8`].
+#[derive(Debug)]
+pub struct PackedQ4K {
+    blocks: Vec<BlockQ4_Kx8>,
+    rows: usize,
+    cols: usize,
+}
+
+impl PackedQ4K {
+    /// Repacks row-major Q4_K super-blocks (`rows · cols / 256` of them, as in the GGUF), or `None` unless
+    /// `rows` is a multiple of 8, `cols` a multiple of 256 and `w` holds exactly `rows · cols / 256` blocks.
+    /// Groups are packed in parallel on the process pool ([`crate::global_pool`]).
+    pub fn pack(w: &[BlockQ4K], rows: usize, cols: usize) -> Option<Self> {
+        if !rows.is_multiple_of(8) || !cols.is_multiple_of(QK_K) || w.len() != rows * cols / QK_K {
+            return None;
+        }
+        let nb = cols / QK_K;
+        let n_groups = rows / 8;
+        let mut blocks = vec![BlockQ4_Kx8::zeroed(); n_groups * nb];
+        let dst = SharedMut::new(&mut blocks);
+        crate::global_pool().run(|ith, nth| {
+            for g in split(n_groups, ith, nth) {
+                // SAFETY: group `g`'s blocks are written by this thread only, within bounds.
+                let out = unsafe { dst.slice(g * nb, nb) };
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = BlockQ4_Kx8::pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]));
+                }
+            }
+        });
+        Some(PackedQ4K { blocks, rows, cols })
+    }
+
+    /// Output width (rows of `W`).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input width (columns of `W`).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes held: the row-major size plus 32 bytes per super-block of eight rows (2.8 %; the unpacked
+    /// scales and mins).
+    pub fn size_bytes(&self) -> usize {
+        self.blocks.len() * size_of::<BlockQ4_Kx8>()
+    }
+
+    /// The `cols / 256` blocks of row group `g` (rows `8g..8g+8`).
+    ///
+    /// # Panics
+    /// If `g ≥ rows / 8`.
+    pub fn group(&self, g: usize) -> &[BlockQ4_Kx8] {
+        let nb = self.cols / QK_K;
+        &self.blocks[g * nb..(g + 1) * nb]
+    }
+}
+
+/// Scalar reference: `out[k][j]` = row `j` of the group `w` times token `x[k]`, accumulated over the super-blocks
+/// with the integer sums and f32 operation order of the module docs.
+///
+/// # Panics
+/// If some `x[k]` does not have `w.len()` blocks.
+#[allow(clippy::needless_range_loop)]
+pub fn gemm_q4k_ref<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
+    for xk in &x {
+        assert_eq!(xk.len(), w.len(), "repack_k::gemm_q4k_ref: block counts");
+    }
+    let mut out = [[0f32; 8]; N];
+    for (i, wb) in w.iter().enumerate() {
+        for k in 0..N {
+            let yb = &x[k][i];
+            for j in 0..8 {
+                let mut isum = 0i32;
+                let mut msum = 0i32;
+                for sb in 0..8 {
+                    let dot: i32 = (0..32)
+                        .map(|e| wb.level(j, sb, e) * i32::from(yb.qs[32 * sb + e]))
+                        .sum();
+                    isum += i32::from(wb.scales[sb][j]) * dot;
+                    msum += wb.min(j, sb) * (i32::from(yb.bsums[2 * sb]) + i32::from(yb.bsums[2 * sb + 1]));
+                }
+                let b = wb.dmin[j].to_f32() * msum as f32;
+                let t = wb.d[j].to_f32().mul_add(isum as f32, -b);
+                out[k][j] = yb.d.mul_add(t, out[k][j]);
+            }
+        }
+    }
+    out
+}
+
+/// Whether this CPU has a SIMD kernel for [`gemm_q4k`] (x86-64 with AVX2, FMA and F16C; AVX-VNNI or AVX-512
+/// VNNI used when present). Elsewhere the row-major Q4_K kernels are faster than [`gemm_q4k_ref`], so callers
+/// should not repack.
+pub fn has_fast_path_q4k() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return x86::best().is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// `out[k][j]` for the eight rows of one group and `N` tokens on the fastest path this CPU has (bit-identical to
+/// [`gemm_q4k_ref`]).
+///
+/// # Panics
+/// If some `x[k]` does not have `w.len()` blocks.
+pub fn gemm_q4k<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
+    for xk in &x {
+        assert_eq!(xk.len(), w.len(), "repack_k::gemm_q4k: block counts");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(level) = x86::best() {
+        // SAFETY: `best` returns only levels this CPU supports; the block counts were checked above.
+        return unsafe { x86::gemm(level, w, x) };
+    }
+    gemm_q4k_ref(w, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::sync::OnceLock;
+
+    use super::{BlockQ4_Kx8, BlockQ8K};
+
+    /// An x86-64 instruction-set level the kernel is compiled for.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Level {
+        /// AVX2 + FMA + F16C (`vpmaddubsw`, then `vpmaddwd` by the row scales).
+        Avx2,
+        /// AVX2 + FMA + F16C + AVX-VNNI (`vpdpbusd`, VEX).
+        AvxVnni,
+        /// AVX2 + FMA + F16C + AVX-512 F, BW, VL and VNNI (`vpdpbusd` on zmm).
+        Avx512Zmm,
+    }
+
+    impl Level {
+        /// Whether this CPU has every feature of the level.
+        pub(super) fn supported(self) -> bool {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            avx2 && match self {
+                Level::Avx2 => true,
+                Level::AvxVnni => is_x86_feature_detected!("avxvnni"),
+                Level::Avx512Zmm => {
+                    is_x86_feature_detected!("avx512f")
+                        && is_x86_feature_detected!("avx512bw")
+                        && is_x86_feature_detected!("avx512vl")
+                        && is_x86_feature_detected!("avx512vnni")
+                }
+            }
+        }
+    }
+
+    /// The fastest supported level, detected once (`None`: no AVX2).
+    pub(super) fn best() -> Option<Level> {
+        static BEST: OnceLock<Option<Level>> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            [Level::Avx512Zmm, Level::AvxVnni, Level::Avx2]
+                .into_iter()
+                .find(|l| l.supported())
+        })
+    }
+
+    /// The kernel at `level`.
+    ///
+    /// # Safety
+    /// `level` must be supported by this CPU ([`Level::supported`]) and every `x[k]` must have `w.len()` blocks.
+    pub(super) unsafe fn gemm<const N: usize>(
+        level: Level,
+        w: &[BlockQ4_Kx8],
+        x: [&[BlockQ8K]; N],
+    ) -> [[f32; 8]; N] {
+        // SAFETY: the caller guarantees the level's features and the block counts.
+        unsafe {
+            match level {
+                Level::Avx2 => avx2::gemm(w, x),
+                Level::AvxVnni => avxvnni::gemm(w, x),
+                Level::Avx512Zmm => avx512zmm::gemm(w, x),
+            }
+        }
+    }
+
+    macro_rules! kernels {
+        (
+            $(#[$doc:meta])*
+            $name:ident, $feat:literal,
+            dot: |$acc:ident, $a:ident, $b:ident, $sc16:ident| $dot:expr,
+            finish: |$s:ident, $sc32:ident| $fin:expr
+        ) => {
+            $(#[$doc])*
+            pub(super) mod $name {
+                use std::arch::x86_64::*;
+
+                use super::super::{BlockQ4_Kx8, BlockQ8K};
+
+                /// `acc +` the 4-byte dot products of unsigned `a` and signed `b` per i32 lane (on AVX2 already
+                /// times the lane's scale `sc16`, an i16 pair).
+                #[target_feature(enable = $feat)]
+                #[inline]
+                fn dot($acc: __m256i, $a: __m256i, $b: __m256i, $sc16: __m256i) -> __m256i {
+                    $dot
+                }
+
+                /// A sub-block's sum `s` times the lane's scale `sc32` (identity where `dot` applied it).
+                #[target_feature(enable = $feat)]
+                #[inline]
+                fn finish($s: __m256i, $sc32: __m256i) -> __m256i {
+                    $fin
+                }
+
+                /// Activation bytes `at..at + 4`, as one i32 broadcast to all lanes.
+                #[target_feature(enable = $feat)]
+                #[inline]
+                fn bcast4(q: &[i8; 256], at: usize) -> __m256i {
+                    let q = &q[at..at + 4];
+                    _mm256_set1_epi32(i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]))
+                }
+
+                /// See [`super::super::gemm_q4k`]; every `x[k]` must have `w.len()` blocks.
+                #[target_feature(enable = $feat)]
+                #[allow(clippy::needless_range_loop)]
+                pub(in super::super) fn gemm<const N: usize>(
+                    w: &[BlockQ4_Kx8],
+                    x: [&[BlockQ8K]; N],
+                ) -> [[f32; 8]; N] {
+                    let low = _mm256_set1_epi8(0x0F);
+                    let ones = _mm256_set1_epi16(1);
+                    let mut acc = [_mm256_setzero_ps(); N];
+                    for (i, wb) in w.iter().enumerate() {
+                        // SAFETY: the caller guarantees every `x[k]` has `w.len()` blocks; `i < w.len()`.
+                        let ys: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
+                        let mut isum = [_mm256_setzero_si256(); N];
+                        for p in 0..4 {
+                            let sc32: [__m256i; 2] = std::array::from_fn(|h| {
+                                // SAFETY: `scales[2p + h]` is 8 readable bytes; unaligned 64-bit load.
+                                let raw = unsafe { _mm_loadl_epi64(wb.scales[2 * p + h].as_ptr().cast()) };
+                                _mm256_cvtepu8_epi32(raw)
+                            });
+                            let sc16 = sc32.map(|s| _mm256_or_si256(s, _mm256_slli_epi32::<16>(s)));
+                            let mut lv = [[_mm256_setzero_si256(); 8]; 2];
+                            for c in 0..8 {
+                                // SAFETY: `qs` has 1024 bytes and `256p + 32c + 32 ≤ 1024`; unaligned load.
+                                let raw = unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(256 * p + 32 * c).cast()) };
+                                lv[0][c] = _mm256_and_si256(raw, low);
+                                lv[1][c] = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
+                            }
+                            for k in 0..N {
+                                for h in 0..2 {
+                                    let mut s = _mm256_setzero_si256();
+                                    for c in 0..8 {
+                                        s = dot(s, lv[h][c], bcast4(&ys[k].qs, 64 * p + 32 * h + 4 * c), sc16[h]);
+                                    }
+                                    isum[k] = _mm256_add_epi32(isum[k], finish(s, sc32[h]));
+                                }
+                            }
+                        }
+                        // SAFETY: `d` and `dmin` are 16 readable bytes each; unaligned loads.
+                        let (dw, dm) = unsafe {
+                            (
+                                _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().cast())),
+                                _mm256_cvtph_ps(_mm_loadu_si128(wb.dmin.as_ptr().cast())),
+                            )
+                        };
+                        let mins: [__m256i; 4] = std::array::from_fn(|q| {
+                            // SAFETY: `mins[q]` is 16 readable bytes; unaligned load.
+                            _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(wb.mins[q].as_ptr().cast()) })
+                        });
+                        for k in 0..N {
+                            // SAFETY: `bsums` is 32 readable bytes; unaligned load.
+                            let bs = unsafe { _mm256_loadu_si256(ys[k].bsums.as_ptr().cast()) };
+                            // Sub-block sums S_0..S_7 (|S| ≤ 4096), as i16: [S0..S3, S0..S3 | S4..S7, S4..S7].
+                            let bs = _mm256_madd_epi16(bs, ones);
+                            let bs = _mm256_packs_epi32(bs, bs);
+                            let mut msum = _mm256_setzero_si256();
+                            for (q, idx) in [0, 1, 4, 5].into_iter().enumerate() {
+                                // The pair (S_2q, S_2q+1) in every lane.
+                                let pair = _mm256_permutevar8x32_epi32(bs, _mm256_set1_epi32(idx));
+                                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mins[q], pair));
+                            }
+                            let b = _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum));
+                            let t = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum[k]), b);
+                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(ys[k].d), t, acc[k]);
+                        }
+                    }
+                    let mut out = [[0f32; 8]; N];
+                    for k in 0..N {
+                        // SAFETY: `out[k]` is 32 writable bytes; unaligned store.
+                        unsafe { _mm256_storeu_ps(out[k].as_mut_ptr(), acc[k]) };
+                    }
+                    out
+                }
+            }
+        };
+    }
+
+    kernels!(
+        /// AVX2: `vpmaddubsw` (unsigned nibble ≤ 15 × i8 pairs fit i16), then `vpmaddwd` by the row scales.
+        avx2, "avx2,fma,f16c",
+        dot: |acc, a, b, sc16| _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), sc16)),
+        finish: |s, _sc32| s
+    );
+    kernels!(
+        /// AVX-VNNI: `vpdpbusd` (VEX), `vpmulld` by the row scales per sub-block.
+        avxvnni, "avx2,fma,f16c,avxvnni",
+        dot: |acc, a, b, _sc16| _mm256_dpbusd_avx_epi32(acc, a, b),
+        finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
+    );
+
+    /// AVX-512 VNNI on zmm: one `vpdpbusd` covers two 4-element chunks of the eight rows (the two 32-byte
+    /// vectors at `256·p + 64·c2`), with the two chunks' activation words spread to the two halves by one
+    /// `vpermd`; the halves are multiplied by the row scales per sub-block and folded once per super-block.
+    pub(super) mod avx512zmm {
+        use std::arch::x86_64::*;
+
+        use super::super::{BlockQ4_Kx8, BlockQ8K};
+
+        /// See [`super::super::gemm_q4k`]; every `x[k]` must have `w.len()` blocks.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[allow(clippy::needless_range_loop)]
+        pub(in super::super) fn gemm<const N: usize>(
+            w: &[BlockQ4_Kx8],
+            x: [&[BlockQ8K]; N],
+        ) -> [[f32; 8]; N] {
+            let low = _mm512_set1_epi8(0x0F);
+            let ones = _mm256_set1_epi16(1);
+            // Word 0 of the source to lanes 0..8, word 1 to lanes 8..16.
+            let spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+            let mut acc = [_mm256_setzero_ps(); N];
+            for (i, wb) in w.iter().enumerate() {
+                // SAFETY: the caller guarantees every `x[k]` has `w.len()` blocks; `i < w.len()`.
+                let ys: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
+                let mut isum = [_mm512_setzero_si512(); N];
+                for p in 0..4 {
+                    let sc: [__m512i; 2] = std::array::from_fn(|h| {
+                        // SAFETY: `scales[2p + h]` is 8 readable bytes; unaligned 64-bit load.
+                        let raw = unsafe { _mm_loadl_epi64(wb.scales[2 * p + h].as_ptr().cast()) };
+                        let s = _mm256_cvtepu8_epi32(raw);
+                        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(s), s)
+                    });
+                    let mut lv = [[_mm512_setzero_si512(); 4]; 2];
+                    for c2 in 0..4 {
+                        // SAFETY: `qs` has 1024 bytes and `256p + 64c2 + 64 ≤ 1024`; unaligned load.
+                        let raw = unsafe { _mm512_loadu_si512(wb.qs.as_ptr().add(256 * p + 64 * c2).cast()) };
+                        lv[0][c2] = _mm512_and_si512(raw, low);
+                        lv[1][c2] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low);
+                    }
+                    for k in 0..N {
+                        for h in 0..2 {
+                            let mut s = _mm512_setzero_si512();
+                            for c2 in 0..4 {
+                                let at = 64 * p + 32 * h + 8 * c2;
+                                // SAFETY: `at + 8 ≤ 256` bytes of `qs`; unaligned 64-bit load.
+                                let y8 = unsafe { _mm_loadl_epi64(ys[k].qs.as_ptr().add(at).cast()) };
+                                let y = _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(y8));
+                                s = _mm512_dpbusd_epi32(s, lv[h][c2], y);
+                            }
+                            isum[k] = _mm512_add_epi32(isum[k], _mm512_mullo_epi32(s, sc[h]));
+                        }
+                    }
+                }
+                // SAFETY: `d` and `dmin` are 16 readable bytes each; unaligned loads.
+                let (dw, dm) = unsafe {
+                    (
+                        _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().cast())),
+                        _mm256_cvtph_ps(_mm_loadu_si128(wb.dmin.as_ptr().cast())),
+                    )
+                };
+                let mins: [__m256i; 4] = std::array::from_fn(|q| {
+                    // SAFETY: `mins[q]` is 16 readable bytes; unaligned load.
+                    _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(wb.mins[q].as_ptr().cast()) })
+                });
+                for k in 0..N {
+                    let is = _mm256_add_epi32(
+                        _mm512_castsi512_si256(isum[k]),
+                        _mm512_extracti64x4_epi64::<1>(isum[k]),
+                    );
+                    // SAFETY: `bsums` is 32 readable bytes; unaligned load.
+                    let bs = unsafe { _mm256_loadu_si256(ys[k].bsums.as_ptr().cast()) };
+                    let bs = _mm256_madd_epi16(bs, ones);
+                    let bs = _mm256_packs_epi32(bs, bs);
+                    let mut msum = _mm256_setzero_si256();
+                    for (q, idx) in [0, 1, 4, 5].into_iter().enumerate() {
+                        let pair = _mm256_permutevar8x32_epi32(bs, _mm256_set1_epi32(idx));
+                        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mins[q], pair));
+                    }
+                    let b = _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum));
+                    let t = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(is), b);
+                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(ys[k].d), t, acc[k]);
+                }
+            }
+            let mut out = [[0f32; 8]; N];
+            for k in 0..N {
+                // SAFETY: `out[k]` is 32 writable bytes; unaligned store.
+                unsafe { _mm256_storeu_ps(out[k].as_mut_ptr(), acc[k]) };
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::WeightBlock;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn random_q4k(rng: &mut StdRng, rows: usize, cols: usize) -> Vec<BlockQ4K> {
+        let ty = silica_gguf::GgmlType::Q4_K;
+        let x: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let rb = cols / QK_K * ty.block_bytes();
+        let mut bytes = vec![0u8; rows * rb];
+        for (src, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(rb)) {
+            silica_quant::quantize_row(ty, src, dst).unwrap();
+        }
+        bytemuck::cast_slice::<u8, BlockQ4K>(&bytes).to_vec()
+    }
+
+    fn random_q8k(rng: &mut StdRng, cols: usize) -> Vec<BlockQ8K> {
+        let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+        let mut b = vec![BlockQ8K::zeroed(); cols / QK_K];
+        crate::q8::quantize_row_q8_k(&x, &mut b);
+        b
+    }
+
+    fn bits<const N: usize>(v: [[f32; 8]; N]) -> [[u32; 8]; N] {
+        v.map(|r| r.map(f32::to_bits))
+    }
+
+    /// `Σ |terms|` of row `r` times token `y`: the scale of the f32 rounding differences.
+    fn magnitude(w: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+        w.iter()
+            .zip(y)
+            .map(|(b, yb)| {
+                let sm = unpack_scales_mins(&b.scales);
+                let (d, dmin) = (b.d.to_f32().abs(), b.dmin.to_f32().abs());
+                let per: f32 = (0..8)
+                    .map(|sb| {
+                        let s = |e: usize| f32::from(yb.qs[32 * sb + e]).abs();
+                        d * f32::from(sm[sb]) * 15.0 * (0..32).map(s).sum::<f32>()
+                            + dmin * f32::from(sm[8 + sb]) * (0..32).map(s).sum::<f32>()
+                    })
+                    .sum();
+                yb.d.abs() * per
+            })
+            .sum()
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn packed_q4k_products_equal_the_reference() {
+        let mut rng = StdRng::seed_from_u64(21);
+        for (rows, cols) in [(8, 256), (16, 768), (24, 2048)] {
+            let w = random_q4k(&mut rng, rows, cols);
+            let p = PackedQ4K::pack(&w, rows, cols).unwrap();
+            assert_eq!((p.rows(), p.cols()), (rows, cols));
+            assert_eq!(p.size_bytes(), rows / 8 * cols / QK_K * size_of::<BlockQ4_Kx8>());
+            let nb = cols / QK_K;
+            let xs: Vec<Vec<BlockQ8K>> = (0..4).map(|_| random_q8k(&mut rng, cols)).collect();
+            let xr: [&[BlockQ8K]; 4] = std::array::from_fn(|k| xs[k].as_slice());
+            for g in 0..rows / 8 {
+                let want = gemm_q4k_ref(p.group(g), xr);
+                assert_eq!(bits(gemm_q4k(p.group(g), xr)), bits(want));
+                let one = gemm_q4k::<1>(p.group(g), [xr[2]]);
+                assert_eq!(bits(one)[0], bits(want)[2]);
+                let three = gemm_q4k::<3>(p.group(g), [xr[1], xr[2], xr[3]]);
+                assert_eq!(bits(three)[..], bits(want)[1..]);
+                #[cfg(target_arch = "x86_64")]
+                for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Zmm] {
+                    if level.supported() {
+                        // SAFETY: the level is supported; the block counts match.
+                        let (got4, got1) = unsafe {
+                            (
+                                x86::gemm(level, p.group(g), xr),
+                                x86::gemm::<1>(level, p.group(g), [xr[0]]),
+                            )
+                        };
+                        assert_eq!(bits(got4), bits(want), "{level:?}");
+                        assert_eq!(bits(got1)[0], bits(want)[0], "{level:?}");
+                    }
+                }
+                for k in 0..4 {
+                    for j in 0..8 {
+                        let r = 8 * g + j;
+                        let row = &w[r * nb..(r + 1) * nb];
+                        let v = BlockQ4K::vec_dot_ref(row, &xs[k]);
+                        let mag = magnitude(row, &xs[k]);
+                        assert!(
+                            (v - want[k][j]).abs() <= 1e-5 * mag,
+                            "rows {rows} cols {cols} row {r} token {k}: {v} vs {} (mag {mag})",
+                            want[k][j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_levels_stay_exact() {
+        // Every scale and min 63, every nibble 15, every activation −128: the integer bounds of the docs.
+        let mut b = BlockQ4K::zeroed();
+        b.d = f16::from_f32(1.0);
+        b.dmin = f16::from_f32(0.5);
+        b.scales = [0xFF; 12];
+        b.qs = [0xFF; QK_K / 2];
+        let w = vec![b; 8];
+        let p = PackedQ4K::pack(&w, 8, QK_K).unwrap();
+        let mut y = BlockQ8K::zeroed();
+        y.d = 1.0;
+        y.qs = [-128; QK_K];
+        y.bsums = [-2048; QK_K / 16];
+        let x = [y];
+        let want = gemm_q4k_ref::<1>(p.group(0), [&x]);
+        assert_eq!(bits(gemm_q4k::<1>(p.group(0), [&x])), bits(want));
+        let exact = -(63.0 * 15.0 * 128.0 * 256.0) + 0.5 * 63.0 * 128.0 * 256.0;
+        assert_eq!(want[0][0], exact as f32);
+        #[cfg(target_arch = "x86_64")]
+        for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Zmm] {
+            if level.supported() {
+                // SAFETY: the level is supported; the block counts match.
+                let got = unsafe { x86::gemm::<1>(level, p.group(0), [&x]) };
+                assert_eq!(bits(got), bits(want), "{level:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_not_packed() {
+        let w = vec![BlockQ4K::zeroed(); 24];
+        assert!(PackedQ4K::pack(&w[..12], 12, 256).is_none());
+        assert!(PackedQ4K::pack(&w[..8], 8, 320).is_none());
+        assert!(PackedQ4K::pack(&w[..7], 8, 256).is_none());
+        assert!(PackedQ4K::pack(&w[..16], 8, 512).is_some());
+        assert!(PackedQ4K::pack(&w, 8, 768).is_some());
+    }
+}
