@@ -722,10 +722,10 @@ fn tiled_worker_avx2<K: KvElem, V: KvElem>(w: Work<'_, K, V>, ith: usize, nth: u
     tiled_worker::<K, V, true>(w, ith, nth)
 }
 
-/// Whether the CPU has AVX2, FMA and F16C (the attention workers' fast build). Cached by std.
+/// Whether the CPU has AVX2, FMA and F16C (the attention workers' fast build).
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+    crate::cpu::x86::best().is_some()
 }
 
 /// f32 dot product in 8 independent lanes (vectorizes without `-ffast-math`).

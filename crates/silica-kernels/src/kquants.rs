@@ -246,7 +246,6 @@ impl K4Block for BlockQ5K {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::*;
-    use std::sync::OnceLock;
 
     use bytemuck::Pod;
     use half::f16;
@@ -551,45 +550,7 @@ mod x86 {
         |acc, a, b| _mm256_dpwssd_avx_epi32(acc, a, b)
     );
 
-    /// An x86-64 instruction-set level the kernels are compiled for.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(super) enum Level {
-        /// AVX2 + FMA + F16C.
-        Avx2,
-        /// AVX2 + FMA + F16C + AVX-VNNI.
-        AvxVnni,
-        /// AVX2 + FMA + F16C + AVX-512 F, BW, VL and VNNI.
-        Avx512Vnni,
-    }
-
-    impl Level {
-        /// Whether this CPU has every feature of the level.
-        pub(super) fn supported(self) -> bool {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
-            avx2 && match self {
-                Level::Avx2 => true,
-                Level::AvxVnni => is_x86_feature_detected!("avxvnni"),
-                Level::Avx512Vnni => {
-                    is_x86_feature_detected!("avx512f")
-                        && is_x86_feature_detected!("avx512bw")
-                        && is_x86_feature_detected!("avx512vl")
-                        && is_x86_feature_detected!("avx512vnni")
-                }
-            }
-        }
-    }
-
-    /// The fastest supported level, detected once (`None`: no AVX2, use the scalar reference).
-    pub(super) fn best() -> Option<Level> {
-        static BEST: OnceLock<Option<Level>> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            [Level::Avx512Vnni, Level::AvxVnni, Level::Avx2]
-                .into_iter()
-                .find(|l| l.supported())
-        })
-    }
+    pub(super) use crate::cpu::x86::{Level, best};
 
     /// Q4_K / Q5_K kernel at `level`.
     ///

@@ -290,7 +290,6 @@ fn dispatch_x4<W: LegacyWeight>(w: &[W], x: [&[W::Act]; 4]) -> [f32; 4] {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
-    use std::sync::OnceLock;
 
     use super::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, LegacyAct, LegacyWeight};
 
@@ -587,48 +586,18 @@ mod x86 {
         |a, b| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b)
     );
 
-    /// The SIMD level this CPU supports.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(super) enum Level {
-        /// No AVX2 + FMA + F16C: the scalar reference.
-        Scalar,
-        /// AVX2 + FMA + F16C.
-        Avx2,
-        /// AVX2 + FMA + F16C + AVX-VNNI.
-        AvxVnni,
-        /// AVX2 + FMA + F16C + AVX-512 VNNI + AVX-512 VL.
-        Avx512Vnni,
-    }
-
-    /// Detects (once) the best [`Level`].
-    pub(super) fn level() -> Level {
-        static LEVEL: OnceLock<Level> = OnceLock::new();
-        *LEVEL.get_or_init(|| {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
-            if !avx2 {
-                Level::Scalar
-            } else if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-                Level::Avx512Vnni
-            } else if is_x86_feature_detected!("avxvnni") {
-                Level::AvxVnni
-            } else {
-                Level::Avx2
-            }
-        })
-    }
+    use crate::cpu::x86::{Level, best};
 
     /// `vec_dot` on the best level, or `None` for the scalar reference.
     pub(super) fn vec_dot<W: LegacyWeight + Unpack>(w: &[W], x: &[W::Act]) -> Option<f32> {
-        match level() {
-            Level::Scalar => None,
-            // SAFETY: `level` detected AVX2, FMA and F16C.
-            Level::Avx2 => Some(unsafe { avx2::vec_dot(w, x) }),
-            // SAFETY: `level` detected AVX2, FMA, F16C and AVX-VNNI.
-            Level::AvxVnni => Some(unsafe { avxvnni::vec_dot(w, x) }),
-            // SAFETY: `level` detected AVX2, FMA, F16C, AVX-512 VNNI and AVX-512 VL.
-            Level::Avx512Vnni => Some(unsafe { avx512vnni::vec_dot(w, x) }),
+        match best() {
+            None => None,
+            // SAFETY: `best` detected AVX2, FMA and F16C.
+            Some(Level::Avx2) => Some(unsafe { avx2::vec_dot(w, x) }),
+            // SAFETY: `best` detected AVX2, FMA, F16C and AVX-VNNI.
+            Some(Level::AvxVnni) => Some(unsafe { avxvnni::vec_dot(w, x) }),
+            // SAFETY: `best` detected AVX2, FMA, F16C, AVX-512 VNNI and AVX-512 VL.
+            Some(Level::Avx512Vnni) => Some(unsafe { avx512vnni::vec_dot(w, x) }),
         }
     }
 
@@ -637,26 +606,26 @@ mod x86 {
         w: [&[W]; 4],
         x: [&[W::Act]; 4],
     ) -> Option<[[f32; 4]; 4]> {
-        match level() {
-            Level::Scalar => None,
-            // SAFETY: `level` detected AVX2, FMA and F16C.
-            Level::Avx2 => Some(unsafe { avx2::vec_dot_4x4(w, x) }),
-            // SAFETY: `level` detected AVX2, FMA, F16C and AVX-VNNI.
-            Level::AvxVnni => Some(unsafe { avxvnni::vec_dot_4x4(w, x) }),
-            // SAFETY: `level` detected AVX2, FMA, F16C, AVX-512 VNNI and AVX-512 VL.
-            Level::Avx512Vnni => Some(unsafe { avx512vnni::vec_dot_4x4(w, x) }),
+        match best() {
+            None => None,
+            // SAFETY: `best` detected AVX2, FMA and F16C.
+            Some(Level::Avx2) => Some(unsafe { avx2::vec_dot_4x4(w, x) }),
+            // SAFETY: `best` detected AVX2, FMA, F16C and AVX-VNNI.
+            Some(Level::AvxVnni) => Some(unsafe { avxvnni::vec_dot_4x4(w, x) }),
+            // SAFETY: `best` detected AVX2, FMA, F16C, AVX-512 VNNI and AVX-512 VL.
+            Some(Level::Avx512Vnni) => Some(unsafe { avx512vnni::vec_dot_4x4(w, x) }),
         }
     }
 
     pub(super) fn vec_dot_x4<W: LegacyWeight + Unpack>(w: &[W], x: [&[W::Act]; 4]) -> Option<[f32; 4]> {
-        match level() {
-            Level::Scalar => None,
-            // SAFETY: `level` detected AVX2, FMA and F16C.
-            Level::Avx2 => Some(unsafe { avx2::vec_dot_x4(w, x) }),
-            // SAFETY: `level` detected AVX2, FMA, F16C and AVX-VNNI.
-            Level::AvxVnni => Some(unsafe { avxvnni::vec_dot_x4(w, x) }),
-            // SAFETY: `level` detected AVX2, FMA, F16C, AVX-512 VNNI and AVX-512 VL.
-            Level::Avx512Vnni => Some(unsafe { avx512vnni::vec_dot_x4(w, x) }),
+        match best() {
+            None => None,
+            // SAFETY: `best` detected AVX2, FMA and F16C.
+            Some(Level::Avx2) => Some(unsafe { avx2::vec_dot_x4(w, x) }),
+            // SAFETY: `best` detected AVX2, FMA, F16C and AVX-VNNI.
+            Some(Level::AvxVnni) => Some(unsafe { avxvnni::vec_dot_x4(w, x) }),
+            // SAFETY: `best` detected AVX2, FMA, F16C, AVX-512 VNNI and AVX-512 VL.
+            Some(Level::Avx512Vnni) => Some(unsafe { avx512vnni::vec_dot_x4(w, x) }),
         }
     }
 }
@@ -1033,10 +1002,8 @@ mod tests {
         let mut p: Vec<(&'static str, Dot<W>, DotX4<W>)> = vec![("dispatched", W::vec_dot, W::vec_dot_x4)];
         #[cfg(target_arch = "x86_64")]
         {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
-            if avx2 {
+            use crate::cpu::x86::Level;
+            if Level::Avx2.supported() {
                 p.push((
                     "avx2",
                     // SAFETY: AVX2, FMA and F16C were detected.
@@ -1045,7 +1012,7 @@ mod tests {
                     |w, x| unsafe { x86::avx2::vec_dot_x4(w, x) },
                 ));
             }
-            if avx2 && is_x86_feature_detected!("avxvnni") {
+            if Level::AvxVnni.supported() {
                 p.push((
                     "avxvnni",
                     // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected.
@@ -1054,7 +1021,7 @@ mod tests {
                     |w, x| unsafe { x86::avxvnni::vec_dot_x4(w, x) },
                 ));
             }
-            if avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            if Level::Avx512Vnni.supported() {
                 p.push((
                     "avx512vnni",
                     // SAFETY: AVX2, FMA, F16C, AVX-512 VNNI and VL were detected.

@@ -17,6 +17,7 @@
 
 pub mod attention;
 pub mod blocks;
+mod cpu;
 pub mod kquants;
 pub mod legacy;
 pub mod q8;

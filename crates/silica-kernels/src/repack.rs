@@ -233,38 +233,16 @@ pub fn gemm<P: Pack8, const N: usize>(w: &[P], x: [&[BlockQ8_0]; N], xs: [&[i32]
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::sync::OnceLock;
 
     use super::{BlockQ8_0, Pack8};
 
-    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    enum Level {
-        Scalar,
-        Avx2,
-        Avx512Vnni,
-    }
-
-    fn level() -> Level {
-        static LEVEL: OnceLock<Level> = OnceLock::new();
-        *LEVEL.get_or_init(|| {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
-            if avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-                Level::Avx512Vnni
-            } else if avx2 {
-                Level::Avx2
-            } else {
-                Level::Scalar
-            }
-        })
-    }
+    use crate::cpu::x86::{Level, best};
 
     pub(super) fn available(needs_vnni: bool) -> bool {
         if needs_vnni {
-            level() == Level::Avx512Vnni
+            best() == Some(Level::Avx512Vnni)
         } else {
-            level() != Level::Scalar
+            best().is_some()
         }
     }
 
@@ -273,14 +251,14 @@ mod x86 {
         x: [&[BlockQ8_0]; N],
         xs: [&[i32]; N],
     ) -> Option<[[f32; 8]; N]> {
-        match level() {
-            Level::Scalar => None,
+        match best() {
+            None => None,
             // 16-bit pair sums of levels up to 255 overflow: Q8_0 needs VNNI (see `has_fast_path`).
-            Level::Avx2 if P::OFFSET > 8 => None,
-            // SAFETY: `level` detected AVX2, FMA and F16C.
-            Level::Avx2 => Some(unsafe { avx2::gemm(w, x, xs) }),
-            // SAFETY: `level` detected AVX2, FMA, F16C, AVX-512 VNNI and VL.
-            Level::Avx512Vnni => Some(unsafe { avx512vnni::gemm(w, x, xs) }),
+            Some(Level::Avx2 | Level::AvxVnni) if P::OFFSET > 8 => None,
+            // SAFETY: `best` detected AVX2, FMA and F16C (this kernel has no AVX-VNNI variant).
+            Some(Level::Avx2 | Level::AvxVnni) => Some(unsafe { avx2::gemm(w, x, xs) }),
+            // SAFETY: `best` detected AVX2, FMA, F16C, AVX-512 VNNI and VL.
+            Some(Level::Avx512Vnni) => Some(unsafe { avx512vnni::gemm(w, x, xs) }),
         }
     }
 
@@ -373,8 +351,8 @@ mod x86 {
     #[cfg(test)]
     pub(super) fn levels_for_tests() -> Vec<(&'static str, bool)> {
         vec![
-            ("avx2", level() != Level::Scalar),
-            ("avx512vnni", level() == Level::Avx512Vnni),
+            ("avx2", best().is_some()),
+            ("avx512vnni", best() == Some(Level::Avx512Vnni)),
         ]
     }
 

@@ -219,49 +219,10 @@ pub fn gemm_q4k<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::sync::OnceLock;
 
     use super::{BlockQ4_Kx8, BlockQ8K};
 
-    /// An x86-64 instruction-set level the kernel is compiled for.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(super) enum Level {
-        /// AVX2 + FMA + F16C (`vpmaddubsw`, then `vpmaddwd` by the row scales).
-        Avx2,
-        /// AVX2 + FMA + F16C + AVX-VNNI (`vpdpbusd`, VEX).
-        AvxVnni,
-        /// AVX2 + FMA + F16C + AVX-512 F, BW, VL and VNNI (`vpdpbusd` on zmm).
-        Avx512Zmm,
-    }
-
-    impl Level {
-        /// Whether this CPU has every feature of the level.
-        pub(super) fn supported(self) -> bool {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
-            avx2 && match self {
-                Level::Avx2 => true,
-                Level::AvxVnni => is_x86_feature_detected!("avxvnni"),
-                Level::Avx512Zmm => {
-                    is_x86_feature_detected!("avx512f")
-                        && is_x86_feature_detected!("avx512bw")
-                        && is_x86_feature_detected!("avx512vl")
-                        && is_x86_feature_detected!("avx512vnni")
-                }
-            }
-        }
-    }
-
-    /// The fastest supported level, detected once (`None`: no AVX2).
-    pub(super) fn best() -> Option<Level> {
-        static BEST: OnceLock<Option<Level>> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            [Level::Avx512Zmm, Level::AvxVnni, Level::Avx2]
-                .into_iter()
-                .find(|l| l.supported())
-        })
-    }
+    pub(super) use crate::cpu::x86::{Level, best};
 
     /// The kernel at `level`.
     ///
@@ -277,7 +238,7 @@ mod x86 {
             match level {
                 Level::Avx2 => avx2::gemm(w, x),
                 Level::AvxVnni => avxvnni::gemm(w, x),
-                Level::Avx512Zmm => avx512zmm::gemm(w, x),
+                Level::Avx512Vnni => avx512zmm::gemm(w, x),
             }
         }
     }
@@ -568,7 +529,7 @@ mod tests {
                 let three = gemm_q4k::<3>(p.group(g), [xr[1], xr[2], xr[3]]);
                 assert_eq!(bits(three)[..], bits(want)[1..]);
                 #[cfg(target_arch = "x86_64")]
-                for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Zmm] {
+                for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Vnni] {
                     if level.supported() {
                         // SAFETY: the level is supported; the block counts match.
                         let (got4, got1) = unsafe {
@@ -618,7 +579,7 @@ mod tests {
         let exact = -(63.0 * 15.0 * 128.0 * 256.0) + 0.5 * 63.0 * 128.0 * 256.0;
         assert_eq!(want[0][0], exact as f32);
         #[cfg(target_arch = "x86_64")]
-        for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Zmm] {
+        for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Vnni] {
             if level.supported() {
                 // SAFETY: the level is supported; the block counts match.
                 let got = unsafe { x86::gemm::<1>(level, p.group(0), [&x]) };
