@@ -165,6 +165,7 @@ struct Work<'a, K, V> {
 
 impl<'a, K, V> Work<'a, K, V> {
     /// The same call with empty caches of other element types (to be filled by struct update).
+    #[cfg(target_arch = "x86_64")]
     fn with_types<K2, V2>(self) -> Work<'a, K2, V2> {
         Work {
             s: self.s,
@@ -548,6 +549,7 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                 unsafe { optr.write((i * s.n_head + h) * dv + d, a * inv) };
             }
         };
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))] // only x86 advances it in tiles
         let mut i = i0;
         #[cfg(target_arch = "x86_64")]
         if X86 {
