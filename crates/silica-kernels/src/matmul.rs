@@ -204,47 +204,59 @@ pub fn matmul_packed<P: Pack8>(
     };
     per_token(pool, n, quantize);
     let (xq, sums): (&[BlockQ8_0], &[i32]) = (xq, sums);
+    struct Tiles<'a, P> {
+        w: &'a Packed<P>,
+        xq: &'a [BlockQ8_0],
+        sums: &'a [i32],
+        nb: usize,
+    }
+    impl<P: Pack8> RowGroupTiles for Tiles<'_, P> {
+        fn tile<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 8]; N] {
+            let nb = self.nb;
+            repack::gemm::<P, N>(
+                self.w.group(g),
+                t.map(|t| &self.xq[t * nb..(t + 1) * nb]),
+                t.map(|t| &self.sums[t * nb..(t + 1) * nb]),
+            )
+        }
+    }
+    run_row_groups(pool, rows, n, out, &Tiles { w, xq, sums, nb });
+    Ok(())
+}
+
+/// A product over groups of eight repacked rows, `N` tokens at a time: what [`run_row_groups`] drives.
+trait RowGroupTiles: Sync {
+    /// Rows `8g..8g+8` times the tokens `t`.
+    fn tile<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 8]; N];
+}
+
+/// Splits the groups of eight rows over `pool`'s threads; each group meets the tokens four at a time, then the
+/// one to three left, and the results go to `out` (`[n, rows]`, row-major).
+fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], tiles: &impl RowGroupTiles) {
     let optr = SharedMut::new(out);
     pool.run(|ith, nth| {
         for g in split(rows / 8, ith, nth) {
-            let wg = w.group(g);
-            let xr = |t: usize| &xq[t * nb..(t + 1) * nb];
-            let sr = |t: usize| &sums[t * nb..(t + 1) * nb];
-            let put = |t: usize, v: [f32; 8]| {
-                for (j, vj) in v.into_iter().enumerate() {
-                    // SAFETY: group `g`'s rows belong to this thread only; `t·rows + 8g + j < n·rows`.
-                    unsafe { optr.write(t * rows + 8 * g + j, vj) };
+            let put = |t0: usize, v: &[[f32; 8]]| {
+                for (k, vk) in v.iter().enumerate() {
+                    for (j, &vj) in vk.iter().enumerate() {
+                        // SAFETY: group `g`'s rows belong to this thread only; `t·rows + 8g + j < n·rows`.
+                        unsafe { optr.write((t0 + k) * rows + 8 * g + j, vj) };
+                    }
                 }
             };
             let mut t = 0;
             while t + 4 <= n {
-                let v = repack::gemm::<P, 4>(
-                    wg,
-                    [xr(t), xr(t + 1), xr(t + 2), xr(t + 3)],
-                    [sr(t), sr(t + 1), sr(t + 2), sr(t + 3)],
-                );
-                v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
+                put(t, &tiles.tile(g, [t, t + 1, t + 2, t + 3]));
                 t += 4;
             }
             match n - t {
-                3 => {
-                    let v = repack::gemm::<P, 3>(
-                        wg,
-                        [xr(t), xr(t + 1), xr(t + 2)],
-                        [sr(t), sr(t + 1), sr(t + 2)],
-                    );
-                    v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
-                }
-                2 => {
-                    let v = repack::gemm::<P, 2>(wg, [xr(t), xr(t + 1)], [sr(t), sr(t + 1)]);
-                    v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
-                }
-                1 => put(t, repack::gemm::<P, 1>(wg, [xr(t)], [sr(t)])[0]),
+                3 => put(t, &tiles.tile(g, [t, t + 1, t + 2])),
+                2 => put(t, &tiles.tile(g, [t, t + 1])),
+                1 => put(t, &tiles.tile(g, [t])),
                 _ => {}
             }
         }
     });
-    Ok(())
 }
 
 /// `out = x · Wᵀ` for a repacked Q4_K matrix ([`PackedQ4K`]): the activations are quantized to Q8_K once per
@@ -272,37 +284,18 @@ pub fn matmul_packed_q4k(
         BlockQ8K::quantize_row(&x[t * cols..(t + 1) * cols], row);
     });
     let xq: &[BlockQ8K] = xq;
-    let optr = SharedMut::new(out);
-    pool.run(|ith, nth| {
-        for g in split(rows / 8, ith, nth) {
-            let wg = w.group(g);
-            let xr = |t: usize| &xq[t * nb..(t + 1) * nb];
-            let put = |t: usize, v: [f32; 8]| {
-                for (j, vj) in v.into_iter().enumerate() {
-                    // SAFETY: group `g`'s rows belong to this thread only; `t·rows + 8g + j < n·rows`.
-                    unsafe { optr.write(t * rows + 8 * g + j, vj) };
-                }
-            };
-            let mut t = 0;
-            while t + 4 <= n {
-                let v = repack_k::gemm_q4k::<4>(wg, [xr(t), xr(t + 1), xr(t + 2), xr(t + 3)]);
-                v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
-                t += 4;
-            }
-            match n - t {
-                3 => {
-                    let v = repack_k::gemm_q4k::<3>(wg, [xr(t), xr(t + 1), xr(t + 2)]);
-                    v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
-                }
-                2 => {
-                    let v = repack_k::gemm_q4k::<2>(wg, [xr(t), xr(t + 1)]);
-                    v.into_iter().enumerate().for_each(|(k, vk)| put(t + k, vk));
-                }
-                1 => put(t, repack_k::gemm_q4k::<1>(wg, [xr(t)])[0]),
-                _ => {}
-            }
+    struct Tiles<'a> {
+        w: &'a PackedQ4K,
+        xq: &'a [BlockQ8K],
+        nb: usize,
+    }
+    impl RowGroupTiles for Tiles<'_> {
+        fn tile<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 8]; N] {
+            let nb = self.nb;
+            repack_k::gemm_q4k::<N>(self.w.group(g), t.map(|t| &self.xq[t * nb..(t + 1) * nb]))
         }
-    });
+    }
+    run_row_groups(pool, rows, n, out, &Tiles { w, xq, nb });
     Ok(())
 }
 
