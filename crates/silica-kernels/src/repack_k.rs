@@ -220,6 +220,8 @@ pub fn gemm_q4k<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32
 #[cfg(target_arch = "x86_64")]
 mod x86 {
 
+    use std::arch::x86_64::*;
+
     use super::{BlockQ4_Kx8, BlockQ8K};
 
     pub(super) use crate::cpu::x86::{Level, best};
@@ -241,6 +243,58 @@ mod x86 {
                 Level::Avx512Vnni => avx512zmm::gemm(w, x),
             }
         }
+    }
+
+    /// Closes super-block `wb` for each token: `acc[k] += y_k.d · (d·isum_k − dmin·msum_k)` for the eight rows,
+    /// with `msum = Σ_sb min[sb] · (bsums[2sb] + bsums[2sb+1])` (the order [`super::gemm_q4k_ref`] follows).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn close_superblock<const N: usize>(
+        wb: &BlockQ4_Kx8,
+        ys: [&BlockQ8K; N],
+        isum: [__m256i; N],
+        acc: &mut [__m256; N],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        // SAFETY: `d` and `dmin` are 16 readable bytes each; unaligned loads.
+        let (dw, dm) = unsafe {
+            (
+                _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().cast())),
+                _mm256_cvtph_ps(_mm_loadu_si128(wb.dmin.as_ptr().cast())),
+            )
+        };
+        let mins: [__m256i; 4] = std::array::from_fn(|q| {
+            // SAFETY: `mins[q]` is 16 readable bytes; unaligned load.
+            _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(wb.mins[q].as_ptr().cast()) })
+        });
+        for k in 0..N {
+            // SAFETY: `bsums` is 32 readable bytes; unaligned load.
+            let bs = unsafe { _mm256_loadu_si256(ys[k].bsums.as_ptr().cast()) };
+            // Sub-block sums S_0..S_7 (|S| ≤ 4096), as i16: [S0..S3, S0..S3 | S4..S7, S4..S7].
+            let bs = _mm256_madd_epi16(bs, ones);
+            let bs = _mm256_packs_epi32(bs, bs);
+            let mut msum = _mm256_setzero_si256();
+            for (q, idx) in [0, 1, 4, 5].into_iter().enumerate() {
+                // The pair (S_2q, S_2q+1) in every lane.
+                let pair = _mm256_permutevar8x32_epi32(bs, _mm256_set1_epi32(idx));
+                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mins[q], pair));
+            }
+            let b = _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum));
+            let t = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum[k]), b);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(ys[k].d), t, acc[k]);
+        }
+    }
+
+    /// The eight-row accumulators as arrays.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn store<const N: usize>(acc: [__m256; N]) -> [[f32; 8]; N] {
+        let mut out = [[0f32; 8]; N];
+        for (o, a) in out.iter_mut().zip(acc) {
+            // SAFETY: `o` is 32 writable bytes; unaligned store.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
+        }
+        out
     }
 
     macro_rules! kernels {
@@ -287,7 +341,6 @@ mod x86 {
                     x: [&[BlockQ8K]; N],
                 ) -> [[f32; 8]; N] {
                     let low = _mm256_set1_epi8(0x0F);
-                    let ones = _mm256_set1_epi16(1);
                     let mut acc = [_mm256_setzero_ps(); N];
                     for (i, wb) in w.iter().enumerate() {
                         // SAFETY: the caller guarantees every `x[k]` has `w.len()` blocks; `i < w.len()`.
@@ -317,40 +370,9 @@ mod x86 {
                                 }
                             }
                         }
-                        // SAFETY: `d` and `dmin` are 16 readable bytes each; unaligned loads.
-                        let (dw, dm) = unsafe {
-                            (
-                                _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().cast())),
-                                _mm256_cvtph_ps(_mm_loadu_si128(wb.dmin.as_ptr().cast())),
-                            )
-                        };
-                        let mins: [__m256i; 4] = std::array::from_fn(|q| {
-                            // SAFETY: `mins[q]` is 16 readable bytes; unaligned load.
-                            _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(wb.mins[q].as_ptr().cast()) })
-                        });
-                        for k in 0..N {
-                            // SAFETY: `bsums` is 32 readable bytes; unaligned load.
-                            let bs = unsafe { _mm256_loadu_si256(ys[k].bsums.as_ptr().cast()) };
-                            // Sub-block sums S_0..S_7 (|S| ≤ 4096), as i16: [S0..S3, S0..S3 | S4..S7, S4..S7].
-                            let bs = _mm256_madd_epi16(bs, ones);
-                            let bs = _mm256_packs_epi32(bs, bs);
-                            let mut msum = _mm256_setzero_si256();
-                            for (q, idx) in [0, 1, 4, 5].into_iter().enumerate() {
-                                // The pair (S_2q, S_2q+1) in every lane.
-                                let pair = _mm256_permutevar8x32_epi32(bs, _mm256_set1_epi32(idx));
-                                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mins[q], pair));
-                            }
-                            let b = _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum));
-                            let t = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum[k]), b);
-                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(ys[k].d), t, acc[k]);
-                        }
+                        super::close_superblock(wb, ys, isum, &mut acc);
                     }
-                    let mut out = [[0f32; 8]; N];
-                    for k in 0..N {
-                        // SAFETY: `out[k]` is 32 writable bytes; unaligned store.
-                        unsafe { _mm256_storeu_ps(out[k].as_mut_ptr(), acc[k]) };
-                    }
-                    out
+                    super::store(acc)
                 }
             }
         };
@@ -385,7 +407,6 @@ mod x86 {
             x: [&[BlockQ8K]; N],
         ) -> [[f32; 8]; N] {
             let low = _mm512_set1_epi8(0x0F);
-            let ones = _mm256_set1_epi16(1);
             // Word 0 of the source to lanes 0..8, word 1 to lanes 8..16.
             let spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
             let mut acc = [_mm256_setzero_ps(); N];
@@ -421,42 +442,15 @@ mod x86 {
                         }
                     }
                 }
-                // SAFETY: `d` and `dmin` are 16 readable bytes each; unaligned loads.
-                let (dw, dm) = unsafe {
-                    (
-                        _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().cast())),
-                        _mm256_cvtph_ps(_mm_loadu_si128(wb.dmin.as_ptr().cast())),
-                    )
-                };
-                let mins: [__m256i; 4] = std::array::from_fn(|q| {
-                    // SAFETY: `mins[q]` is 16 readable bytes; unaligned load.
-                    _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(wb.mins[q].as_ptr().cast()) })
-                });
-                for k in 0..N {
-                    let is = _mm256_add_epi32(
+                let is: [__m256i; N] = std::array::from_fn(|k| {
+                    _mm256_add_epi32(
                         _mm512_castsi512_si256(isum[k]),
                         _mm512_extracti64x4_epi64::<1>(isum[k]),
-                    );
-                    // SAFETY: `bsums` is 32 readable bytes; unaligned load.
-                    let bs = unsafe { _mm256_loadu_si256(ys[k].bsums.as_ptr().cast()) };
-                    let bs = _mm256_madd_epi16(bs, ones);
-                    let bs = _mm256_packs_epi32(bs, bs);
-                    let mut msum = _mm256_setzero_si256();
-                    for (q, idx) in [0, 1, 4, 5].into_iter().enumerate() {
-                        let pair = _mm256_permutevar8x32_epi32(bs, _mm256_set1_epi32(idx));
-                        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mins[q], pair));
-                    }
-                    let b = _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum));
-                    let t = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(is), b);
-                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(ys[k].d), t, acc[k]);
-                }
+                    )
+                });
+                super::close_superblock(wb, ys, is, &mut acc);
             }
-            let mut out = [[0f32; 8]; N];
-            for k in 0..N {
-                // SAFETY: `out[k]` is 32 writable bytes; unaligned store.
-                unsafe { _mm256_storeu_ps(out[k].as_mut_ptr(), acc[k]) };
-            }
-            out
+            super::store(acc)
         }
     }
 }
