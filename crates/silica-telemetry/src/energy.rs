@@ -494,7 +494,7 @@ fn read_trimmed(path: &Path) -> Option<String> {
 }
 
 /// Zone order key: (0 for `intel-rapl`, 1 for `intel-rapl-mmio`; indices), e.g. `intel-rapl:1:0` → (0, [1, 0]).
-type ZoneKey = (u8, Vec<u32>);
+pub(crate) type ZoneKey = (u8, Vec<u32>);
 
 fn rapl_zone_key(dir_name: &str) -> Option<ZoneKey> {
     let (family, rest) = if let Some(rest) = dir_name.strip_prefix("intel-rapl-mmio:") {
@@ -517,16 +517,10 @@ struct ZoneDir {
     qualified: String,
 }
 
-fn rapl_sources_in(root: &Path) -> EnergySources {
-    let mut sources = EnergySources::default();
-    let entries = match fs_err::read_dir(root) {
-        Ok(e) => e,
-        Err(_) => {
-            let reason = format!("{} does not exist (a VM or container?)", root.display());
-            sources.unavailable.push(Unavailable::new("rapl", reason));
-            return sources;
-        }
-    };
+/// The RAPL zone directories under `root` (normally `/sys/class/powercap`) in zone order: every `intel-rapl:N`
+/// (and `intel-rapl-mmio:N`) and its `…:N:M` sub-zones, listed flat under `root` (as sysfs does) or nested in
+/// the parent zone, each once. `None` when `root` cannot be read.
+pub(crate) fn rapl_zone_dirs(root: &Path) -> Option<BTreeMap<ZoneKey, PathBuf>> {
     fn add_zones_in(entries: fs_err::ReadDir, zones: &mut BTreeMap<ZoneKey, PathBuf>) {
         for entry in entries.flatten() {
             if let Some(key) = entry.file_name().to_str().and_then(rapl_zone_key) {
@@ -534,6 +528,7 @@ fn rapl_sources_in(root: &Path) -> EnergySources {
             }
         }
     }
+    let entries = fs_err::read_dir(root).ok()?;
     let mut dirs: BTreeMap<ZoneKey, PathBuf> = BTreeMap::new();
     add_zones_in(entries, &mut dirs);
     let top: Vec<PathBuf> = dirs
@@ -546,6 +541,16 @@ fn rapl_sources_in(root: &Path) -> EnergySources {
             add_zones_in(children, &mut dirs);
         }
     }
+    Some(dirs)
+}
+
+fn rapl_sources_in(root: &Path) -> EnergySources {
+    let mut sources = EnergySources::default();
+    let Some(dirs) = rapl_zone_dirs(root) else {
+        let reason = format!("{} does not exist (a VM or container?)", root.display());
+        sources.unavailable.push(Unavailable::new("rapl", reason));
+        return sources;
+    };
     if dirs.is_empty() {
         let reason = format!("no intel-rapl zones in {} (a VM?)", root.display());
         sources.unavailable.push(Unavailable::new("rapl", reason));

@@ -4,10 +4,10 @@
 //! Nothing here needs root or a GPU: every fact the OS does not give is `None` or empty, with a note saying why
 //! where that helps (`gpu_note`, `power_note`, `PowerSourceInfo::reason`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
@@ -397,41 +397,16 @@ pub(crate) fn energy_unreadable_reason(err: &io::Error) -> String {
     }
 }
 
-/// Sort key for a RAPL zone directory name: `intel-rapl:1:0` → `[1, 0]`.
-fn rapl_zone_key(dir_name: &str) -> Option<Vec<u32>> {
-    dir_name
-        .strip_prefix("intel-rapl:")?
-        .split(':')
-        .map(|n| n.parse().ok())
-        .collect()
-}
-
-/// RAPL zones under `root` (normally `/sys/class/powercap`): every `intel-rapl:N` and `intel-rapl:N:M`
-/// directory, listed flat under `root` (as sysfs does) or nested in its parent zone, each once, in zone order.
-/// Returns the zones and, when there are none, why.
+/// RAPL zones under `root` (normally `/sys/class/powercap`), in zone order ([`crate::energy::rapl_zone_dirs`]),
+/// each with whether its counter can be read. Returns the zones and, when there are none, why.
 pub(crate) fn power_sources_in(root: &Path) -> (Vec<PowerSourceInfo>, Option<String>) {
-    let Ok(entries) = fs_err::read_dir(root) else {
+    let Some(zones) = crate::energy::rapl_zone_dirs(root) else {
         let note = format!(
             "{} does not exist (no powercap driver: not Linux, or a VM or container)",
             root.display()
         );
         return (Vec::new(), Some(note));
     };
-    fn add_zones_in(entries: fs_err::ReadDir, zones: &mut BTreeMap<Vec<u32>, PathBuf>) {
-        for entry in entries.flatten() {
-            if let Some(key) = entry.file_name().to_str().and_then(rapl_zone_key) {
-                zones.entry(key).or_insert_with(|| entry.path());
-            }
-        }
-    }
-    let mut zones: BTreeMap<Vec<u32>, PathBuf> = BTreeMap::new();
-    add_zones_in(entries, &mut zones);
-    let top: Vec<PathBuf> = zones.values().cloned().collect();
-    for dir in top {
-        if let Ok(children) = fs_err::read_dir(&dir) {
-            add_zones_in(children, &mut zones);
-        }
-    }
     if zones.is_empty() {
         let note = format!("{} has no intel-rapl zones (a VM?)", root.display());
         return (Vec::new(), Some(note));
