@@ -7,16 +7,8 @@ pub fn reset_peak_rss() -> bool {
     fs_err::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// This process's peak resident set size in bytes (`VmHWM` of `/proc/self/status`), since start or the last
-/// [`reset_peak_rss`]; `None` where the OS does not say.
+/// This process's peak resident set size in bytes (`VmHWM` of `/proc/self/status`, as the sampler reads it), since
+/// start or the last [`reset_peak_rss`]; `None` where the OS does not say.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let text = fs_err::read_to_string("/proc/self/status").ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line["VmHWM:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    kib.checked_mul(1024)
+    crate::sampler::read_process(std::process::id()).ok().map(|p| p.peak_rss_bytes)
 }
