@@ -77,29 +77,7 @@ pub fn case_telemetry(
         (Some(&t0), Some(&t1)) if t1 > t0 => trace.summary_between(t0, t1).cpu_util,
         _ => None,
     };
-    let total: Vec<&str> = trace
-        .counters
-        .iter()
-        .filter(|(_, k)| *k == silica_telemetry::CounterKind::Total)
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let energy_source = if total.is_empty() {
-        let reasons: Vec<String> = trace
-            .unavailable
-            .iter()
-            .map(|u| format!("{}: {}", u.source, u.reason))
-            .collect();
-        format!(
-            "unavailable ({})",
-            if reasons.is_empty() {
-                "no energy counters".to_owned()
-            } else {
-                reasons.join("; ")
-            }
-        )
-    } else {
-        total.join(" + ")
-    };
+    let energy_source = trace.energy_source();
     CaseTelemetry {
         cpu_util,
         energy_source,

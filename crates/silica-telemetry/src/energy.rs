@@ -464,14 +464,7 @@ impl EnergySources {
     /// Why sources are missing: the [`Unavailable`] entries as `source: reason`, joined by `"; "`, for messages
     /// like `energy: unavailable (<reason>)`; "no energy counter found" when there is no entry.
     pub fn reason(&self) -> String {
-        if self.unavailable.is_empty() {
-            return "no energy counter found".to_owned();
-        }
-        self.unavailable
-            .iter()
-            .map(Unavailable::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
+        joined_reasons(&self.unavailable).unwrap_or_else(|| "no energy counter found".to_owned())
     }
 
     /// Each counter's name and kind, in order.
@@ -486,6 +479,17 @@ impl EnergySources {
     pub fn read_all_uj(&mut self) -> Vec<Option<u64>> {
         self.counters.iter_mut().map(|c| c.read_uj().ok()).collect()
     }
+}
+
+/// The [`Unavailable`] entries as `source: reason`, joined by `"; "`; `None` for none.
+pub(crate) fn joined_reasons(unavailable: &[Unavailable]) -> Option<String> {
+    (!unavailable.is_empty()).then(|| {
+        unavailable
+            .iter()
+            .map(Unavailable::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 /// `fs_err::read_to_string(path)`, trimmed; `None` when unreadable.

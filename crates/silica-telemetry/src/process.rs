@@ -10,5 +10,7 @@ pub fn reset_peak_rss() -> bool {
 /// This process's peak resident set size in bytes (`VmHWM` of `/proc/self/status`, as the sampler reads it), since
 /// start or the last [`reset_peak_rss`]; `None` where the OS does not say.
 pub fn peak_rss_bytes() -> Option<u64> {
-    crate::sampler::read_process(std::process::id()).ok().map(|p| p.peak_rss_bytes)
+    crate::sampler::read_process(std::process::id())
+        .ok()
+        .map(|p| p.peak_rss_bytes)
 }

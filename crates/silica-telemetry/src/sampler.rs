@@ -466,17 +466,6 @@ fn interpolate(points: &[(Instant, f64)], t: Instant) -> Option<f64> {
     Some(va + (vb - va) * frac)
 }
 
-/// The unavailable sources as `source: reason`, joined by `"; "`.
-fn joined_reasons(unavailable: &[Unavailable]) -> Option<String> {
-    (!unavailable.is_empty()).then(|| {
-        unavailable
-            .iter()
-            .map(Unavailable::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
-}
-
 impl Trace {
     /// Counter `index`'s readings as (instant, µJ) points.
     fn counter_points(&self, index: usize) -> Vec<(Instant, f64)> {
@@ -490,6 +479,21 @@ impl Trace {
     fn counter_delta_uj(&self, index: usize, t0: Instant, t1: Instant) -> Option<f64> {
         let points = self.counter_points(index);
         Some(interpolate(&points, t1)? - interpolate(&points, t0)?)
+    }
+
+    /// The counters the machine's energy is summed from (`rapl:package-0 + rapl:dram`), or `unavailable
+    /// (<reason>)` when there is none.
+    pub fn energy_source(&self) -> String {
+        match self.no_total_reason() {
+            Some(reason) => format!("unavailable ({reason})"),
+            None => self
+                .counters
+                .iter()
+                .filter(|(_, k)| *k == CounterKind::Total)
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" + "),
+        }
     }
 
     fn total_indices(&self) -> Vec<usize> {
@@ -547,13 +551,15 @@ impl Trace {
         if !self.total_indices().is_empty() {
             return None;
         }
-        Some(joined_reasons(&self.unavailable).unwrap_or_else(|| {
-            if self.counters.is_empty() {
-                "no energy counter found".to_owned()
-            } else {
-                "no energy counter covers the whole machine (only parts of it)".to_owned()
-            }
-        }))
+        Some(
+            crate::energy::joined_reasons(&self.unavailable).unwrap_or_else(|| {
+                if self.counters.is_empty() {
+                    "no energy counter found".to_owned()
+                } else {
+                    "no energy counter covers the whole machine (only parts of it)".to_owned()
+                }
+            }),
+        )
     }
 
     /// CPU use, memory and energy between `t0` and `t1`:
