@@ -257,20 +257,14 @@ pub fn parse_observations(csv_text: &str, table: &str) -> Result<Vec<Observation
         };
         let backend = Backend::parse(&r.backend).map_err(|e| bad(e.to_string()))?;
         let profile = match (r.bandwidth_gbps, r.peak_tflops) {
-            (Some(bw), Some(peak)) => DeviceProfile {
-                name: r.device.clone(),
+            (Some(bw), Some(peak)) => DeviceProfile::measured(
+                r.device.clone(),
                 backend,
-                unified_memory: backend == Backend::Cpu,
-                memory_bytes: (r.memory_gb.unwrap_or(0.0) * 1e9) as u64,
-                usable_fraction: 1.0,
-                usable_source: "calibration row".into(),
-                overhead_bytes: 0,
-                overhead_source: "none".into(),
-                bandwidth_gbps: bw,
-                bandwidth_source: "measured (silica hw)".into(),
-                peak_tflops: Some(peak),
-                peak_source: "measured (silica hw)".into(),
-            },
+                (r.memory_gb.unwrap_or(0.0) * 1e9) as u64,
+                bw,
+                peak,
+                ("measured (silica hw)".into(), "measured (silica hw)".into()),
+            ),
             _ => {
                 let spec = table_device(&specs, &r.device, r.gpu_cores).map_err(|e| bad(e.to_string()))?;
                 let mut p = DeviceProfile::from_spec(spec, &specs, None).map_err(|e| bad(e.to_string()))?;

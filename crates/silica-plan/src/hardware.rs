@@ -319,6 +319,33 @@ impl DeviceProfile {
         })
     }
 
+    /// A device whose bandwidth and peak were measured (`silica hw`) rather than read from the table: all of its
+    /// memory usable, no runtime overhead, unified memory for the CPU. `sources` says where the bandwidth and the
+    /// peak come from.
+    pub fn measured(
+        name: String,
+        backend: Backend,
+        memory_bytes: u64,
+        bandwidth_gbps: f64,
+        peak_tflops: f64,
+        (bandwidth_source, peak_source): (String, String),
+    ) -> Self {
+        DeviceProfile {
+            name,
+            backend,
+            unified_memory: backend == Backend::Cpu,
+            memory_bytes,
+            usable_fraction: 1.0,
+            usable_source: "all of it".into(),
+            overhead_bytes: 0,
+            overhead_source: "none assumed".into(),
+            bandwidth_gbps,
+            bandwidth_source,
+            peak_tflops: Some(peak_tflops),
+            peak_source,
+        }
+    }
+
     /// One line: name, memory, usable, bandwidth, peak.
     pub fn summary(&self) -> String {
         format!(

@@ -397,16 +397,12 @@ fn roofline_note(tg: &[BenchRecord]) {
         let Ok(model) = silica_plan::ModelDesc::from_gguf(Path::new(&r.model_filename)) else {
             continue;
         };
-        let mut p =
-            match silica_plan::calibrate::test_params(&format!("tg{}", r.n_gen), r.n_depth as u64, true) {
-                Ok(p) => p,
-                Err(_) => continue,
-            };
-        p.n_ctx = p.n_ctx.max(r.n_depth as u64 + r.n_gen as u64);
-        let cpu = silica_plan::hardware::DeviceProfile {
-            bandwidth_gbps: bw,
-            ..super::hw::cpu_device(&hw)
+        // test_params sizes n_ctx to depth + generation, as the bench's default context.
+        let Ok(p) = silica_plan::calibrate::test_params(&format!("tg{}", r.n_gen), r.n_depth as u64, true)
+        else {
+            continue;
         };
+        let cpu = super::hw::cpu_device(&hw);
         let Ok(s) =
             silica_plan::estimate::predict(&model, &cpu, &silica_plan::Efficiency::ideal(cpu.backend), &p)
         else {

@@ -60,22 +60,23 @@ pub(crate) fn cpu_device(hw: &HwProfile) -> DeviceProfile {
         ),
     };
     DeviceProfile {
-        name: format!("{} (this machine, {} threads)", m.cpu_info, hw.probe.n_threads),
-        backend: Backend::Cpu,
-        unified_memory: true,
-        memory_bytes: total,
         usable_fraction,
         usable_source,
-        overhead_bytes: 0,
-        overhead_source: "none assumed".into(),
-        bandwidth_gbps: hw.probe.triad_gbps,
-        bandwidth_source: format!(
-            "measured by silica hw: STREAM triad, {} threads (cached {})",
-            hw.probe.n_threads,
-            silica_telemetry::cache_path().display()
-        ),
-        peak_tflops: Some(hw.probe.peak_f32_gflops / 1000.0),
-        peak_source: format!("measured by silica hw: f32 FMA ({})", hw.probe.isa),
+        ..DeviceProfile::measured(
+            format!("{} (this machine, {} threads)", m.cpu_info, hw.probe.n_threads),
+            Backend::Cpu,
+            total,
+            hw.probe.triad_gbps,
+            hw.probe.peak_f32_gflops / 1000.0,
+            (
+                format!(
+                    "measured by silica hw: STREAM triad, {} threads (cached {})",
+                    hw.probe.n_threads,
+                    silica_telemetry::cache_path().display()
+                ),
+                format!("measured by silica hw: f32 FMA ({})", hw.probe.isa),
+            ),
+        )
     }
 }
 
