@@ -220,20 +220,28 @@ pub fn preset(name: &str) -> Result<Preset, ConvertError> {
     if let Some(p) = all.iter().find(|p| p.name == lower) {
         return Ok(p.clone());
     }
-    let mut by_distance: Vec<(usize, &str)> = all
-        .iter()
-        .map(|p| (edit_distance(&lower, p.name), p.name))
-        .collect();
-    by_distance.sort();
     Err(ConvertError::UnknownPreset {
         name: name.to_owned(),
-        closest: by_distance
-            .iter()
-            .take(3)
-            .map(|d| d.1)
-            .collect::<Vec<_>>()
-            .join(", "),
+        closest: closest(name, all.iter().map(|p| p.name), 3),
     })
+}
+
+/// The up-to-`n` names of `known` closest to `name` by [`edit_distance`] (case-insensitive), comma-separated:
+/// the "did you mean" list of an unknown-name error.
+pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>, n: usize) -> String {
+    let lower = name.to_ascii_lowercase();
+    let mut by_distance: Vec<(usize, &str)> = known
+        .into_iter()
+        .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), k))
+        .collect();
+    by_distance.sort();
+    by_distance.dedup_by(|a, b| a.1 == b.1);
+    by_distance
+        .iter()
+        .take(n)
+        .map(|d| d.1)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Levenshtein distance, for "did you mean" lists.

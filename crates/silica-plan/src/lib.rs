@@ -124,28 +124,7 @@ pub enum Error {
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The up-to-`n` names of `known` closest to `name` by edit distance, comma-separated: the "did you mean" list of
-/// [`Error::Unknown`].
-pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>, n: usize) -> String {
-    let lower = name.to_ascii_lowercase();
-    let mut by_distance: Vec<(usize, &str)> = known
-        .into_iter()
-        .map(|k| {
-            (
-                silica_convert::synth::edit_distance(&lower, &k.to_ascii_lowercase()),
-                k,
-            )
-        })
-        .collect();
-    by_distance.sort();
-    by_distance.dedup_by(|a, b| a.1 == b.1);
-    by_distance
-        .iter()
-        .take(n)
-        .map(|d| d.1)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub use silica_convert::synth::closest;
 
 /// Parses a ggml type name (`q8_0`, `F16`) with a closest-match error.
 ///
