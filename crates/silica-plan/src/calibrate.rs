@@ -372,21 +372,11 @@ fn fit_columns(u: &[Vec<f64>], merges: &[(usize, Option<usize>)]) -> Vec<f64> {
         })
     };
     let anchor = (0..N_CLASSES).find(|&j| has(j)).unwrap_or(0);
+    // Every column with data gets its own coefficient; one without (a class absent from the rows, no depth) is
+    // tied to the anchor's.
     let mut groups: Vec<Option<usize>> = (0..n_cols)
-        .map(|j| {
-            if has(j) {
-                Some(j)
-            } else {
-                Some(if j < N_CLASSES { anchor } else { j })
-            }
-        })
+        .map(|j| Some(if has(j) { j } else { anchor }))
         .collect();
-    // Columns beyond the classes without data (no depth, one layer count) are tied to the anchor too.
-    for (j, g) in groups.iter_mut().enumerate() {
-        if j >= N_CLASSES && !has(j) {
-            *g = Some(anchor);
-        }
-    }
     let renumber = |groups: &[Option<usize>]| -> Vec<Option<usize>> {
         let mut ids: Vec<usize> = groups.iter().flatten().copied().collect();
         ids.sort_unstable();
