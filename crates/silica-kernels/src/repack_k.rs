@@ -9,8 +9,14 @@
 //! the four matching activation bytes broadcast to all lanes (`vpdpbusd`, or `vpmaddubsw` + `vpmaddwd` on AVX2)
 //! accumulates one lane per row; after a sub-block of 32 values, a lane-wise multiply by the eight row scales
 //! (`vpmulld`; on AVX2 the scale is fused into the `vpmaddwd`) adds it into the super-block's exact integer sum.
-//! With AVX-512 one zmm `vpdpbusd` covers two such chunks (two adjacent 32-byte vectors, the two activation words
-//! spread to the halves by one `vpermd`); the halves are folded once per super-block.
+//! With AVX-512 and two or more tokens, one zmm `vpdpbusd` covers two such chunks (two adjacent 32-byte vectors,
+//! the two activation words spread to the halves by one `vpermd`); the halves are folded once per super-block.
+//! With one token the weights stream from memory and the ymm kernel (EVEX `vpdpbusd`) is used instead: on the
+//! test machine (AMD EPYC Zen 4, 2 threads, 40 × 8192×2048 matrices = 377 MB, so from DRAM) the zmm kernel read
+//! 26–28 GB/s where the ymm one and the row-major `vec_dot` read 40–45 GB/s, though in cache (one 8192×2048
+//! matrix) the zmm kernel is the fastest (zmm 104, ymm 89, row-major 51 GB/s). Padding the blocks to a multiple
+//! of 64 bytes, so no zmm load straddles two cache lines, did not change the DRAM figure; the cause is not
+//! known. With four tokens per tile the weights come from cache and the zmm kernel is ~20% faster (divan `pp`).
 //!
 //! Per super-block, row `j` and token:
 //!
@@ -22,11 +28,9 @@
 //! The integers are the ones of ggml's `ggml_vec_dot_q4_K_q8_K`; the results differ from it (and from
 //! [`crate::WeightBlock::vec_dot_ref`]) only by f32 rounding.
 //!
-//! **Not used by `silica-model` yet.** Measured on the 1B-shape Q4_K_M file (2 threads, AMD EPYC, alternating
-//! runs): prefill pp512 rises from 106–109 to 181–185 t/s, but generation tg128 falls from 52–54 to 38–40 t/s —
-//! with one token the per-chunk `vpermd` and `vpmulld` make this kernel slower than the row-major `vec_dot`
-//! (without the `vpermd`, as an experiment, 46–48 t/s). Repacking keeps one copy of the weights, so the model
-//! cannot switch layouts by batch size; the loader repacks Q4_K once the one-token path is at least as fast.
+//! `silica-model` repacks every Q4_K matrix at load where [`has_fast_path_q4k`] holds. Measured on the
+//! 1B-shape Q4_K_M file (2 threads, AMD EPYC, alternating runs against the row-major kernels): pp512 113 → 190
+//! t/s, tg128 52–53 → 58–61 t/s.
 #![allow(unsafe_code)]
 
 use bytemuck::{Pod, Zeroable};
@@ -240,6 +244,10 @@ mod x86 {
             match level {
                 Level::Avx2 => avx2::gemm(w, x),
                 Level::AvxVnni => avxvnni::gemm(w, x),
+                // One token streams the weights from memory, where the ymm kernel reads at the row-major
+                // kernel's rate and the zmm one fell 35% short; with more tokens the weights are in cache and
+                // the zmm kernel is faster (see the module docs).
+                Level::Avx512Vnni if N == 1 => avx512ymm::gemm(w, x),
                 Level::Avx512Vnni => avx512zmm::gemm(w, x),
             }
         }
@@ -388,6 +396,13 @@ mod x86 {
         /// AVX-VNNI: `vpdpbusd` (VEX), `vpmulld` by the row scales per sub-block.
         avxvnni, "avx2,fma,f16c,avxvnni",
         dot: |acc, a, b, _sc16| _mm256_dpbusd_avx_epi32(acc, a, b),
+        finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
+    );
+
+    kernels!(
+        /// AVX-512 VNNI on ymm (EVEX `vpdpbusd`), `vpmulld` by the row scales per sub-block: the one-token kernel.
+        avx512ymm, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        dot: |acc, a, b, _sc16| _mm256_dpbusd_epi32(acc, a, b),
         finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
     );
 
