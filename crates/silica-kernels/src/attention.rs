@@ -525,18 +525,7 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
         }
         // Softmax of one query's raw scores `sc` (keys `lo..=p`), then its value sum, written to the output.
         let mut finish = |i: usize, sc: &mut [f32], lo: usize, p: usize| {
-            let mut max = f32::NEG_INFINITY;
-            for x in sc.iter_mut() {
-                *x *= s.scale;
-                if *x > max {
-                    max = *x;
-                }
-            }
-            let mut sum = 0f32;
-            for x in sc.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
+            let sum = crate::vexp::softmax_row(sc, s.scale);
             acc.fill(0.0);
             for (j, &w) in (lo..=p).zip(sc.iter()) {
                 for (a, &x) in acc.iter_mut().zip(&vf[(j - j_lo) * dv..][..dv]) {
@@ -579,18 +568,7 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                     let p = s.p0 + i + r;
                     let (lo, hi) = (window_lo(p) - j_lo, p + 1 - j_lo);
                     let row = &mut scores[r * n..r * n + n];
-                    let mut max = f32::NEG_INFINITY;
-                    for x in &mut row[lo..hi] {
-                        *x *= s.scale;
-                        if *x > max {
-                            max = *x;
-                        }
-                    }
-                    let mut sum = 0f32;
-                    for x in &mut row[lo..hi] {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    }
+                    let sum = crate::vexp::softmax_row(&mut row[lo..hi], s.scale);
                     row[a..lo].fill(0.0);
                     row[hi..b].fill(0.0);
                     inv[r] = 1.0 / sum;

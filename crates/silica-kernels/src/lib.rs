@@ -23,6 +23,7 @@ pub mod legacy;
 pub mod q8;
 pub mod repack;
 pub mod repack_k;
+pub mod vexp;
 
 pub use bytemuck::Pod;
 use bytemuck::Zeroable;
