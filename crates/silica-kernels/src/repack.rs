@@ -1,5 +1,5 @@
-//! Q4_0 and Q8_0 repacked eight rows at a time, for prefill and generation on x86-64 (llama.cpp repacks Q4_0
-//! the same way on AVX2 machines: `q4_0_8x8_q8_0` in `ggml-cpu/repack.cpp`; the layouts and kernels here are
+//! Q4_0, Q5_0 and Q8_0 repacked eight rows at a time, for prefill and generation on x86-64 (llama.cpp repacks
+//! Q4_0 the same way on AVX2 machines: `q4_0_8x8_q8_0` in `ggml-cpu/repack.cpp`; the layouts and kernels here are
 //! silica's own).
 //!
 //! A [`BlockQ4_0x8`] holds block `i` of eight consecutive rows: their eight scales, then their nibbles arranged
@@ -10,7 +10,8 @@
 //! block and token that is 8 `vpdpbusd` for 8 rows, against 1 `vpdpbusd` plus scaling work per row for the
 //! row-major layout.
 //!
-//! The levels are used unsigned: Q4_0's nibbles (0..15) with `Σ (q − 8)·y = Σ q·y − 8·Σ y`, Q8_0's bytes
+//! The levels are used unsigned: Q4_0's nibbles (0..15) with `Σ (q − 8)·y = Σ q·y − 8·Σ y`, Q5_0's five-bit
+//! levels (0..31; the fifth bits are spread to bytes in the kernel) with `− 16·Σ y`, Q8_0's bytes
 //! shifted by 128 with `Σ q·y = Σ (q + 128)·y − 128·Σ y`; `Σ y` of each activation block is computed once per
 //! product. Results are exact integers per block scaled in f32; they differ from ggml's
 //! `vec_dot` only by f32 rounding. [`gemm_ref`] is the plain scalar reference (bit-identical by construction: the
@@ -20,7 +21,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use crate::blocks::{BlockQ4_0, BlockQ8_0, QK};
+use crate::blocks::{BlockQ4_0, BlockQ5_0, BlockQ8_0, QK};
 use crate::pool::{SharedMut, split};
 
 /// Block `i` of eight rows of a Q4_0 matrix, repacked (144 bytes, as eight [`BlockQ4_0`]).
@@ -37,6 +38,25 @@ pub struct BlockQ4_0x8 {
 }
 
 const _: () = assert!(size_of::<BlockQ4_0x8>() == 8 * size_of::<BlockQ4_0>());
+
+/// Block `i` of eight rows of a Q5_0 matrix, repacked (176 bytes, as eight [`BlockQ5_0`]).
+///
+/// `qs` holds the low four bits of the levels as [`BlockQ4_0x8::qs`] does. The fifth bits of the four-element
+/// chunk `e` (elements `4e..4e+4`, `e` in 0..8) of the eight rows form the little-endian `u32` at `qh[4e..4e+4]`:
+/// its bit `4·j + t` is row `j`'s fifth bit of element `4e + t` — the byte lanes of the chunk's 32-byte level
+/// vector, in order, so the kernel spreads it with one mask move (AVX-512) or a shuffle and compare (AVX2).
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ5_0x8 {
+    /// Scales of the eight rows.
+    pub d: [f16; 8],
+    /// Low four bits of the levels, interleaved as [`BlockQ4_0x8::qs`].
+    pub qs: [u8; 128],
+    /// Fifth bits, one little-endian `u32` per four-element chunk as described above.
+    pub qh: [u8; 32],
+}
+
+const _: () = assert!(size_of::<BlockQ5_0x8>() == 8 * size_of::<BlockQ5_0>());
 
 /// Block `i` of eight rows of a Q8_0 matrix, repacked (272 bytes, as eight [`BlockQ8_0`]).
 ///
@@ -58,6 +78,9 @@ pub trait Pack8: Pod + Send + Sync + 'static {
     type Src: Pod + Sync;
     /// What the unsigned levels are offset by: the product is `Σ u·y − OFFSET·Σ y`.
     const OFFSET: i32;
+    /// Whether the kernel needs VNNI: levels above 63 make AVX2's 16-bit `vpmaddubsw` pair sums overflow
+    /// (`2 · 255 · 128 > 2¹⁵`), so Q8_0's do.
+    const NEEDS_VNNI: bool;
     /// Packs block `i` of eight rows.
     fn pack(src: [&Self::Src; 8]) -> Self;
     /// The eight row scales.
@@ -69,6 +92,7 @@ pub trait Pack8: Pod + Send + Sync + 'static {
 impl Pack8 for BlockQ4_0x8 {
     type Src = BlockQ4_0;
     const OFFSET: i32 = 8;
+    const NEEDS_VNNI: bool = false;
     fn pack(src: [&BlockQ4_0; 8]) -> Self {
         let mut b = BlockQ4_0x8::zeroed();
         for (j, s) in src.iter().enumerate() {
@@ -92,9 +116,53 @@ impl Pack8 for BlockQ4_0x8 {
     }
 }
 
+impl Pack8 for BlockQ5_0x8 {
+    type Src = BlockQ5_0;
+    const OFFSET: i32 = 16;
+    const NEEDS_VNNI: bool = false;
+    fn pack(src: [&BlockQ5_0; 8]) -> Self {
+        let mut b = BlockQ5_0x8::zeroed();
+        let mut qh = [0u32; 8];
+        for (j, s) in src.iter().enumerate() {
+            b.d[j] = s.d;
+            let h = u32::from_le_bytes(s.qh);
+            for c in 0..4 {
+                for t in 0..4 {
+                    b.qs[32 * c + 4 * j + t] = s.qs[4 * c + t];
+                }
+            }
+            for e in 0..8 {
+                for t in 0..4 {
+                    qh[e] |= ((h >> (4 * e + t)) & 1) << (4 * j + t);
+                }
+            }
+        }
+        for (dst, h) in b.qh.chunks_exact_mut(4).zip(qh) {
+            dst.copy_from_slice(&h.to_le_bytes());
+        }
+        b
+    }
+    fn scales(&self) -> &[f16; 8] {
+        &self.d
+    }
+    fn level(&self, j: usize, e: usize) -> i32 {
+        let (c, t, hi) = ((e % 16) / 4, e % 4, e >= 16);
+        let byte = self.qs[32 * c + 4 * j + t];
+        let low = i32::from(if hi { byte >> 4 } else { byte & 0x0F });
+        let h = u32::from_le_bytes([
+            self.qh[4 * (e / 4)],
+            self.qh[4 * (e / 4) + 1],
+            self.qh[4 * (e / 4) + 2],
+            self.qh[4 * (e / 4) + 3],
+        ]);
+        low | (((h >> (4 * j + t)) & 1) as i32) << 4
+    }
+}
+
 impl Pack8 for BlockQ8_0x8 {
     type Src = BlockQ8_0;
     const OFFSET: i32 = 128;
+    const NEEDS_VNNI: bool = true;
     fn pack(src: [&BlockQ8_0; 8]) -> Self {
         let mut b = BlockQ8_0x8::zeroed();
         for (j, s) in src.iter().enumerate() {
@@ -125,6 +193,8 @@ pub struct Packed<P> {
 
 /// A repacked Q4_0 matrix.
 pub type PackedQ4_0 = Packed<BlockQ4_0x8>;
+/// A repacked Q5_0 matrix.
+pub type PackedQ5_0 = Packed<BlockQ5_0x8>;
 /// A repacked Q8_0 matrix.
 pub type PackedQ8_0 = Packed<BlockQ8_0x8>;
 
@@ -206,12 +276,12 @@ pub fn gemm_ref<P: Pack8, const N: usize>(w: &[P], x: [&[BlockQ8_0]; N], xs: [&[
     out
 }
 
-/// Whether this CPU has a SIMD kernel for `P`'s layout: x86-64 with AVX2, FMA and F16C for Q4_0; with AVX-512
-/// VNNI too for Q8_0 (its unsigned levels reach 255, whose pair sums overflow AVX2's 16-bit `vpmaddubsw`).
+/// Whether this CPU has a SIMD kernel for `P`'s layout: x86-64 with AVX2, FMA and F16C for Q4_0 and Q5_0; with
+/// AVX-512 VNNI too for Q8_0 ([`Pack8::NEEDS_VNNI`]).
 /// Elsewhere the row-major kernels are faster than [`gemm_ref`], so callers should not repack.
 pub fn has_fast_path<P: Pack8>() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return x86::available(P::OFFSET > 8);
+    return x86::available(P::NEEDS_VNNI);
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
@@ -254,20 +324,27 @@ mod x86 {
         match best() {
             None => None,
             // 16-bit pair sums of levels up to 255 overflow: Q8_0 needs VNNI (see `has_fast_path`).
-            Some(Level::Avx2 | Level::AvxVnni) if P::OFFSET > 8 => None,
+            Some(Level::Avx2 | Level::AvxVnni) if P::NEEDS_VNNI => None,
             // SAFETY: `best` detected AVX2, FMA and F16C (this kernel has no AVX-VNNI variant).
             Some(Level::Avx2 | Level::AvxVnni) => Some(unsafe { avx2::gemm(w, x, xs) }),
-            // SAFETY: `best` detected AVX2, FMA, F16C, AVX-512 VNNI and VL.
+            // SAFETY: `best` detected AVX2, FMA, F16C, AVX-512 VNNI, BW and VL.
             Some(Level::Avx512Vnni) => Some(unsafe { avx512vnni::gemm(w, x, xs) }),
         }
     }
 
     macro_rules! kernels {
-        ($name:ident, $feat:literal, |$acc:ident, $a:ident, $b:ident| $dot:expr) => {
+        ($name:ident, $feat:literal, |$acc:ident, $a:ident, $b:ident| $dot:expr, |$bits:ident| $spread:expr) => {
             pub(super) mod $name {
                 use std::arch::x86_64::*;
 
-                use super::super::{BlockQ4_0x8, BlockQ8_0, Pack8};
+                use super::super::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0, Pack8};
+
+                /// `0x10` in byte lane `i` where bit `i` of `bits` is set, else 0 (Q5_0's fifth bits).
+                #[target_feature(enable = $feat)]
+                #[inline]
+                fn spread($bits: u32) -> __m256i {
+                    $spread
+                }
 
                 /// `acc + Σ` of 4 adjacent products of unsigned `a` and signed `b` bytes, per i32 lane.
                 #[target_feature(enable = $feat)]
@@ -295,17 +372,26 @@ mod x86 {
                 ) -> [[f32; 8]; N] {
                     let low = _mm256_set1_epi8(0x0F);
                     let q4 = size_of::<P>() == size_of::<BlockQ4_0x8>();
+                    let q5 = size_of::<P>() == size_of::<BlockQ5_0x8>();
                     let mut acc = [_mm256_setzero_ps(); N];
                     for (i, wb) in w.iter().enumerate() {
                         // Levels of elements 4e..4e+4 of the eight rows, one vector per e.
                         let qs: *const u8 = bytemuck::bytes_of(wb)[16..].as_ptr();
                         let mut lv = [_mm256_setzero_si256(); 8];
-                        if q4 {
+                        if q4 || q5 {
                             for c in 0..4 {
-                                // SAFETY: a Q4_0x8 block has 128 level bytes after its 16 scale bytes; unaligned.
+                                // SAFETY: Q4_0x8 and Q5_0x8 blocks have 128 nibble bytes after their 16 scale
+                                // bytes; unaligned.
                                 let raw = unsafe { _mm256_loadu_si256(qs.add(32 * c).cast()) };
                                 lv[c] = _mm256_and_si256(raw, low);
                                 lv[4 + c] = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
+                            }
+                            if q5 {
+                                for e in 0..8 {
+                                    // SAFETY: a Q5_0x8 block has 32 fifth-bit bytes after its 128 nibble bytes.
+                                    let h = unsafe { qs.add(128 + 4 * e).cast::<u32>().read_unaligned() };
+                                    lv[e] = _mm256_or_si256(lv[e], spread(u32::from_le(h)));
+                                }
                             }
                         } else {
                             for e in 0..8 {
@@ -340,13 +426,37 @@ mod x86 {
         };
     }
 
-    kernels!(avx2, "avx2,fma,f16c", |acc, a, b| _mm256_add_epi32(
-        acc,
-        _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
-    ));
-    kernels!(avx512vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |acc, a, b| {
-        _mm256_dpbusd_epi32(acc, a, b)
-    });
+    kernels!(
+        avx2,
+        "avx2,fma,f16c",
+        |acc, a, b| _mm256_add_epi32(
+            acc,
+            _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+        ),
+        |bits| {
+            // Byte `i` of each 128-bit half takes byte `i / 8` of `bits`, keeps bit `i % 8`, and becomes 0x10.
+            let v = _mm256_shuffle_epi8(
+                _mm256_set1_epi32(bits as i32),
+                _mm256_setr_epi64x(
+                    0,
+                    0x0101_0101_0101_0101,
+                    0x0202_0202_0202_0202,
+                    0x0303_0303_0303_0303,
+                ),
+            );
+            let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+            _mm256_and_si256(
+                _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit),
+                _mm256_set1_epi8(0x10),
+            )
+        }
+    );
+    kernels!(
+        avx512vnni,
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        |acc, a, b| _mm256_dpbusd_epi32(acc, a, b),
+        |bits| _mm256_maskz_mov_epi8(bits, _mm256_set1_epi8(0x10))
+    );
 
     #[cfg(test)]
     pub(super) fn levels_for_tests() -> Vec<(&'static str, bool)> {
@@ -431,7 +541,7 @@ mod tests {
                 #[cfg(target_arch = "x86_64")]
                 for (name, ok) in x86::levels_for_tests() {
                     // AVX2 without VNNI cannot take Q8_0's unsigned levels (see `has_fast_path`).
-                    if ok && !(name == "avx2" && P::OFFSET > 8) {
+                    if ok && !(name == "avx2" && P::NEEDS_VNNI) {
                         let got = x86::gemm_at(name, p.group(g), xr, sr);
                         let (a, b) = (
                             got.map(|r| r.map(f32::to_bits)),
@@ -461,8 +571,9 @@ mod tests {
     }
 
     #[test]
-    fn packed_q4_0_and_q8_0_products_equal_the_reference() {
+    fn packed_q4_0_q5_0_and_q8_0_products_equal_the_reference() {
         packed_products_match::<BlockQ4_0x8>(silica_gguf::GgmlType::Q4_0);
+        packed_products_match::<BlockQ5_0x8>(silica_gguf::GgmlType::Q5_0);
         packed_products_match::<BlockQ8_0x8>(silica_gguf::GgmlType::Q8_0);
     }
 

@@ -106,6 +106,7 @@ fn bad_shapes_are_errors() {
 #[test]
 fn packed_matmuls_equal_the_row_major_ones() {
     packed_equals_row_major::<silica_kernels::repack::BlockQ4_0x8>(GgmlType::Q4_0);
+    packed_equals_row_major::<silica_kernels::repack::BlockQ5_0x8>(GgmlType::Q5_0);
     packed_equals_row_major::<silica_kernels::repack::BlockQ8_0x8>(GgmlType::Q8_0);
 }
 

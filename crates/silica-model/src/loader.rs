@@ -61,7 +61,7 @@ pub(crate) struct NativeMat {
     rows: usize,
     cols: usize,
     bytes: TensorBytes,
-    /// Q4_0, Q8_0 or Q4_K repacked eight rows at a time (x86-64): used instead of `bytes`, whose pages are released.
+    /// Q4_0, Q5_0, Q8_0 or Q4_K repacked eight rows at a time (x86-64): used instead of `bytes`, whose pages are released.
     packed: Option<Arc<PackedMat>>,
 }
 
@@ -69,6 +69,7 @@ pub(crate) struct NativeMat {
 #[derive(Debug)]
 enum PackedMat {
     Q4_0(silica_kernels::PackedQ4_0),
+    Q5_0(silica_kernels::PackedQ5_0),
     Q8_0(silica_kernels::PackedQ8_0),
     Q4K(silica_kernels::PackedQ4K),
 }
@@ -92,6 +93,7 @@ impl NativeMat {
             SCRATCH
                 .with_borrow_mut(|s| match self.packed.as_deref() {
                     Some(PackedMat::Q4_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
+                    Some(PackedMat::Q5_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
                     Some(PackedMat::Q8_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
                     Some(PackedMat::Q4K(p)) => silica_kernels::matmul_packed_q4k(pool, p, xs, n, &mut out, s),
                     None => silica_kernels::QMatRef::new(self.ty, self.rows, self.cols, &self.bytes)
@@ -242,15 +244,19 @@ impl<'a> Loader<'a> {
             return Ok(None);
         }
         let bytes = self.file.tensor_bytes(info)?;
-        // Q4_0, Q8_0 and Q4_K matrices are repacked eight rows at a time where the CPU has the kernel (a copy of the
+        // Q4_0, Q5_0, Q8_0 and Q4_K matrices are repacked eight rows at a time where the CPU has the kernel (a copy of the
         // same size, Q4_K 2.8% larger; the mapped pages are then released so the process holds the weights once). The token embeddings are
         // not repacked: their rows are read in place by `get_rows`.
-        use silica_kernels::repack::{BlockQ4_0x8, BlockQ8_0x8, has_fast_path};
+        use silica_kernels::repack::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0x8, has_fast_path};
         let packed = match ty {
             _ if !need_matmul => None,
             GgmlType::Q4_0 if has_fast_path::<BlockQ4_0x8>() => {
                 let blocks = blocks_checked(&bytes, name)?;
                 silica_kernels::PackedQ4_0::pack(blocks, rows, cols).map(PackedMat::Q4_0)
+            }
+            GgmlType::Q5_0 if has_fast_path::<BlockQ5_0x8>() => {
+                let blocks = blocks_checked(&bytes, name)?;
+                silica_kernels::PackedQ5_0::pack(blocks, rows, cols).map(PackedMat::Q5_0)
             }
             GgmlType::Q8_0 if has_fast_path::<BlockQ8_0x8>() => {
                 let blocks = blocks_checked(&bytes, name)?;
