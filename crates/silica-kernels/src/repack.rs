@@ -131,9 +131,9 @@ impl Pack8 for BlockQ5_0x8 {
                     b.qs[32 * c + 4 * j + t] = s.qs[4 * c + t];
                 }
             }
-            for e in 0..8 {
+            for (e, q) in qh.iter_mut().enumerate() {
                 for t in 0..4 {
-                    qh[e] |= ((h >> (4 * e + t)) & 1) << (4 * j + t);
+                    *q |= ((h >> (4 * e + t)) & 1) << (4 * j + t);
                 }
             }
         }
