@@ -615,6 +615,31 @@ mod qk_x86 {
             "qk4: sizes"
         );
         let mut c = a;
+        // Sixteen keys at a time: two key loads and four query broadcasts feed eight FMAs.
+        while c + 16 <= b {
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            for d in 0..dk {
+                // SAFETY: `d·n + c + 16 ≤ (dk − 1)·n + b ≤ dk·n ≤ kt.len()`; unaligned loads.
+                let (k0, k1) = unsafe {
+                    let p = kt.as_ptr().add(d * n + c);
+                    (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+                };
+                for r in 0..4 {
+                    let qv = _mm256_set1_ps(q[r][d]);
+                    acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
+                }
+            }
+            for r in 0..4 {
+                // SAFETY: `r·n + c + 16 ≤ 4n ≤ scores.len()`; unaligned stores.
+                unsafe {
+                    let p = scores.as_mut_ptr().add(r * n + c);
+                    _mm256_storeu_ps(p, acc[r][0]);
+                    _mm256_storeu_ps(p.add(8), acc[r][1]);
+                }
+            }
+            c += 16;
+        }
         while c + 8 <= b {
             let mut acc = [_mm256_setzero_ps(); 4];
             for d in 0..dk {
