@@ -1,4 +1,4 @@
-//! `e^x` in f32 eight lanes at a time (AVX2 + FMA), for the softmax of attention scores and SwiGLU, with a
+//! `e^x` in f32 eight lanes at a time (AVX2 + FMA), for the softmax of attention scores in prefill, with a
 //! scalar twin that performs the same operations in the same order, so the two agree bit for bit.
 //!
 //! Method (the classic range reduction of Cody & Waite, "Software Manual for the Elementary Functions", 1980):
@@ -71,24 +71,6 @@ pub fn softmax_row_ref(row: &mut [f32], scale: f32) -> f32 {
     sum
 }
 
-/// SwiGLU with this module's `e^x`: `out = g / (1 + e^−g) · u` (ggml `swiglu`), eight lanes at a time where the
-/// CPU has AVX2 (the same bits as the scalar loop).
-///
-/// # Panics
-/// If the lengths disagree.
-pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    assert!(gate.len() == up.len() && up.len() == out.len(), "swiglu: lengths");
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if crate::cpu::x86::best().is_some() {
-        // SAFETY: AVX2, FMA and F16C are present (as above); the lengths were checked.
-        done = unsafe { x86::swiglu(gate, up, out) };
-    }
-    for ((y, &g), &u) in out[done..].iter_mut().zip(&gate[done..]).zip(&up[done..]) {
-        *y = g / (1.0 + exp_ref(-g)) * u;
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -157,25 +139,6 @@ mod x86 {
         }
         sum
     }
-
-    /// SwiGLU over the whole groups of eight; returns how many values were done.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) -> usize {
-        let n8 = gate.len() / 8 * 8;
-        let one = _mm256_set1_ps(1.0);
-        let neg = _mm256_set1_ps(-0.0);
-        for i in (0..n8).step_by(8) {
-            // SAFETY: `i + 8 ≤ n8 ≤` every length (checked by the caller); unaligned loads and store.
-            unsafe {
-                let g = _mm256_loadu_ps(gate.as_ptr().add(i));
-                let u = _mm256_loadu_ps(up.as_ptr().add(i));
-                let e = exp8(_mm256_xor_ps(g, neg));
-                let y = _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
-                _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
-            }
-        }
-        n8
-    }
 }
 
 #[cfg(test)]
@@ -224,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn softmax_and_swiglu_match_their_scalar_forms() {
+    fn softmax_matches_its_scalar_form() {
         for len in [0usize, 1, 7, 8, 9, 33, 515] {
             let src: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.7).collect();
             let (mut a, mut b) = (src.clone(), src.clone());
@@ -237,18 +200,6 @@ mod tests {
             assert!((sa - sb).abs() <= 1e-6 * sb.max(1.0), "{sa} vs {sb}");
             if len > 0 {
                 assert!(a.contains(&1.0), "the max maps to e^0");
-            }
-            let up: Vec<f32> = src.iter().map(|v| v * 0.3 + 1.0).collect();
-            let mut y = vec![0f32; len];
-            swiglu(&src, &up, &mut y);
-            for ((&yi, &g), &u) in y.iter().zip(&src).zip(&up) {
-                let want = g / (1.0 + exp_ref(-g)) * u;
-                assert_eq!(yi.to_bits(), want.to_bits(), "g {g}");
-                let exact = g / (1.0 + (-g).exp()) * u;
-                assert!(
-                    (yi - exact).abs() <= 1e-6 * exact.abs().max(1e-30),
-                    "g {g}: {yi} vs {exact}"
-                );
             }
         }
     }
