@@ -110,10 +110,15 @@ impl Pack8 for BlockQ4_0x8 {
         &self.d
     }
     fn level(&self, j: usize, e: usize) -> i32 {
-        let (c, t, hi) = ((e % 16) / 4, e % 4, e >= 16);
-        let byte = self.qs[32 * c + 4 * j + t];
-        i32::from(if hi { byte >> 4 } else { byte & 0x0F })
+        nibble(&self.qs, j, e)
     }
+}
+
+/// Row `j`'s four-bit level of element `e` in the nibble layout of [`BlockQ4_0x8::qs`].
+fn nibble(qs: &[u8; 128], j: usize, e: usize) -> i32 {
+    let (c, t, hi) = ((e % 16) / 4, e % 4, e >= 16);
+    let byte = qs[32 * c + 4 * j + t];
+    i32::from(if hi { byte >> 4 } else { byte & 0x0F })
 }
 
 impl Pack8 for BlockQ5_0x8 {
@@ -146,9 +151,8 @@ impl Pack8 for BlockQ5_0x8 {
         &self.d
     }
     fn level(&self, j: usize, e: usize) -> i32 {
-        let (c, t, hi) = ((e % 16) / 4, e % 4, e >= 16);
-        let byte = self.qs[32 * c + 4 * j + t];
-        let low = i32::from(if hi { byte >> 4 } else { byte & 0x0F });
+        let low = nibble(&self.qs, j, e);
+        let t = e % 4;
         let h = u32::from_le_bytes([
             self.qh[4 * (e / 4)],
             self.qh[4 * (e / 4) + 1],
