@@ -1,5 +1,5 @@
-//! Micro-benchmarks of silica's own CPU matrix product (`silica_kernels::matmul`, and `matmul_packed` for the
-//! repacked Q4_0/Q8_0 layouts, `matmul_packed_q4k` for repacked Q4_K), the product `silica-model` runs on the CPU: a weight `[out, in]` applied as
+//! Micro-benchmarks of silica's own CPU matrix product (`silica_kernels::matmul`, and the `x8` layouts that
+//! `silica_kernels::repack` makes), the product `silica-model` runs on the CPU: a weight `[out, in]` applied as
 //! `x · Wᵀ`.
 //!
 //! ```text
@@ -22,10 +22,7 @@ use divan::counter::{BytesCount, ItemsCount};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use silica_gguf::GgmlType;
-use silica_kernels::repack::{BlockQ4_0x8, BlockQ8_0x8, Pack8};
-use silica_kernels::{
-    Packed, PackedQ4K, QMatRef, Scratch, global_pool, matmul, matmul_packed, matmul_packed_q4k,
-};
+use silica_kernels::{QMatRef, Scratch, global_pool, matmul};
 
 fn main() {
     divan::main();
@@ -103,35 +100,21 @@ fn prepare(c: Case, n: usize) -> impl FnMut() {
     let x = activations(n, c.inp);
     let mut y = vec![0f32; n * c.out];
     let mut s = Scratch::default();
-    enum Layout {
-        RowMajor(Vec<u8>),
-        Q4_0(Packed<BlockQ4_0x8>),
-        Q8_0(Packed<BlockQ8_0x8>),
-        Q4K(PackedQ4K),
-    }
-    let layout = match (c.ty, c.packed) {
-        (GgmlType::Q4_0, true) => Layout::Q4_0(pack(&w, c)),
-        (GgmlType::Q8_0, true) => Layout::Q8_0(pack(&w, c)),
-        (GgmlType::Q4_K, true) => Layout::Q4K(
-            PackedQ4K::pack(silica_kernels::blocks_of(&w).expect("whole blocks"), c.out, c.inp)
-                .expect("rows a multiple of 8"),
-        ),
-        _ => Layout::RowMajor(w),
-    };
-    move || match &layout {
-        Layout::RowMajor(w) => {
-            let m = QMatRef::new(c.ty, c.out, c.inp, w).expect("valid shape");
-            matmul(global_pool(), &m, &x, n, &mut y, &mut s).expect("sizes match");
+    let m = QMatRef::new(c.ty, c.out, c.inp, &w).expect("valid shape");
+    let packed = c.packed.then(|| {
+        silica_kernels::repack(&m)
+            .expect("aligned blocks")
+            .expect("this CPU has a repacked kernel for the type")
+    });
+    move || {
+        let m = QMatRef::new(c.ty, c.out, c.inp, &w).expect("valid shape");
+        match &packed {
+            Some(p) => p
+                .matmul(global_pool(), &x, n, &mut y, &mut s)
+                .expect("sizes match"),
+            None => matmul(global_pool(), &m, &x, n, &mut y, &mut s).expect("sizes match"),
         }
-        Layout::Q4_0(p) => matmul_packed(global_pool(), p, &x, n, &mut y, &mut s).expect("sizes match"),
-        Layout::Q8_0(p) => matmul_packed(global_pool(), p, &x, n, &mut y, &mut s).expect("sizes match"),
-        Layout::Q4K(p) => matmul_packed_q4k(global_pool(), p, &x, n, &mut y, &mut s).expect("sizes match"),
     }
-}
-
-fn pack<P: Pack8>(w: &[u8], c: Case) -> Packed<P> {
-    Packed::<P>::pack(silica_kernels::blocks_of(w).expect("whole blocks"), c.out, c.inp)
-        .expect("rows a multiple of 8")
 }
 
 /// Token generation: one token, a matrix-vector product; bytes/s = weights streamed per second.

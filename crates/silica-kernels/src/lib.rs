@@ -101,7 +101,9 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 
-pub use matmul::{KernelError, QMatRef, Scratch, matmul, matmul_packed, matmul_packed_q4k, supports};
+pub use matmul::{
+    KernelError, QMatRef, RepackedMatrix, Scratch, matmul, matmul_packed, matmul_packed_q4k, repack, supports,
+};
 pub use pool::ThreadPool;
 pub use repack::{Packed, PackedQ4_0, PackedQ5_0, PackedQ8_0};
 pub use repack_k::{BlockQ4_Kx8, PackedQ4K, has_fast_path_q4k};

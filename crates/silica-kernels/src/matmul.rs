@@ -178,7 +178,106 @@ fn grow_blocks<A: ActBlock>(words: &mut Vec<u32>, n: usize) -> &mut [A] {
     &mut bytemuck::cast_slice_mut(&mut words[..len])[..n]
 }
 
-/// `out = x · Wᵀ` for a repacked matrix ([`Packed`]: Q4_0 or Q8_0): threads split the groups of eight rows; each
+/// The `n` rows of `x` (`[n, cols]` f32) quantized to activation blocks `A` in `scratch`, one token per task on
+/// `pool`: `[n, cols / A::QK]` blocks.
+fn quantize_tokens<'s, A: ActBlock>(
+    pool: &ThreadPool,
+    scratch: &'s mut Scratch,
+    x: &[f32],
+    n: usize,
+    cols: usize,
+) -> &'s [A] {
+    let nb = cols / A::QK;
+    let xq: &mut [A] = scratch.blocks(n * nb);
+    let xq_ptr = SharedMut::new(xq);
+    per_token(pool, n, |t| {
+        // SAFETY: token `t`'s blocks are written by exactly one thread, within bounds.
+        let row = unsafe { xq_ptr.slice(t * nb, nb) };
+        A::quantize_row(&x[t * cols..(t + 1) * cols], row);
+    });
+    xq
+}
+
+/// A weight matrix repacked at load for this CPU's eight-row kernels (made by [`repack`]): it multiplies as
+/// [`matmul`] does, with the same shapes and errors.
+pub trait RepackedMatrix: Send + Sync + std::fmt::Debug {
+    /// `out = x · Wᵀ`: `x` `[n, cols]`, `out` `[n, rows]`, f32 row-major.
+    ///
+    /// # Errors
+    /// [`KernelError::Size`] if `x` or `out` does not have that size.
+    fn matmul(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<(), KernelError>;
+
+    /// Bytes the repacked copy holds.
+    fn size_bytes(&self) -> usize;
+}
+
+impl<P: Pack8> RepackedMatrix for Packed<P> {
+    fn matmul(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<(), KernelError> {
+        matmul_packed(pool, self, x, n, out, scratch)
+    }
+    fn size_bytes(&self) -> usize {
+        Packed::size_bytes(self)
+    }
+}
+
+impl RepackedMatrix for PackedQ4K {
+    fn matmul(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<(), KernelError> {
+        matmul_packed_q4k(pool, self, x, n, out, scratch)
+    }
+    fn size_bytes(&self) -> usize {
+        PackedQ4K::size_bytes(self)
+    }
+}
+
+/// Repacks `w` eight rows at a time where this CPU has a repacked kernel for its type — Q4_0, Q5_0 and Q8_0
+/// ([`repack::has_fast_path`]), Q4_K ([`repack_k::has_fast_path_q4k`]) — and its shape allows (rows a multiple of
+/// 8; for Q4_K, columns a multiple of 256). `None` otherwise: the row-major [`matmul`] is then the faster one.
+/// The groups are packed in parallel on the process pool; the copy is the size of `w` (Q4_K: 2.8% more).
+///
+/// # Errors
+/// [`KernelError::Misaligned`] if `w`'s bytes are not aligned for its blocks.
+pub fn repack(w: &QMatRef<'_>) -> Result<Option<Box<dyn RepackedMatrix>>, KernelError> {
+    fn legacy<P: Pack8>(w: &QMatRef<'_>) -> Result<Option<Box<dyn RepackedMatrix>>, KernelError> {
+        if !repack::has_fast_path::<P>() {
+            return Ok(None);
+        }
+        let blocks = crate::blocks_of(w.data)?;
+        Ok(Packed::<P>::pack(blocks, w.rows, w.cols).map(|p| Box::new(p) as Box<dyn RepackedMatrix>))
+    }
+    match w.ty {
+        GgmlType::Q4_0 => legacy::<repack::BlockQ4_0x8>(w),
+        GgmlType::Q5_0 => legacy::<repack::BlockQ5_0x8>(w),
+        GgmlType::Q8_0 => legacy::<repack::BlockQ8_0x8>(w),
+        GgmlType::Q4_K if repack_k::has_fast_path_q4k() => {
+            let blocks = crate::blocks_of(w.data)?;
+            Ok(PackedQ4K::pack(blocks, w.rows, w.cols).map(|p| Box::new(p) as Box<dyn RepackedMatrix>))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `out = x · Wᵀ` for a repacked matrix ([`Packed`]: Q4_0, Q5_0 or Q8_0): threads split the groups of eight rows; each
 /// group meets the tokens four at a time ([`repack::gemm`]).
 ///
 /// # Errors
@@ -276,14 +375,7 @@ pub fn matmul_packed_q4k(
     let (rows, cols) = (w.rows(), w.cols());
     check_sizes(rows, cols, x, n, out)?;
     let nb = cols / QK_K;
-    let xq: &mut [BlockQ8K] = scratch.blocks(n * nb);
-    let xq_ptr = SharedMut::new(xq);
-    per_token(pool, n, |t| {
-        // SAFETY: token `t`'s blocks are written by exactly one thread, within bounds.
-        let row = unsafe { xq_ptr.slice(t * nb, nb) };
-        BlockQ8K::quantize_row(&x[t * cols..(t + 1) * cols], row);
-    });
-    let xq: &[BlockQ8K] = xq;
+    let xq: &[BlockQ8K] = quantize_tokens(pool, scratch, x, n, cols);
     struct Tiles<'a> {
         w: &'a PackedQ4K,
         xq: &'a [BlockQ8K],
@@ -336,14 +428,7 @@ fn typed<B: WeightBlock>(
     let blocks: &[B] = bytemuck::cast_slice(w.data);
     let nb_w = w.cols / B::QK;
     let nb_x = w.cols / <B::Act as ActBlock>::QK;
-    let xq: &mut [B::Act] = scratch.blocks(n * nb_x);
-    let xq_ptr = SharedMut::new(xq);
-    per_token(pool, n, |t| {
-        // SAFETY: each token's row of blocks is written by exactly one thread, within `xq`'s bounds.
-        let row = unsafe { xq_ptr.slice(t * nb_x, nb_x) };
-        B::Act::quantize_row(&x[t * w.cols..(t + 1) * w.cols], row);
-    });
-    let xq: &[B::Act] = xq;
+    let xq: &[B::Act] = quantize_tokens(pool, scratch, x, n, w.cols);
     let rows = w.rows;
     let optr = SharedMut::new(out);
     pool.run(|ith, nth| {

@@ -73,7 +73,7 @@ pub struct BlockQ8_0x8 {
 const _: () = assert!(size_of::<BlockQ8_0x8>() == 8 * size_of::<BlockQ8_0>());
 
 /// A repacked block of eight rows (see [`BlockQ4_0x8`], [`BlockQ8_0x8`]).
-pub trait Pack8: Pod + Send + Sync + 'static {
+pub trait Pack8: Pod + Send + Sync + std::fmt::Debug + 'static {
     /// The row-major block type it is made from.
     type Src: Pod + Sync;
     /// What the unsigned levels are offset by: the product is `Σ u·y − OFFSET·Σ y`.

@@ -4,7 +4,7 @@
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use silica_gguf::GgmlType;
-use silica_kernels::{QMatRef, Scratch, ThreadPool, matmul};
+use silica_kernels::{QMatRef, RepackedMatrix, Scratch, ThreadPool, matmul};
 
 const TYPES: [GgmlType; 7] = [
     GgmlType::Q4_0,
@@ -103,89 +103,91 @@ fn bad_shapes_are_errors() {
     assert!(matmul(&pool, &m, &[0.0; 32], 1, &mut out[..1], &mut Scratch::default()).is_err());
 }
 
+/// `wq` (`[rows, cols]` of `ty`) in its repacked layout.
+fn pack(ty: GgmlType, wq: &[u8], rows: usize, cols: usize) -> Box<dyn RepackedMatrix> {
+    use silica_kernels::repack::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0x8};
+    use silica_kernels::{Packed, PackedQ4K, blocks_of};
+    let b =
+        |ok: Option<Box<dyn RepackedMatrix>>| ok.unwrap_or_else(|| panic!("{ty} {rows}x{cols}: not packed"));
+    match ty {
+        GgmlType::Q4_0 => {
+            b(Packed::<BlockQ4_0x8>::pack(blocks_of(wq).unwrap(), rows, cols).map(|p| Box::new(p) as _))
+        }
+        GgmlType::Q5_0 => {
+            b(Packed::<BlockQ5_0x8>::pack(blocks_of(wq).unwrap(), rows, cols).map(|p| Box::new(p) as _))
+        }
+        GgmlType::Q8_0 => {
+            b(Packed::<BlockQ8_0x8>::pack(blocks_of(wq).unwrap(), rows, cols).map(|p| Box::new(p) as _))
+        }
+        GgmlType::Q4_K => b(PackedQ4K::pack(blocks_of(wq).unwrap(), rows, cols).map(|p| Box::new(p) as _)),
+        _ => panic!("{ty} has no repacked layout"),
+    }
+}
+
+/// Every repacked product equals the row-major one up to f32 rounding (same exact
+/// integers per block), for 1 to 9 tokens and 1 or 3 threads; wrong sizes are errors, not panics.
 #[test]
 fn packed_matmuls_equal_the_row_major_ones() {
-    packed_equals_row_major::<silica_kernels::repack::BlockQ4_0x8>(GgmlType::Q4_0);
-    packed_equals_row_major::<silica_kernels::repack::BlockQ5_0x8>(GgmlType::Q5_0);
-    packed_equals_row_major::<silica_kernels::repack::BlockQ8_0x8>(GgmlType::Q8_0);
+    // Legacy types: within 1e-4 of the larger of |result| and 1; the copy is the file's size.
+    let legacy = |p: f32, q: f32, _mag: f32| (p - q).abs() <= 1e-4 * p.abs().max(1.0);
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+        packed_equals_row_major(ty, 12, &[(24, 576)], 0, legacy);
+    }
+    // Q4_K: within 1e-5 of Σ|w·x| of the (unquantized) operands; 32 more bytes per super-block of eight rows.
+    let q4k = |p: f32, q: f32, mag: f32| (p - q).abs() <= 1e-5 * mag;
+    packed_equals_row_major(GgmlType::Q4_K, 13, &[(8, 256), (24, 768), (16, 2048)], 32, q4k);
 }
 
-fn packed_equals_row_major<P: silica_kernels::repack::Pack8>(ty: GgmlType) {
-    let mut rng = StdRng::seed_from_u64(12);
-    let (rows, cols) = (24, 576);
-    let w = random(&mut rng, rows * cols);
-    let row_bytes = cols / 32 * ty.block_bytes();
-    let mut wq = vec![0u8; rows * row_bytes];
-    for (src, dst) in w.chunks_exact(cols).zip(wq.chunks_exact_mut(row_bytes)) {
-        silica_quant::quantize_row(ty, src, dst).unwrap();
-    }
-    let m = QMatRef::new(ty, rows, cols, &wq).unwrap();
-    let packed =
-        silica_kernels::Packed::<P>::pack(silica_kernels::blocks_of(&wq).unwrap(), rows, cols).unwrap();
-    assert_eq!(packed.size_bytes(), wq.len());
-    for n in [1, 2, 3, 4, 9] {
-        let x = random(&mut rng, n * cols);
-        for threads in [1, 3] {
-            let pool = ThreadPool::new(threads).unwrap();
-            let (mut a, mut b) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
-            matmul(&pool, &m, &x, n, &mut a, &mut Scratch::default()).unwrap();
-            silica_kernels::matmul_packed(&pool, &packed, &x, n, &mut b, &mut Scratch::default()).unwrap();
-            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-                assert!(
-                    (p - q).abs() <= 1e-4 * p.abs().max(1.0),
-                    "n {n} threads {threads} [{i}]: {p} vs {q}"
-                );
-            }
-        }
-    }
-}
-
-/// The repacked Q4_K product equals the row-major one up to f32 rounding (same exact integers per super-block).
-#[test]
-fn packed_q4k_matmul_equals_the_row_major_one() {
-    let ty = GgmlType::Q4_K;
-    let mut rng = StdRng::seed_from_u64(13);
-    for (rows, cols) in [(8, 256), (24, 768), (16, 2048)] {
+fn packed_equals_row_major(
+    ty: GgmlType,
+    seed: u64,
+    shapes: &[(usize, usize)],
+    extra_bytes_per_group_block: usize,
+    close: impl Fn(f32, f32, f32) -> bool,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for &(rows, cols) in shapes {
         let w = random(&mut rng, rows * cols);
-        let row_bytes = cols / 256 * ty.block_bytes();
+        let row_bytes = cols / ty.block_len() * ty.block_bytes();
         let mut wq = vec![0u8; rows * row_bytes];
         for (src, dst) in w.chunks_exact(cols).zip(wq.chunks_exact_mut(row_bytes)) {
             silica_quant::quantize_row(ty, src, dst).unwrap();
         }
         let m = QMatRef::new(ty, rows, cols, &wq).unwrap();
-        let packed =
-            silica_kernels::PackedQ4K::pack(silica_kernels::blocks_of(&wq).unwrap(), rows, cols).unwrap();
-        assert_eq!((packed.rows(), packed.cols()), (rows, cols));
-        assert_eq!(packed.size_bytes(), wq.len() + rows / 8 * cols / 256 * 32);
+        // Packed explicitly rather than through `repack`, so CPUs without the SIMD kernels test the scalar ones.
+        let packed = pack(ty, &wq, rows, cols);
+        let extra = rows / 8 * cols / ty.block_len() * extra_bytes_per_group_block;
+        assert_eq!(packed.size_bytes(), wq.len() + extra, "{ty}");
         for n in [1, 2, 3, 4, 9] {
             let x = random(&mut rng, n * cols);
             for threads in [1, 3] {
                 let pool = ThreadPool::new(threads).unwrap();
                 let (mut a, mut b) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
                 matmul(&pool, &m, &x, n, &mut a, &mut Scratch::default()).unwrap();
-                silica_kernels::matmul_packed_q4k(&pool, &packed, &x, n, &mut b, &mut Scratch::default())
+                packed
+                    .matmul(&pool, &x, n, &mut b, &mut Scratch::default())
                     .unwrap();
-                for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-                    // f32 rounding, relative to Σ|w·x| of the (unquantized) operands.
+                for (i, (&p, &q)) in a.iter().zip(&b).enumerate() {
                     let (t, r) = (i / rows, i % rows);
                     let mag: f32 = (0..cols).map(|c| (w[r * cols + c] * x[t * cols + c]).abs()).sum();
                     assert!(
-                        (p - q).abs() <= 1e-5 * mag,
-                        "rows {rows} cols {cols} n {n} threads {threads} [{i}]: {p} vs {q}"
+                        close(p, q, mag),
+                        "{ty} rows {rows} cols {cols} n {n} threads {threads} [{i}]: {p} vs {q}"
                     );
                 }
             }
         }
-        // Wrong activation / output sizes are errors, not panics.
         let pool = ThreadPool::new(1).unwrap();
         let mut out = vec![0f32; rows];
         let x = vec![0f32; cols];
         let mut s = Scratch::default();
         assert!(
-            silica_kernels::matmul_packed_q4k(&pool, &packed, &x[..cols - 1], 1, &mut out, &mut s).is_err()
+            packed.matmul(&pool, &x[..cols - 1], 1, &mut out, &mut s).is_err(),
+            "{ty}"
         );
         assert!(
-            silica_kernels::matmul_packed_q4k(&pool, &packed, &x, 1, &mut out[..rows - 1], &mut s).is_err()
+            packed.matmul(&pool, &x, 1, &mut out[..rows - 1], &mut s).is_err(),
+            "{ty}"
         );
     }
 }
@@ -198,4 +200,33 @@ fn packed_q4k_refuses_bad_shapes() {
     assert!(silica_kernels::PackedQ4K::pack(w, 24, 255).is_none());
     assert!(silica_kernels::PackedQ4K::pack(&w[..7], 8, 256).is_none());
     assert!(silica_kernels::PackedQ4K::pack(&w[..8], 8, 256).is_some());
+}
+
+/// `repack` copies exactly the types and shapes this CPU has a repacked kernel for.
+#[test]
+fn repack_picks_the_types_and_shapes_with_a_kernel() {
+    use silica_kernels::repack::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0x8, has_fast_path};
+    let has = |ty: GgmlType| match ty {
+        GgmlType::Q4_0 => has_fast_path::<BlockQ4_0x8>(),
+        GgmlType::Q5_0 => has_fast_path::<BlockQ5_0x8>(),
+        GgmlType::Q8_0 => has_fast_path::<BlockQ8_0x8>(),
+        GgmlType::Q4_K => silica_kernels::has_fast_path_q4k(),
+        _ => false,
+    };
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q4_1,
+        GgmlType::Q6_K,
+    ] {
+        let cols = 256;
+        for rows in [16, 12] {
+            let wq = vec![0u8; rows * cols / ty.block_len() * ty.block_bytes()];
+            let m = QMatRef::new(ty, rows, cols, &wq).unwrap();
+            let got = silica_kernels::repack(&m).unwrap().is_some();
+            assert_eq!(got, has(ty) && rows % 8 == 0, "{ty} {rows} rows");
+        }
+    }
 }

@@ -61,17 +61,9 @@ pub(crate) struct NativeMat {
     rows: usize,
     cols: usize,
     bytes: TensorBytes,
-    /// Q4_0, Q5_0, Q8_0 or Q4_K repacked eight rows at a time (x86-64): used instead of `bytes`, whose pages are released.
-    packed: Option<Arc<PackedMat>>,
-}
-
-/// A repacked matrix (see `silica_kernels::repack`).
-#[derive(Debug)]
-enum PackedMat {
-    Q4_0(silica_kernels::PackedQ4_0),
-    Q5_0(silica_kernels::PackedQ5_0),
-    Q8_0(silica_kernels::PackedQ8_0),
-    Q4K(silica_kernels::PackedQ4K),
+    /// The matrix repacked for this CPU's kernels (`silica_kernels::repack`: Q4_0, Q5_0, Q8_0, Q4_K on x86-64):
+    /// used instead of `bytes`, whose pages are released.
+    packed: Option<Arc<dyn silica_kernels::RepackedMatrix>>,
 }
 
 thread_local! {
@@ -92,10 +84,7 @@ impl NativeMat {
         crate::layers::cpu_f32(x, |xs| {
             SCRATCH
                 .with_borrow_mut(|s| match self.packed.as_deref() {
-                    Some(PackedMat::Q4_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
-                    Some(PackedMat::Q5_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
-                    Some(PackedMat::Q8_0(p)) => silica_kernels::matmul_packed(pool, p, xs, n, &mut out, s),
-                    Some(PackedMat::Q4K(p)) => silica_kernels::matmul_packed_q4k(pool, p, xs, n, &mut out, s),
+                    Some(p) => p.matmul(pool, xs, n, &mut out, s),
                     None => silica_kernels::QMatRef::new(self.ty, self.rows, self.cols, &self.bytes)
                         .and_then(|w| silica_kernels::matmul(pool, &w, xs, n, &mut out, s)),
                 })
@@ -133,14 +122,6 @@ impl Linear {
     pub fn is_native(&self) -> bool {
         matches!(self.imp, LinearImpl::Native(_))
     }
-}
-
-/// Views tensor bytes as blocks (GGUF data is aligned, so this fails only for a corrupt offset or size).
-fn blocks_checked<'b, B: silica_kernels::Pod>(bytes: &'b [u8], name: &str) -> Result<&'b [B], LoadError> {
-    silica_kernels::blocks_of(bytes).map_err(|e| LoadError::Candle {
-        name: name.to_owned(),
-        source: candle_core::Error::wrap(e),
-    })
 }
 
 /// Token embeddings `[n_vocab, n_embd]`: rows are looked up per token (ggml `get_rows`), and the matrix doubles
@@ -244,31 +225,20 @@ impl<'a> Loader<'a> {
             return Ok(None);
         }
         let bytes = self.file.tensor_bytes(info)?;
-        // Q4_0, Q5_0, Q8_0 and Q4_K matrices are repacked eight rows at a time where the CPU has the kernel (a copy of the
-        // same size, Q4_K 2.8% larger; the mapped pages are then released so the process holds the weights once). The token embeddings are
-        // not repacked: their rows are read in place by `get_rows`.
-        use silica_kernels::repack::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0x8, has_fast_path};
-        let packed = match ty {
-            _ if !need_matmul => None,
-            GgmlType::Q4_0 if has_fast_path::<BlockQ4_0x8>() => {
-                let blocks = blocks_checked(&bytes, name)?;
-                silica_kernels::PackedQ4_0::pack(blocks, rows, cols).map(PackedMat::Q4_0)
-            }
-            GgmlType::Q5_0 if has_fast_path::<BlockQ5_0x8>() => {
-                let blocks = blocks_checked(&bytes, name)?;
-                silica_kernels::PackedQ5_0::pack(blocks, rows, cols).map(PackedMat::Q5_0)
-            }
-            GgmlType::Q8_0 if has_fast_path::<BlockQ8_0x8>() => {
-                let blocks = blocks_checked(&bytes, name)?;
-                silica_kernels::PackedQ8_0::pack(blocks, rows, cols).map(PackedMat::Q8_0)
-            }
-            GgmlType::Q4_K if silica_kernels::has_fast_path_q4k() => {
-                let blocks = blocks_checked(&bytes, name)?;
-                silica_kernels::PackedQ4K::pack(blocks, rows, cols).map(PackedMat::Q4K)
-            }
-            _ => None,
-        }
-        .map(Arc::new);
+        // Matrices of the types silica-kernels repacks (Q4_0, Q5_0, Q8_0, Q4_K) are copied eight rows at a time
+        // where the CPU has the kernel, and the mapped pages are then released so the process holds the weights
+        // once. The token embeddings are not repacked: their rows are read in place by `get_rows`.
+        let packed: Option<Arc<dyn silica_kernels::RepackedMatrix>> = if need_matmul {
+            silica_kernels::QMatRef::new(ty, rows, cols, &bytes)
+                .and_then(|w| silica_kernels::repack(&w))
+                .map_err(|e| LoadError::Candle {
+                    name: name.to_owned(),
+                    source: candle_core::Error::wrap(e),
+                })?
+                .map(Arc::from)
+        } else {
+            None
+        };
 
         if packed.is_some() {
             // Best effort: if the kernel refuses, the pages only stay resident.
