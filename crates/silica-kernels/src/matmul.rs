@@ -198,7 +198,7 @@ fn quantize_tokens<'s, A: ActBlock>(
     xq
 }
 
-/// A weight matrix repacked at load for this CPU's eight-row kernels (made by [`repack`]): it multiplies as
+/// A weight matrix repacked at load for this CPU's eight-row kernels (made by [`repack()`]): it multiplies as
 /// [`matmul`] does, with the same shapes and errors.
 pub trait RepackedMatrix: Send + Sync + std::fmt::Debug {
     /// `out = x · Wᵀ`: `x` `[n, cols]`, `out` `[n, rows]`, f32 row-major.
