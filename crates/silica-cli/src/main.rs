@@ -34,6 +34,8 @@ enum Command {
 }
 
 fn main() {
+    // Activations are allocated anew by every forward pass; keep freed memory for reuse (see the function).
+    silica_kernels::keep_freed_memory();
     let args = match commands::bench::rewrite_llama_bench_flags(std::env::args().collect()) {
         Ok(a) => a,
         Err(e) => {

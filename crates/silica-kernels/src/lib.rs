@@ -15,6 +15,7 @@
 //! | `Q4_1` | `Q8_1` | `legacy` |
 //! | `Q4_K`, `Q5_K`, `Q6_K` | `Q8_K` | `kquants` |
 
+mod alloc;
 pub mod attention;
 pub mod blocks;
 mod cpu;
@@ -101,6 +102,7 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 
+pub use alloc::keep_freed_memory;
 pub use matmul::{
     KernelError, QMatRef, RepackedMatrix, Scratch, matmul, matmul_packed, matmul_packed_q4k, repack, supports,
 };

@@ -152,18 +152,18 @@ impl<'a> QMatRef<'a> {
 }
 
 /// Reusable buffers for quantized activations (4-byte aligned storage, viewed as any activation block type) and
-/// their block sums.
+/// their per-block terms ([`repack::BlockTerms`]).
 #[derive(Debug, Default)]
-pub struct Scratch(Vec<u32>, Vec<i32>);
+pub struct Scratch(Vec<u32>, Vec<repack::BlockTerms>);
 
 impl Scratch {
     fn blocks<A: ActBlock>(&mut self, n: usize) -> &mut [A] {
         grow_blocks(&mut self.0, n)
     }
 
-    fn blocks_and_sums<A: ActBlock>(&mut self, n: usize) -> (&mut [A], &mut [i32]) {
+    fn blocks_and_terms<A: ActBlock>(&mut self, n: usize) -> (&mut [A], &mut [repack::BlockTerms]) {
         if self.1.len() < n {
-            self.1.resize(n, 0);
+            self.1.resize(n, repack::BlockTerms::default());
         }
         (grow_blocks(&mut self.0, n), &mut self.1[..n])
     }
@@ -293,20 +293,20 @@ pub fn matmul_packed<P: Pack8>(
     let (rows, cols) = (w.rows(), w.cols());
     check_sizes(rows, cols, x, n, out)?;
     let nb = cols / QK;
-    let (xq, sums) = scratch.blocks_and_sums::<BlockQ8_0>(n * nb);
+    let (xq, sums) = scratch.blocks_and_terms::<BlockQ8_0>(n * nb);
     let (xq_ptr, sums_ptr) = (SharedMut::new(xq), SharedMut::new(sums));
     let quantize = |t: usize| {
         // SAFETY: token `t`'s blocks and sums are written by exactly one thread, within bounds.
         let (row, srow) = unsafe { (xq_ptr.slice(t * nb, nb), sums_ptr.slice(t * nb, nb)) };
         BlockQ8_0::quantize_row(&x[t * cols..(t + 1) * cols], row);
-        repack::block_sums(row, srow);
+        repack::block_terms::<P>(row, srow);
     };
     per_token(pool, n, quantize);
-    let (xq, sums): (&[BlockQ8_0], &[i32]) = (xq, sums);
+    let (xq, sums): (&[BlockQ8_0], &[repack::BlockTerms]) = (xq, sums);
     struct Tiles<'a, P> {
         w: &'a Packed<P>,
         xq: &'a [BlockQ8_0],
-        sums: &'a [i32],
+        sums: &'a [repack::BlockTerms],
         nb: usize,
     }
     impl<P: Pack8> RowGroupTiles for Tiles<'_, P> {

@@ -254,25 +254,45 @@ impl<P: Pack8> Packed<P> {
     }
 }
 
-/// `Σ levels` of each activation block (the `−OFFSET·Σy` correction of the unsigned-level products).
-pub fn block_sums(x: &[BlockQ8_0], out: &mut [i32]) {
-    for (s, b) in out.iter_mut().zip(x) {
-        *s = b.qs.iter().map(|&q| i32::from(q)).sum();
+/// What the kernels need of one Q8_0 activation block besides its levels, computed once per product so the
+/// inner loop takes both with broadcast loads: its scale widened to f32 (exact) and the `−OFFSET·Σy` correction
+/// of the unsigned-level products, which starts the block's integer sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockTerms {
+    /// The block's scale `d`, as f32.
+    pub d: f32,
+    /// `−OFFSET · Σ qs` for the weight layout `P` of the product.
+    pub base: i32,
+}
+
+/// The [`BlockTerms`] of each activation block `x[i]` for products with `P` blocks (`out.len() == x.len()`).
+pub fn block_terms<P: Pack8>(x: &[BlockQ8_0], out: &mut [BlockTerms]) {
+    for (o, b) in out.iter_mut().zip(x) {
+        let sum: i32 = b.qs.iter().map(|&q| i32::from(q)).sum();
+        *o = BlockTerms {
+            d: b.d.to_f32(),
+            base: -P::OFFSET * sum,
+        };
     }
 }
 
 /// Scalar reference: `out[k][j] = Σ_i fma-accumulated (d_j·dx_k) · (Σ_e u·y − OFFSET·Σy)` for the eight rows of
-/// `w` (one group) and `N` tokens.
+/// `w` (one group) and `N` tokens; `xs[k]` are token `k`'s [`BlockTerms`] for `P`.
 #[allow(clippy::needless_range_loop)]
-pub fn gemm_ref<P: Pack8, const N: usize>(w: &[P], x: [&[BlockQ8_0]; N], xs: [&[i32]; N]) -> [[f32; 8]; N] {
+pub fn gemm_ref<P: Pack8, const N: usize>(
+    w: &[P],
+    x: [&[BlockQ8_0]; N],
+    xs: [&[BlockTerms]; N],
+) -> [[f32; 8]; N] {
     let mut out = [[0f32; 8]; N];
     for (i, wb) in w.iter().enumerate() {
         for k in 0..N {
             let yb = &x[k][i];
-            let dx = yb.d.to_f32();
+            let BlockTerms { d: dx, base } = xs[k][i];
             for j in 0..8 {
                 let isum: i32 = (0..QK).map(|e| wb.level(j, e) * i32::from(yb.qs[e])).sum();
-                let p = (isum - P::OFFSET * xs[k][i]) as f32;
+                let p = (base + isum) as f32;
                 out[k][j] = (wb.scales()[j].to_f32() * dx).mul_add(p, out[k][j]);
             }
         }
@@ -291,7 +311,11 @@ pub fn has_fast_path<P: Pack8>() -> bool {
 }
 
 /// `out[k][j]` for the eight rows of one group and `N ≤ 4` tokens on the fastest path this CPU has.
-pub fn gemm<P: Pack8, const N: usize>(w: &[P], x: [&[BlockQ8_0]; N], xs: [&[i32]; N]) -> [[f32; 8]; N] {
+pub fn gemm<P: Pack8, const N: usize>(
+    w: &[P],
+    x: [&[BlockQ8_0]; N],
+    xs: [&[BlockTerms]; N],
+) -> [[f32; 8]; N] {
     for k in 0..N {
         assert!(
             x[k].len() == w.len() && xs[k].len() == w.len(),
@@ -308,7 +332,7 @@ pub fn gemm<P: Pack8, const N: usize>(w: &[P], x: [&[BlockQ8_0]; N], xs: [&[i32]
 #[cfg(target_arch = "x86_64")]
 mod x86 {
 
-    use super::{BlockQ8_0, Pack8};
+    use super::{BlockQ8_0, BlockTerms, Pack8};
 
     use crate::cpu::x86::{Level, best};
 
@@ -323,7 +347,7 @@ mod x86 {
     pub(super) fn gemm<P: Pack8, const N: usize>(
         w: &[P],
         x: [&[BlockQ8_0]; N],
-        xs: [&[i32]; N],
+        xs: [&[BlockTerms]; N],
     ) -> Option<[[f32; 8]; N]> {
         match best() {
             None => None,
@@ -341,7 +365,7 @@ mod x86 {
             pub(super) mod $name {
                 use std::arch::x86_64::*;
 
-                use super::super::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0, Pack8};
+                use super::super::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0, BlockTerms, Pack8};
 
                 /// `0x10` in byte lane `i` where bit `i` of `bits` is set, else 0 (Q5_0's fifth bits).
                 #[target_feature(enable = $feat)]
@@ -372,7 +396,7 @@ mod x86 {
                 pub(in super::super) fn gemm<P: Pack8, const N: usize>(
                     w: &[P],
                     x: [&[BlockQ8_0]; N],
-                    xs: [&[i32]; N],
+                    xs: [&[BlockTerms]; N],
                 ) -> [[f32; 8]; N] {
                     let low = _mm256_set1_epi8(0x0F);
                     let q4 = size_of::<P>() == size_of::<BlockQ4_0x8>();
@@ -407,15 +431,13 @@ mod x86 {
                         let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.scales().as_ptr().cast()) });
                         for k in 0..N {
                             // SAFETY: `gemm` checked that every `x[k]` and `xs[k]` has `w.len()` blocks; `i < w.len()`.
-                            let (yb, ys) = unsafe { (x[k].get_unchecked(i), *xs[k].get_unchecked(i)) };
-                            let mut s = _mm256_setzero_si256();
+                            let (yb, yt) = unsafe { (x[k].get_unchecked(i), xs[k].get_unchecked(i)) };
+                            // The sum starts at the offset correction; both terms are broadcast loads.
+                            let mut s = _mm256_set1_epi32(yt.base);
                             for e in 0..8 {
                                 s = dot(s, lv[e], bcast4(yb, 4 * e));
                             }
-                            let s = _mm256_sub_epi32(s, _mm256_set1_epi32(P::OFFSET * ys));
-                            // The token's f16 scale, broadcast and converted in the vector unit (`vcvtph2ps`, exact).
-                            let dx = _mm256_cvtph_ps(_mm_set1_epi16(yb.d.to_bits() as i16));
-                            let d = _mm256_mul_ps(dw, dx);
+                            let d = _mm256_mul_ps(dw, _mm256_set1_ps(yt.d));
                             acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[k]);
                         }
                     }
@@ -475,7 +497,7 @@ mod x86 {
         name: &str,
         w: &[P],
         x: [&[BlockQ8_0]; N],
-        xs: [&[i32]; N],
+        xs: [&[BlockTerms]; N],
     ) -> [[f32; 8]; N] {
         // SAFETY: callers pass only the levels `levels_for_tests` reports as available.
         unsafe {
@@ -522,17 +544,17 @@ mod tests {
             let p = Packed::<P>::pack(&w, rows, cols).unwrap();
             let nb = cols / QK;
             let xs: Vec<Vec<BlockQ8_0>> = (0..4).map(|_| random_q8_0(&mut rng, cols)).collect();
-            let sums: Vec<Vec<i32>> = xs
+            let sums: Vec<Vec<BlockTerms>> = xs
                 .iter()
                 .map(|x| {
-                    let mut s = vec![0; nb];
-                    block_sums(x, &mut s);
+                    let mut s = vec![BlockTerms::default(); nb];
+                    block_terms::<P>(x, &mut s);
                     s
                 })
                 .collect();
             for g in 0..rows / 8 {
                 let xr: [&[BlockQ8_0]; 4] = std::array::from_fn(|k| xs[k].as_slice());
-                let sr: [&[i32]; 4] = std::array::from_fn(|k| sums[k].as_slice());
+                let sr: [&[BlockTerms]; 4] = std::array::from_fn(|k| sums[k].as_slice());
                 let want = gemm_ref(p.group(g), xr, sr);
                 let got = gemm(p.group(g), xr, sr);
                 assert_eq!(
