@@ -8,7 +8,7 @@
 //! cargo bench -p silica-kernels --bench matmul -- --test                     # each case once, no timing
 //! ```
 //!
-//! Cases: weight types `Q4_0` (row-major and repacked), `Q8_0` (row-major and repacked), `Q4_K` (row-major and repacked), `Q6_K` × shapes
+//! Cases: weight types `Q4_0` (row-major and repacked), `Q8_0` (row-major and repacked), `Q4_K` (row-major and repacked), `Q6_K` (row-major and repacked) × shapes
 //! `2048x2048`, `8192x2048` (Llama 3.2 1B) and `4096x4096` (Llama 2 7B) × 1 token (`tg`) and 512 tokens (`pp`).
 //! Weights and activations come from fixed seeds.
 //!
@@ -44,9 +44,9 @@ impl std::fmt::Display for Case {
     }
 }
 
-const CASES: [Case; 21] = {
+const CASES: [Case; 24] = {
     const SHAPES: [(usize, usize); 3] = [(2048, 2048), (8192, 2048), (4096, 4096)];
-    const KINDS: [(GgmlType, bool); 7] = [
+    const KINDS: [(GgmlType, bool); 8] = [
         (GgmlType::Q4_0, false),
         (GgmlType::Q4_0, true),
         (GgmlType::Q8_0, false),
@@ -54,15 +54,16 @@ const CASES: [Case; 21] = {
         (GgmlType::Q4_K, false),
         (GgmlType::Q4_K, true),
         (GgmlType::Q6_K, false),
+        (GgmlType::Q6_K, true),
     ];
     let mut out = [Case {
         ty: GgmlType::Q4_0,
         packed: false,
         out: 0,
         inp: 0,
-    }; 21];
+    }; 24];
     let mut i = 0;
-    while i < 21 {
+    while i < 24 {
         let (ty, packed) = KINDS[i / 3];
         let (o, n) = SHAPES[i % 3];
         out[i] = Case {

@@ -24,6 +24,7 @@ pub mod legacy;
 pub mod q8;
 pub mod repack;
 pub mod repack_k;
+pub mod repack_q6k;
 pub mod vexp;
 
 pub use bytemuck::Pod;
@@ -104,11 +105,12 @@ pub mod pool;
 
 pub use alloc::keep_freed_memory;
 pub use matmul::{
-    KernelError, QMatRef, RepackedMatrix, Scratch, matmul, matmul_packed, matmul_packed_q4k, repack, supports,
+    KernelError, QMatRef, RepackedMatrix, Scratch, matmul, matmul_packed, matmul_packed_k, repack, supports,
 };
 pub use pool::ThreadPool;
 pub use repack::{Packed, PackedQ4_0, PackedQ5_0, PackedQ8_0};
-pub use repack_k::{BlockQ4_Kx8, PackedQ4K, has_fast_path_q4k};
+pub use repack_k::{BlockQ4_Kx8, PackK8, PackedK, PackedQ4K, has_fast_path_k};
+pub use repack_q6k::{BlockQ6_Kx8, PackedQ6K};
 
 /// The number of CPU threads silica computes with: `SILICA_NUM_THREADS`, else `CANDLE_NUM_THREADS` or
 /// `RAYON_NUM_THREADS` (what `-t` sets, and what candle's own CPU pool reads), else the available parallelism.

@@ -14,7 +14,8 @@ use silica_gguf::GgmlType;
 
 use crate::pool::{SharedMut, ThreadPool, split};
 use crate::repack::{self, Pack8, Packed};
-use crate::repack_k::{self, PackedQ4K};
+use crate::repack_k::{self, PackK8, PackedK};
+use crate::repack_q6k::BlockQ6_Kx8;
 use crate::{
     ActBlock, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5K, BlockQ6K, BlockQ8_0, BlockQ8K, QK, QK_K,
     WeightBlock,
@@ -234,7 +235,7 @@ impl<P: Pack8> RepackedMatrix for Packed<P> {
     }
 }
 
-impl RepackedMatrix for PackedQ4K {
+impl<P: PackK8> RepackedMatrix for PackedK<P> {
     fn matmul(
         &self,
         pool: &ThreadPool,
@@ -243,17 +244,18 @@ impl RepackedMatrix for PackedQ4K {
         out: &mut [f32],
         scratch: &mut Scratch,
     ) -> Result<(), KernelError> {
-        matmul_packed_q4k(pool, self, x, n, out, scratch)
+        matmul_packed_k(pool, self, x, n, out, scratch)
     }
     fn size_bytes(&self) -> usize {
-        PackedQ4K::size_bytes(self)
+        PackedK::size_bytes(self)
     }
 }
 
 /// Repacks `w` eight rows at a time where this CPU has a repacked kernel for its type — Q4_0, Q5_0 and Q8_0
-/// ([`repack::has_fast_path`]), Q4_K ([`repack_k::has_fast_path_q4k`]) — and its shape allows (rows a multiple of
-/// 8; for Q4_K, columns a multiple of 256). `None` otherwise: the row-major [`matmul`] is then the faster one.
-/// The groups are packed in parallel on the process pool; the copy is the size of `w` (Q4_K: 2.8% more).
+/// ([`repack::has_fast_path`]), Q4_K and Q6_K ([`repack_k::has_fast_path_k`]) — and its shape allows (rows a
+/// multiple of 8; for the k-quants, columns a multiple of 256). `None` otherwise: the row-major [`matmul`] is then
+/// the faster one. The groups are packed in parallel on the process pool; the copy is the size of `w` (Q4_K: 2.8%
+/// more).
 ///
 /// # Errors
 /// [`KernelError::Misaligned`] if `w`'s bytes are not aligned for its blocks.
@@ -265,14 +267,19 @@ pub fn repack(w: &QMatRef<'_>) -> Result<Option<Box<dyn RepackedMatrix>>, Kernel
         let blocks = crate::blocks_of(w.data)?;
         Ok(Packed::<P>::pack(blocks, w.rows, w.cols).map(|p| Box::new(p) as Box<dyn RepackedMatrix>))
     }
+    fn k<P: PackK8>(w: &QMatRef<'_>) -> Result<Option<Box<dyn RepackedMatrix>>, KernelError> {
+        if !repack_k::has_fast_path_k() {
+            return Ok(None);
+        }
+        let blocks = crate::blocks_of(w.data)?;
+        Ok(PackedK::<P>::pack(blocks, w.rows, w.cols).map(|p| Box::new(p) as Box<dyn RepackedMatrix>))
+    }
     match w.ty {
         GgmlType::Q4_0 => legacy::<repack::BlockQ4_0x8>(w),
         GgmlType::Q5_0 => legacy::<repack::BlockQ5_0x8>(w),
         GgmlType::Q8_0 => legacy::<repack::BlockQ8_0x8>(w),
-        GgmlType::Q4_K if repack_k::has_fast_path_q4k() => {
-            let blocks = crate::blocks_of(w.data)?;
-            Ok(PackedQ4K::pack(blocks, w.rows, w.cols).map(|p| Box::new(p) as Box<dyn RepackedMatrix>))
-        }
+        GgmlType::Q4_K => k::<repack_k::BlockQ4_Kx8>(w),
+        GgmlType::Q6_K => k::<BlockQ6_Kx8>(w),
         _ => Ok(None),
     }
 }
@@ -358,15 +365,15 @@ fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], til
     });
 }
 
-/// `out = x · Wᵀ` for a repacked Q4_K matrix ([`PackedQ4K`]): the activations are quantized to Q8_K once per
-/// token ([`crate::q8::quantize_row_q8_k`], ggml's numerics), then threads split the groups of eight rows and each
-/// group meets the tokens four at a time, then the rest ([`repack_k::gemm_q4k`]). Shapes as [`matmul`].
+/// `out = x · Wᵀ` for a repacked k-quant matrix ([`PackedK`]: Q4_K, Q6_K): the activations are quantized to Q8_K
+/// once per token ([`crate::q8::quantize_row_q8_k`], ggml's numerics), then threads split the groups of eight rows
+/// and each group meets the tokens four at a time, then the rest ([`PackK8::gemm`]). Shapes as [`matmul`].
 ///
 /// # Errors
 /// [`KernelError::Size`] if `x` is not `[n, cols]` or `out` not `[n, rows]`.
-pub fn matmul_packed_q4k(
+pub fn matmul_packed_k<P: PackK8>(
     pool: &ThreadPool,
-    w: &PackedQ4K,
+    w: &PackedK<P>,
     x: &[f32],
     n: usize,
     out: &mut [f32],
@@ -376,15 +383,15 @@ pub fn matmul_packed_q4k(
     check_sizes(rows, cols, x, n, out)?;
     let nb = cols / QK_K;
     let xq: &[BlockQ8K] = quantize_tokens(pool, scratch, x, n, cols);
-    struct Tiles<'a> {
-        w: &'a PackedQ4K,
+    struct Tiles<'a, P> {
+        w: &'a PackedK<P>,
         xq: &'a [BlockQ8K],
         nb: usize,
     }
-    impl RowGroupTiles for Tiles<'_> {
+    impl<P: PackK8> RowGroupTiles for Tiles<'_, P> {
         fn tile<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 8]; N] {
             let nb = self.nb;
-            repack_k::gemm_q4k::<N>(self.w.group(g), t.map(|t| &self.xq[t * nb..(t + 1) * nb]))
+            P::gemm::<N>(self.w.group(g), t.map(|t| &self.xq[t * nb..(t + 1) * nb]))
         }
     }
     run_row_groups(pool, rows, n, out, &Tiles { w, xq, nb });

@@ -28,7 +28,7 @@
 //! The integers are the ones of ggml's `ggml_vec_dot_q4_K_q8_K`; the results differ from it (and from
 //! [`crate::WeightBlock::vec_dot_ref`]) only by f32 rounding.
 //!
-//! `silica-model` repacks every Q4_K matrix at load where [`has_fast_path_q4k`] holds. Measured on the
+//! `silica-model` repacks every Q4_K matrix at load where [`has_fast_path_k`] holds. Measured on the
 //! 1B-shape Q4_K_M file (2 threads, AMD EPYC, alternating runs against the row-major kernels): pp512 113 → 190
 //! t/s, tg128 52–53 → 58–61 t/s.
 #![allow(unsafe_code)]
@@ -103,36 +103,63 @@ impl BlockQ4_Kx8 {
     }
 }
 
-/// A `[rows, cols]` Q4_K matrix repacked by groups of eight rows: group `g` is `cols / 256` [`BlockQ4_Kx8`].
+/// A k-quant super-block of eight rows repacked for one of this crate's eight-row kernels ([`BlockQ4_Kx8`],
+/// [`crate::repack_q6k::BlockQ6_Kx8`]).
+pub trait PackK8: Pod + Send + Sync + std::fmt::Debug + 'static {
+    /// The row-major block it is made from.
+    type Src: Pod + Sync;
+    /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s).
+    fn pack(src: [&Self::Src; 8]) -> Self;
+    /// `out[k][j]` = row `j` of the group `w` times token `x[k]`, on the fastest path this CPU has.
+    ///
+    /// # Panics
+    /// If some `x[k]` does not have `w.len()` blocks.
+    fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N];
+}
+
+impl PackK8 for BlockQ4_Kx8 {
+    type Src = BlockQ4K;
+    fn pack(src: [&BlockQ4K; 8]) -> Self {
+        BlockQ4_Kx8::pack(src)
+    }
+    fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
+        gemm_q4k(w, x)
+    }
+}
+
+/// A `[rows, cols]` k-quant matrix repacked by groups of eight rows: group `g` is `cols / 256` blocks `P`.
 #[derive(Debug)]
-pub struct PackedQ4K {
-    blocks: Vec<BlockQ4_Kx8>,
+pub struct PackedK<P> {
+    blocks: Vec<P>,
     rows: usize,
     cols: usize,
 }
 
-impl PackedQ4K {
-    /// Repacks row-major Q4_K super-blocks (`rows · cols / 256` of them, as in the GGUF), or `None` unless
-    /// `rows` is a multiple of 8, `cols` a multiple of 256 and `w` holds exactly `rows · cols / 256` blocks.
-    /// Groups are packed in parallel on the process pool ([`crate::global_pool`]).
-    pub fn pack(w: &[BlockQ4K], rows: usize, cols: usize) -> Option<Self> {
+/// A repacked Q4_K matrix.
+pub type PackedQ4K = PackedK<BlockQ4_Kx8>;
+
+impl<P: PackK8> PackedK<P> {
+    /// Repacks row-major super-blocks (`rows · cols / 256` of them, as in the GGUF), or `None` unless `rows` is a
+    /// multiple of 8, `cols` a multiple of 256 and `w` holds exactly `rows · cols / 256` blocks. Groups are packed
+    /// in parallel on the process pool ([`crate::global_pool`]).
+    pub fn pack(w: &[P::Src], rows: usize, cols: usize) -> Option<Self> {
         if !rows.is_multiple_of(8) || !cols.is_multiple_of(QK_K) || w.len() != rows * cols / QK_K {
             return None;
         }
         let nb = cols / QK_K;
         let n_groups = rows / 8;
-        let mut blocks = vec![BlockQ4_Kx8::zeroed(); n_groups * nb];
+        let mut blocks = vec![P::zeroed(); n_groups * nb];
         let dst = SharedMut::new(&mut blocks);
         crate::global_pool().run(|ith, nth| {
             for g in split(n_groups, ith, nth) {
                 // SAFETY: group `g`'s blocks are written by this thread only, within bounds.
                 let out = unsafe { dst.slice(g * nb, nb) };
                 for (i, b) in out.iter_mut().enumerate() {
-                    *b = BlockQ4_Kx8::pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]));
+                    *b = P::pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]));
                 }
             }
         });
-        Some(PackedQ4K { blocks, rows, cols })
+        Some(PackedK { blocks, rows, cols })
     }
 
     /// Output width (rows of `W`).
@@ -145,17 +172,17 @@ impl PackedQ4K {
         self.cols
     }
 
-    /// Bytes held: the row-major size plus 32 bytes per super-block of eight rows (2.8 %; the unpacked
-    /// scales and mins).
+    /// Bytes held: for Q4_K the row-major size plus 32 bytes per super-block of eight rows (2.8 %; the unpacked
+    /// scales and mins), for Q6_K the row-major size.
     pub fn size_bytes(&self) -> usize {
-        self.blocks.len() * size_of::<BlockQ4_Kx8>()
+        self.blocks.len() * size_of::<P>()
     }
 
     /// The `cols / 256` blocks of row group `g` (rows `8g..8g+8`).
     ///
     /// # Panics
     /// If `g ≥ rows / 8`.
-    pub fn group(&self, g: usize) -> &[BlockQ4_Kx8] {
+    pub fn group(&self, g: usize) -> &[P] {
         let nb = self.cols / QK_K;
         &self.blocks[g * nb..(g + 1) * nb]
     }
@@ -194,10 +221,10 @@ pub fn gemm_q4k_ref<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [
     out
 }
 
-/// Whether this CPU has a SIMD kernel for [`gemm_q4k`] (x86-64 with AVX2, FMA and F16C; AVX-VNNI or AVX-512
-/// VNNI used when present). Elsewhere the row-major Q4_K kernels are faster than [`gemm_q4k_ref`], so callers
-/// should not repack.
-pub fn has_fast_path_q4k() -> bool {
+/// Whether this CPU has SIMD kernels for [`gemm_q4k`] and [`crate::repack_q6k::gemm_q6k`] (x86-64 with AVX2,
+/// FMA and F16C; AVX-VNNI or AVX-512 VNNI used when present). Elsewhere the row-major k-quant kernels are faster
+/// than the scalar references, so callers should not repack.
+pub fn has_fast_path_k() -> bool {
     #[cfg(target_arch = "x86_64")]
     return x86::best().is_some();
     #[cfg(not(target_arch = "x86_64"))]

@@ -106,7 +106,7 @@ fn bad_shapes_are_errors() {
 /// `wq` (`[rows, cols]` of `ty`) in its repacked layout.
 fn pack(ty: GgmlType, wq: &[u8], rows: usize, cols: usize) -> Box<dyn RepackedMatrix> {
     use silica_kernels::repack::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0x8};
-    use silica_kernels::{Packed, PackedQ4K, blocks_of};
+    use silica_kernels::{Packed, PackedQ4K, PackedQ6K, blocks_of};
     let b =
         |ok: Option<Box<dyn RepackedMatrix>>| ok.unwrap_or_else(|| panic!("{ty} {rows}x{cols}: not packed"));
     match ty {
@@ -120,6 +120,7 @@ fn pack(ty: GgmlType, wq: &[u8], rows: usize, cols: usize) -> Box<dyn RepackedMa
             b(Packed::<BlockQ8_0x8>::pack(blocks_of(wq).unwrap(), rows, cols).map(|p| Box::new(p) as _))
         }
         GgmlType::Q4_K => b(PackedQ4K::pack(blocks_of(wq).unwrap(), rows, cols).map(|p| Box::new(p) as _)),
+        GgmlType::Q6_K => b(PackedQ6K::pack(blocks_of(wq).unwrap(), rows, cols).map(|p| Box::new(p) as _)),
         _ => panic!("{ty} has no repacked layout"),
     }
 }
@@ -136,6 +137,8 @@ fn packed_matmuls_equal_the_row_major_ones() {
     // Q4_K: within 1e-5 of Σ|w·x| of the (unquantized) operands; 32 more bytes per super-block of eight rows.
     let q4k = |p: f32, q: f32, mag: f32| (p - q).abs() <= 1e-5 * mag;
     packed_equals_row_major(GgmlType::Q4_K, 13, &[(8, 256), (24, 768), (16, 2048)], 32, q4k);
+    // Q6_K: the same bound; the copy is the file's size.
+    packed_equals_row_major(GgmlType::Q6_K, 14, &[(8, 256), (24, 768), (16, 2048)], 0, q4k);
 }
 
 fn packed_equals_row_major(
@@ -193,13 +196,18 @@ fn packed_equals_row_major(
 }
 
 #[test]
-fn packed_q4k_refuses_bad_shapes() {
+fn packed_k_quants_refuse_bad_shapes() {
     let wq = vec![0u8; 144 * 24];
     let w: &[silica_kernels::BlockQ4K] = silica_kernels::blocks_of(&wq).unwrap();
     assert!(silica_kernels::PackedQ4K::pack(&w[..12], 12, 256).is_none());
     assert!(silica_kernels::PackedQ4K::pack(w, 24, 255).is_none());
     assert!(silica_kernels::PackedQ4K::pack(&w[..7], 8, 256).is_none());
     assert!(silica_kernels::PackedQ4K::pack(&w[..8], 8, 256).is_some());
+    let wq = vec![0u8; 210 * 24];
+    let w: &[silica_kernels::BlockQ6K] = silica_kernels::blocks_of(&wq).unwrap();
+    assert!(silica_kernels::PackedQ6K::pack(&w[..12], 12, 256).is_none());
+    assert!(silica_kernels::PackedQ6K::pack(&w[..7], 8, 256).is_none());
+    assert!(silica_kernels::PackedQ6K::pack(&w[..16], 8, 512).is_some());
 }
 
 /// `repack` copies exactly the types and shapes this CPU has a repacked kernel for.
@@ -210,7 +218,7 @@ fn repack_picks_the_types_and_shapes_with_a_kernel() {
         GgmlType::Q4_0 => has_fast_path::<BlockQ4_0x8>(),
         GgmlType::Q5_0 => has_fast_path::<BlockQ5_0x8>(),
         GgmlType::Q8_0 => has_fast_path::<BlockQ8_0x8>(),
-        GgmlType::Q4_K => silica_kernels::has_fast_path_q4k(),
+        GgmlType::Q4_K | GgmlType::Q6_K => silica_kernels::has_fast_path_k(),
         _ => false,
     };
     for ty in [

@@ -61,7 +61,7 @@ pub(crate) struct NativeMat {
     rows: usize,
     cols: usize,
     bytes: TensorBytes,
-    /// The matrix repacked for this CPU's kernels (`silica_kernels::repack`: Q4_0, Q5_0, Q8_0, Q4_K on x86-64):
+    /// The matrix repacked for this CPU's kernels (`silica_kernels::repack`: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K on x86-64):
     /// used instead of `bytes`, whose pages are released.
     packed: Option<Arc<dyn silica_kernels::RepackedMatrix>>,
 }
@@ -225,7 +225,7 @@ impl<'a> Loader<'a> {
             return Ok(None);
         }
         let bytes = self.file.tensor_bytes(info)?;
-        // Matrices of the types silica-kernels repacks (Q4_0, Q5_0, Q8_0, Q4_K) are copied eight rows at a time
+        // Matrices of the types silica-kernels repacks (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K) are copied eight rows at a time
         // where the CPU has the kernel, and the mapped pages are then released so the process holds the weights
         // once. The token embeddings are not repacked: their rows are read in place by `get_rows`.
         let packed: Option<Arc<dyn silica_kernels::RepackedMatrix>> = if need_matmul {

@@ -1,0 +1,584 @@
+//! Q6_K repacked eight rows at a time against Q8_K activations, for prefill and generation on x86-64 (the same
+//! scheme as [`crate::repack_k`]'s Q4_K; layout and kernels are silica's own).
+//!
+//! A [`BlockQ6_Kx8`] holds super-block `i` (256 values) of eight consecutive rows in the size of eight
+//! [`BlockQ6K`] (1680 bytes): their `d`, their sixteen 8-bit scales transposed to `[sub-block][row]`, the low four
+//! bits of the levels arranged as [`crate::repack_k::BlockQ4_Kx8::qs`] (one 32-byte load gives four consecutive
+//! elements of two 32-element halves-pairs for all eight rows, lane `j` = row `j`), and their high two bits packed
+//! four to a byte so that one 32-byte load serves two such nibble vectors: shifts and a mask put the two bits at
+//! bit 4 of each byte lane, an OR completes the unsigned level `u = q ∈ 0..64`.
+//!
+//! Per super-block, row `j` and token (`sc` the 16 scales, `S_s = Σ_{e<16} u[16s + e]·y[16s + e]`, `bsums` the
+//! Q8_K block's 16-element sums):
+//!
+//! * `isum = Σ_s sc[s][j] · S_s − 32 · Σ_s sc[s][j] · bsums[s]` (exact i32: `|Σ sc·S| ≤ 16·128·16·63·128 < 2²⁸`,
+//!   `|32·Σ sc·bsums| ≤ 32·16·128·2048 < 2²⁸`) — ggml's `ggml_vec_dot_q6_K_q8_K` integers, the `−32` of
+//!   `q − 32` taken through `bsums` as its AVX2 path does;
+//! * `acc[j] = fma(d[j] · y.d, isum, acc[j])` in f32, in this order on every path ([`gemm_q6k_ref`] and
+//!   [`gemm_q6k`] agree bit for bit).
+//!
+//! The kernels: `vpdpbusd` (AVX-512 VNNI, AVX-VNNI) or `vpmaddubsw` + `vpmaddwd` (AVX2, the scale fused into the
+//! `vpmaddwd`) over four-element chunks, a lane-wise multiply by the row scales per 16-element sub-block; the
+//! `bsums` term is one `vpmaddwd` per pair of sub-blocks. With AVX-512 and two or more tokens, zmm vectors cover
+//! two chunks as [`crate::repack_k`]'s zmm Q4_K kernel does; one token uses ymm (see there why).
+#![allow(unsafe_code)]
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use crate::blocks::{BlockQ6K, BlockQ8K, QK_K};
+use crate::repack_k::{PackK8, PackedK};
+
+/// Super-block `i` of eight rows of a Q6_K matrix, repacked (1680 bytes, as eight [`BlockQ6K`]).
+///
+/// Element `e = 32·q + 4·c + t` of a row (`q` in 0..8 is its 32-element part, `c` in 0..8 its chunk, `t` in 0..4)
+/// has the unsigned level `u` (0..64; the value is `d · sc · (u − 32)`) and lies in sub-block `2q + c / 4` of 16.
+/// With `q = 2p + h` (`p` in 0..4, `h` in 0..2):
+///
+/// * `q[384·p + 32·c + 4·j + t]`: row `j`'s `u & 15` in the low nibble for `h = 0`, the high nibble for `h = 1`;
+/// * `q[384·p + 256 + 32·(c / 2) + 4·j + t]`: row `j`'s `u >> 4` at bits `4·(c % 2) + 2·h` (two bits);
+///
+/// so the 384 bytes of part-pair `p` (256 of low bits, 128 of high bits) are consumed in memory order. That
+/// matters from DRAM: with all low bits first and all high bits after (two interleaved streams per block) the
+/// one-token kernel read 26–27 GB/s where the row-major kernel read 38–42; in memory order both read 38 GB/s
+/// (`examples/stream_dram.rs`, AMD EPYC Zen 4, 2 threads, 40 × 8192×2048 matrices, alternating in one run).
+/// * `scales[s][j]`: row `j`'s scale of sub-block `s`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ6_Kx8 {
+    /// Super-block scales, one per row.
+    pub d: [f16; 8],
+    /// Sub-block scales `[sub-block][row]`.
+    pub scales: [[i8; 8]; 16],
+    /// Levels: low four bits interleaved, then high two bits four to a byte, per part-pair, as described above.
+    pub q: [u8; 8 * QK_K * 3 / 4],
+}
+
+const _: () = assert!(size_of::<BlockQ6_Kx8>() == 8 * size_of::<BlockQ6K>());
+
+/// Unsigned levels (`q ∈ 0..64`) of a Q6_K super-block in value order (`dequantize_row_q6_K`'s layout).
+fn levels(b: &BlockQ6K) -> [u8; QK_K] {
+    let mut a = [0u8; QK_K];
+    for n in 0..QK_K / 128 {
+        let (ql, qh) = (&b.ql[64 * n..64 * n + 64], &b.qh[32 * n..32 * n + 32]);
+        let out = &mut a[128 * n..128 * n + 128];
+        for l in 0..32 {
+            out[l] = (ql[l] & 0xF) | ((qh[l] & 3) << 4);
+            out[l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+            out[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            out[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    a
+}
+
+impl BlockQ6_Kx8 {
+    /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s).
+    pub fn pack(src: [&BlockQ6K; 8]) -> Self {
+        let mut b = BlockQ6_Kx8::zeroed();
+        for (j, s) in src.iter().enumerate() {
+            b.d[j] = s.d;
+            for (sb, &sc) in s.scales.iter().enumerate() {
+                b.scales[sb][j] = sc;
+            }
+            let u = levels(s);
+            for (e, &v) in u.iter().enumerate() {
+                let (q, c, t) = (e / 32, (e % 32) / 4, e % 4);
+                let (p, h) = (q / 2, q % 2);
+                b.q[384 * p + 32 * c + 4 * j + t] |= (v & 15) << (4 * h);
+                b.q[384 * p + 256 + 32 * (c / 2) + 4 * j + t] |= (v >> 4) << (4 * (c % 2) + 2 * h);
+            }
+        }
+        b
+    }
+
+    /// Row `j`'s unsigned level (0..64) of element `e` (0..256), for the reference.
+    pub fn level(&self, j: usize, e: usize) -> i32 {
+        let (q, c, t) = (e / 32, (e % 32) / 4, e % 4);
+        let (p, h) = (q / 2, q % 2);
+        let lo = (self.q[384 * p + 32 * c + 4 * j + t] >> (4 * h)) & 15;
+        let hi = (self.q[384 * p + 256 + 32 * (c / 2) + 4 * j + t] >> (4 * (c % 2) + 2 * h)) & 3;
+        i32::from(lo | (hi << 4))
+    }
+}
+
+impl PackK8 for BlockQ6_Kx8 {
+    type Src = BlockQ6K;
+    fn pack(src: [&BlockQ6K; 8]) -> Self {
+        BlockQ6_Kx8::pack(src)
+    }
+    fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
+        gemm_q6k(w, x)
+    }
+}
+
+/// A repacked Q6_K matrix (the size of the row-major one).
+pub type PackedQ6K = PackedK<BlockQ6_Kx8>;
+
+/// Scalar reference: `out[k][j]` = row `j` of the group `w` times token `x[k]`, accumulated over the super-blocks
+/// with the integer sums and f32 operation order of the module docs.
+///
+/// # Panics
+/// If some `x[k]` does not have `w.len()` blocks.
+#[allow(clippy::needless_range_loop)]
+pub fn gemm_q6k_ref<const N: usize>(w: &[BlockQ6_Kx8], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
+    for xk in &x {
+        assert_eq!(xk.len(), w.len(), "repack_q6k::gemm_q6k_ref: block counts");
+    }
+    let mut out = [[0f32; 8]; N];
+    for (i, wb) in w.iter().enumerate() {
+        for k in 0..N {
+            let yb = &x[k][i];
+            for j in 0..8 {
+                let mut isum = 0i32;
+                for s in 0..16 {
+                    let dot: i32 = (16 * s..16 * s + 16)
+                        .map(|e| wb.level(j, e) * i32::from(yb.qs[e]))
+                        .sum();
+                    isum += i32::from(wb.scales[s][j]) * (dot - 32 * i32::from(yb.bsums[s]));
+                }
+                out[k][j] = (wb.d[j].to_f32() * yb.d).mul_add(isum as f32, out[k][j]);
+            }
+        }
+    }
+    out
+}
+
+/// `out[k][j]` for the eight rows of one group and `N` tokens on the fastest path this CPU has (bit-identical to
+/// [`gemm_q6k_ref`]).
+///
+/// # Panics
+/// If some `x[k]` does not have `w.len()` blocks.
+pub fn gemm_q6k<const N: usize>(w: &[BlockQ6_Kx8], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
+    for xk in &x {
+        assert_eq!(xk.len(), w.len(), "repack_q6k::gemm_q6k: block counts");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(level) = x86::best() {
+        // SAFETY: `best` returns only levels this CPU supports; the block counts were checked above.
+        return unsafe { x86::gemm(level, w, x) };
+    }
+    gemm_q6k_ref(w, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{BlockQ6_Kx8, BlockQ8K};
+
+    pub(super) use crate::cpu::x86::{Level, best};
+
+    /// The kernel at `level`.
+    ///
+    /// # Safety
+    /// `level` must be supported by this CPU ([`Level::supported`]) and every `x[k]` must have `w.len()` blocks.
+    pub(super) unsafe fn gemm<const N: usize>(
+        level: Level,
+        w: &[BlockQ6_Kx8],
+        x: [&[BlockQ8K]; N],
+    ) -> [[f32; 8]; N] {
+        // SAFETY: the caller guarantees the level's features and the block counts.
+        unsafe {
+            match level {
+                Level::Avx2 => avx2::gemm(w, x),
+                Level::AvxVnni => avxvnni::gemm(w, x),
+                // As for Q4_K: one token streams the weights from memory, where ymm reads faster.
+                Level::Avx512Vnni if N == 1 => avx512ymm::gemm(w, x),
+                Level::Avx512Vnni => avx512zmm::gemm(w, x),
+            }
+        }
+    }
+
+    /// Closes super-block `wb` for each token: `isum −= 32 · Σ_s sc[s] · bsums[s]`, then
+    /// `acc[k] = fma(d · y_k.d, isum_k, acc[k])` for the eight rows (the order of [`super::gemm_q6k_ref`]).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn close_superblock<const N: usize>(
+        wb: &BlockQ6_Kx8,
+        ys: [&BlockQ8K; N],
+        isum: [__m256i; N],
+        acc: &mut [__m256; N],
+    ) {
+        // SAFETY: `d` is 16 readable bytes; unaligned load.
+        let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.d.as_ptr().cast()) });
+        // Lane `j`: the i16 pair (sc[2m][j], sc[2m + 1][j]).
+        let mut pairs = [_mm256_setzero_si256(); 8];
+        for (m, pair) in pairs.iter_mut().enumerate() {
+            // SAFETY: `scales[2m]` and `scales[2m + 1]` are 8 readable bytes each; unaligned 64-bit loads.
+            let (a, b) = unsafe {
+                (
+                    _mm_loadl_epi64(wb.scales[2 * m].as_ptr().cast()),
+                    _mm_loadl_epi64(wb.scales[2 * m + 1].as_ptr().cast()),
+                )
+            };
+            *pair = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b));
+        }
+        for k in 0..N {
+            let mut corr = _mm256_setzero_si256();
+            for (m, pair) in pairs.iter().enumerate() {
+                let bs = &ys[k].bsums[2 * m..2 * m + 2];
+                let b = _mm256_set1_epi32(i32::from(bs[0] as u16) | (i32::from(bs[1]) << 16));
+                corr = _mm256_add_epi32(corr, _mm256_madd_epi16(*pair, b));
+            }
+            let is = _mm256_sub_epi32(isum[k], _mm256_slli_epi32::<5>(corr));
+            let d = _mm256_mul_ps(dw, _mm256_set1_ps(ys[k].d));
+            acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(is), acc[k]);
+        }
+    }
+
+    /// The eight-row accumulators as arrays.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn store<const N: usize>(acc: [__m256; N]) -> [[f32; 8]; N] {
+        let mut out = [[0f32; 8]; N];
+        for (o, a) in out.iter_mut().zip(acc) {
+            // SAFETY: `o` is 32 writable bytes; unaligned store.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
+        }
+        out
+    }
+
+    macro_rules! kernels {
+        (
+            $(#[$doc:meta])*
+            $name:ident, $feat:literal,
+            dot: |$acc:ident, $a:ident, $b:ident, $sc16:ident| $dot:expr,
+            finish: |$s:ident, $sc32:ident| $fin:expr
+        ) => {
+            $(#[$doc])*
+            pub(super) mod $name {
+                use std::arch::x86_64::*;
+
+                use super::super::{BlockQ6_Kx8, BlockQ8K};
+
+                /// `acc +` the 4-byte dot products of unsigned `a` and signed `b` per i32 lane (on AVX2 already
+                /// times the lane's scale `sc16`, an i16 pair).
+                #[target_feature(enable = $feat)]
+                #[inline]
+                fn dot($acc: __m256i, $a: __m256i, $b: __m256i, $sc16: __m256i) -> __m256i {
+                    $dot
+                }
+
+                /// A sub-block's sum `s` times the lane's scale `sc32` (identity where `dot` applied it).
+                #[target_feature(enable = $feat)]
+                #[inline]
+                fn finish($s: __m256i, $sc32: __m256i) -> __m256i {
+                    $fin
+                }
+
+                /// Activation bytes `at..at + 4`, as one i32 broadcast to all lanes.
+                #[target_feature(enable = $feat)]
+                #[inline]
+                fn bcast4(q: &[i8; 256], at: usize) -> __m256i {
+                    let q = &q[at..at + 4];
+                    _mm256_set1_epi32(i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]))
+                }
+
+                /// See [`super::super::gemm_q6k`]; every `x[k]` must have `w.len()` blocks.
+                #[target_feature(enable = $feat)]
+                #[allow(clippy::needless_range_loop)]
+                pub(in super::super) fn gemm<const N: usize>(
+                    w: &[BlockQ6_Kx8],
+                    x: [&[BlockQ8K]; N],
+                ) -> [[f32; 8]; N] {
+                    let low = _mm256_set1_epi8(0x0F);
+                    let m30 = _mm256_set1_epi8(0x30);
+                    let mut acc = [_mm256_setzero_ps(); N];
+                    for (i, wb) in w.iter().enumerate() {
+                        // SAFETY: the caller guarantees every `x[k]` has `w.len()` blocks; `i < w.len()`.
+                        let ys: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
+                        let mut isum = [_mm256_setzero_si256(); N];
+                        for p in 0..4 {
+                            // lv[h][c]: unsigned levels of chunk c of part 2p + h, eight rows.
+                            let mut lv = [[_mm256_setzero_si256(); 8]; 2];
+                            for c2 in 0..4 {
+                                // SAFETY: `q` has 1536 bytes and `384p + 256 + 32c2 + 32 ≤ 1536`; unaligned load.
+                                let qh = unsafe { _mm256_loadu_si256(wb.q.as_ptr().add(384 * p + 256 + 32 * c2).cast()) };
+                                // Bits 4·(c % 2) + 2h moved to bits 4..6 of each byte.
+                                let hb = [
+                                    [
+                                        _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
+                                        _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
+                                    ],
+                                    [
+                                        _mm256_and_si256(qh, m30),
+                                        _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
+                                    ],
+                                ];
+                                for (odd, hb) in hb.into_iter().enumerate() {
+                                    let c = 2 * c2 + odd;
+                                    // SAFETY: `q` has 1536 bytes and `384p + 32c + 32 ≤ 1536`; unaligned load.
+                                    let raw = unsafe { _mm256_loadu_si256(wb.q.as_ptr().add(384 * p + 32 * c).cast()) };
+                                    lv[0][c] = _mm256_or_si256(_mm256_and_si256(raw, low), hb[0]);
+                                    lv[1][c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(raw), low), hb[1]);
+                                }
+                            }
+                            // sc32[h][half]: scales of sub-block 2(2p + h) + half, i32 lanes; sc16: as i16 pairs.
+                            // (Loops, not `array::from_fn`: closures do not inherit the target features and are
+                            // not inlined.)
+                            let mut sc32 = [[_mm256_setzero_si256(); 2]; 2];
+                            let mut sc16 = sc32;
+                            for h in 0..2 {
+                                for half in 0..2 {
+                                    let s = 2 * (2 * p + h) + half;
+                                    // SAFETY: `scales[s]` is 8 readable bytes; unaligned 64-bit load.
+                                    let v = _mm256_cvtepi8_epi32(unsafe { _mm_loadl_epi64(wb.scales[s].as_ptr().cast()) });
+                                    sc32[h][half] = v;
+                                    sc16[h][half] = _mm256_blend_epi16::<0xAA>(v, _mm256_slli_epi32::<16>(v));
+                                }
+                            }
+                            for k in 0..N {
+                                for h in 0..2 {
+                                    for half in 0..2 {
+                                        let mut s = _mm256_setzero_si256();
+                                        for c in 4 * half..4 * half + 4 {
+                                            let y = bcast4(&ys[k].qs, 32 * (2 * p + h) + 4 * c);
+                                            s = dot(s, lv[h][c], y, sc16[h][half]);
+                                        }
+                                        isum[k] = _mm256_add_epi32(isum[k], finish(s, sc32[h][half]));
+                                    }
+                                }
+                            }
+                        }
+                        super::close_superblock(wb, ys, isum, &mut acc);
+                    }
+                    super::store(acc)
+                }
+            }
+        };
+    }
+
+    kernels!(
+        /// AVX2: `vpmaddubsw` (unsigned level ≤ 63 × i8 pairs fit i16), then `vpmaddwd` by the row scales.
+        avx2, "avx2,fma,f16c",
+        dot: |acc, a, b, sc16| _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), sc16)),
+        finish: |s, _sc32| s
+    );
+    kernels!(
+        /// AVX-VNNI: `vpdpbusd` (VEX), `vpmulld` by the row scales per sub-block.
+        avxvnni, "avx2,fma,f16c,avxvnni",
+        dot: |acc, a, b, _sc16| _mm256_dpbusd_avx_epi32(acc, a, b),
+        finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
+    );
+    kernels!(
+        /// AVX-512 VNNI on ymm (EVEX `vpdpbusd`), `vpmulld` by the row scales per sub-block: the one-token kernel.
+        avx512ymm, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        dot: |acc, a, b, _sc16| _mm256_dpbusd_epi32(acc, a, b),
+        finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
+    );
+
+    /// AVX-512 VNNI on zmm: one `vpdpbusd` covers two chunks of the eight rows (the 64 bytes at `384·p + 64·c2`
+    /// of `q`, whose high bits are the 32 bytes at `384·p + 256 + 32·c2`, broadcast to both halves and shifted
+    /// per half), with the two chunks' activation words spread to the halves by one `vpermd`.
+    pub(super) mod avx512zmm {
+        use std::arch::x86_64::*;
+
+        use super::super::{BlockQ6_Kx8, BlockQ8K};
+
+        /// See [`super::super::gemm_q6k`]; every `x[k]` must have `w.len()` blocks.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[allow(clippy::needless_range_loop)]
+        pub(in super::super) fn gemm<const N: usize>(
+            w: &[BlockQ6_Kx8],
+            x: [&[BlockQ8K]; N],
+        ) -> [[f32; 8]; N] {
+            let low = _mm512_set1_epi8(0x0F);
+            let m30 = _mm512_set1_epi8(0x30);
+            // The lower half holds an even chunk (high bits at 0..4 of each byte: shift left by 4), the upper
+            // half an odd one (bits 4..8: no shift).
+            let shift = _mm512_inserti64x4::<1>(_mm512_set1_epi16(4), _mm256_setzero_si256());
+            // Word 0 of the source to lanes 0..8, word 1 to lanes 8..16.
+            let spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+            let mut acc = [_mm256_setzero_ps(); N];
+            for (i, wb) in w.iter().enumerate() {
+                // SAFETY: the caller guarantees every `x[k]` has `w.len()` blocks; `i < w.len()`.
+                let ys: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
+                let mut isum = [_mm512_setzero_si512(); N];
+                for p in 0..4 {
+                    let mut lv = [[_mm512_setzero_si512(); 4]; 2];
+                    for c2 in 0..4 {
+                        // SAFETY: `q` has 1536 bytes, `384p + 256 + 32c2 + 32 ≤ 1536` and `384p + 64c2 + 64 ≤ 1536`;
+                        // unaligned loads.
+                        let (qh, raw) = unsafe {
+                            (
+                                _mm256_loadu_si256(wb.q.as_ptr().add(384 * p + 256 + 32 * c2).cast()),
+                                _mm512_loadu_si512(wb.q.as_ptr().add(384 * p + 64 * c2).cast()),
+                            )
+                        };
+                        let qh = _mm512_broadcast_i64x4(qh);
+                        let h0 = _mm512_and_si512(_mm512_sllv_epi16(qh, shift), m30);
+                        let h1 = _mm512_and_si512(_mm512_sllv_epi16(_mm512_srli_epi16::<2>(qh), shift), m30);
+                        lv[0][c2] = _mm512_or_si512(_mm512_and_si512(raw, low), h0);
+                        lv[1][c2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(raw), low), h1);
+                    }
+                    let mut sc = [[_mm512_setzero_si512(); 2]; 2];
+                    for h in 0..2 {
+                        for half in 0..2 {
+                            let s = 2 * (2 * p + h) + half;
+                            // SAFETY: `scales[s]` is 8 readable bytes; unaligned 64-bit load.
+                            let v = _mm256_cvtepi8_epi32(unsafe {
+                                _mm_loadl_epi64(wb.scales[s].as_ptr().cast())
+                            });
+                            sc[h][half] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v), v);
+                        }
+                    }
+                    for k in 0..N {
+                        for h in 0..2 {
+                            for half in 0..2 {
+                                let mut s = _mm512_setzero_si512();
+                                for c2 in 2 * half..2 * half + 2 {
+                                    let at = 32 * (2 * p + h) + 8 * c2;
+                                    // SAFETY: `at + 8 ≤ 256` bytes of `qs`; unaligned 64-bit load.
+                                    let y8 = unsafe { _mm_loadl_epi64(ys[k].qs.as_ptr().add(at).cast()) };
+                                    let y = _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(y8));
+                                    s = _mm512_dpbusd_epi32(s, lv[h][c2], y);
+                                }
+                                isum[k] = _mm512_add_epi32(isum[k], _mm512_mullo_epi32(s, sc[h][half]));
+                            }
+                        }
+                    }
+                }
+                let is: [__m256i; N] = std::array::from_fn(|k| {
+                    _mm256_add_epi32(
+                        _mm512_castsi512_si256(isum[k]),
+                        _mm512_extracti64x4_epi64::<1>(isum[k]),
+                    )
+                });
+                super::close_superblock(wb, ys, is, &mut acc);
+            }
+            super::store(acc)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::WeightBlock;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn random_q6k(rng: &mut StdRng, rows: usize, cols: usize) -> Vec<BlockQ6K> {
+        let ty = silica_gguf::GgmlType::Q6_K;
+        let x: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let rb = cols / QK_K * ty.block_bytes();
+        let mut bytes = vec![0u8; rows * rb];
+        for (src, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(rb)) {
+            silica_quant::quantize_row(ty, src, dst).unwrap();
+        }
+        bytemuck::cast_slice::<u8, BlockQ6K>(&bytes).to_vec()
+    }
+
+    fn random_q8k(rng: &mut StdRng, cols: usize) -> Vec<BlockQ8K> {
+        let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+        let mut b = vec![BlockQ8K::zeroed(); cols / QK_K];
+        crate::q8::quantize_row_q8_k(&x, &mut b);
+        b
+    }
+
+    fn bits<const N: usize>(v: [[f32; 8]; N]) -> [[u32; 8]; N] {
+        v.map(|r| r.map(f32::to_bits))
+    }
+
+    /// Every level kernel this CPU has, for `N` tokens.
+    fn every_level<const N: usize>(w: &[BlockQ6_Kx8], x: [&[BlockQ8K]; N]) -> Vec<(String, [[f32; 8]; N])> {
+        let mut out = vec![];
+        #[cfg(target_arch = "x86_64")]
+        for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Vnni] {
+            if level.supported() {
+                // SAFETY: the level is supported; the block counts match.
+                out.push((format!("{level:?}"), unsafe { x86::gemm(level, w, x) }));
+            }
+        }
+        let _ = (w, x);
+        out
+    }
+
+    #[test]
+    fn packing_keeps_every_level_and_scale() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let w = random_q6k(&mut rng, 8, QK_K);
+        let b = BlockQ6_Kx8::pack(std::array::from_fn(|j| &w[j]));
+        for (j, src) in w.iter().enumerate() {
+            let u = levels(src);
+            for (e, &v) in u.iter().enumerate() {
+                assert_eq!(b.level(j, e), i32::from(v), "row {j} element {e}");
+            }
+            for s in 0..16 {
+                assert_eq!(b.scales[s][j], src.scales[s]);
+            }
+            assert_eq!(b.d[j], src.d);
+        }
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn packed_q6k_products_equal_the_reference() {
+        let mut rng = StdRng::seed_from_u64(22);
+        for (rows, cols) in [(8, 256), (16, 768), (24, 2048)] {
+            let w = random_q6k(&mut rng, rows, cols);
+            let p = PackedQ6K::pack(&w, rows, cols).unwrap();
+            assert_eq!(p.size_bytes(), rows * cols / QK_K * size_of::<BlockQ6K>());
+            let nb = cols / QK_K;
+            let xs: Vec<Vec<BlockQ8K>> = (0..4).map(|_| random_q8k(&mut rng, cols)).collect();
+            let xr: [&[BlockQ8K]; 4] = std::array::from_fn(|k| xs[k].as_slice());
+            for g in 0..rows / 8 {
+                let want = gemm_q6k_ref(p.group(g), xr);
+                assert_eq!(bits(gemm_q6k(p.group(g), xr)), bits(want));
+                let one = gemm_q6k::<1>(p.group(g), [xr[2]]);
+                assert_eq!(bits(one)[0], bits(want)[2]);
+                for (name, got) in every_level(p.group(g), xr) {
+                    assert_eq!(bits(got), bits(want), "{name}");
+                }
+                for (name, got) in every_level::<1>(p.group(g), [xr[3]]) {
+                    assert_eq!(bits(got)[0], bits(want)[3], "{name}");
+                }
+                for k in 0..4 {
+                    for j in 0..8 {
+                        let r = 8 * g + j;
+                        let row = &w[r * nb..(r + 1) * nb];
+                        let v = BlockQ6K::vec_dot_ref(row, &xs[k]);
+                        // Σ |terms|: the scale of the f32 rounding differences.
+                        let mag: f32 = row
+                            .iter()
+                            .zip(&xs[k])
+                            .map(|(b, y)| {
+                                let sc: f32 = b.scales.iter().map(|&s| f32::from(s).abs()).sum();
+                                (b.d.to_f32() * y.d).abs() * sc * 16.0 * 32.0 * 128.0
+                            })
+                            .sum();
+                        assert!(
+                            (v - want[k][j]).abs() <= 1e-6 * mag,
+                            "rows {rows} cols {cols} row {r} token {k}: {v} vs {} (mag {mag})",
+                            want[k][j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_levels_stay_exact() {
+        // Every level 63, every scale −128, every activation −128: the integer bounds of the module docs.
+        let mut b = BlockQ6K::zeroed();
+        b.d = f16::from_f32(1.0);
+        b.scales = [-128; 16];
+        b.ql = [0xFF; QK_K / 2];
+        b.qh = [0xFF; QK_K / 4];
+        let w = vec![b; 8];
+        let p = PackedQ6K::pack(&w, 8, QK_K).unwrap();
+        let mut y = BlockQ8K::zeroed();
+        y.d = 1.0;
+        y.qs = [-128; QK_K];
+        y.bsums = [-2048; QK_K / 16];
+        let x = [y];
+        let want = gemm_q6k_ref::<1>(p.group(0), [&x]);
+        assert_eq!(want[0][0], (-128.0 * 31.0 * -128.0 * 256.0) as f32);
+        assert_eq!(bits(gemm_q6k::<1>(p.group(0), [&x])), bits(want));
+        for (name, got) in every_level::<1>(p.group(0), [&x]) {
+            assert_eq!(bits(got), bits(want), "{name}");
+        }
+    }
+}
