@@ -6,10 +6,11 @@
 //!   through `nearest_int`'s exact trick, as `roundf`-style calls are library calls on baseline x86-64), `d` stored as f16; Q8_1 also stores
 //!   `s = d · Σ levels`. (The portable `_ref` versions multiply by `1/d` and round half away from zero; the
 //!   results differ on ties and by one level near `x·id ≈ k + ½`.)
-//! * Q8_K follows `quantize_row_q8_K_ref` in `ggml-quants.c` (x86 has no SIMD version): `iscale = −127 / max`
+//! * Q8_K follows `quantize_row_q8_K_ref` in `ggml-quants.c` (ggml has no x86 SIMD version; silica's AVX2 one gives the same bytes): `iscale = −127 / max`
 //!   where `max` is the signed value of largest magnitude, levels `min(127, nearest_int(iscale · x))`,
 //!   `d = 1 / iscale`, and the 16-value sums.
 
+use bytemuck::Zeroable;
 use half::f16;
 
 use crate::blocks::{BlockQ8_0, BlockQ8_1, BlockQ8K, QK, QK_K};
@@ -57,6 +58,20 @@ pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
 /// If `x.len() != 256 · out.len()`.
 pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     assert_eq!(x.len(), out.len() * QK_K, "quantize_row_q8_k: row length");
+    #[cfg(target_arch = "x86_64")]
+    for (xb, b) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        x86::quantize_block_q8_k(xb, b);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    quantize_row_q8_k_ref(x, out);
+}
+
+/// The scalar [`quantize_row_q8_k`] (`quantize_row_q8_K_ref`'s loops), which the AVX2 path equals to the bit.
+///
+/// # Panics
+/// If `x.len() != 256 · out.len()`.
+pub fn quantize_row_q8_k_ref(x: &[f32], out: &mut [BlockQ8K]) {
+    assert_eq!(x.len(), out.len() * QK_K, "quantize_row_q8_k: row length");
     for (xb, b) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
         let (mut max, mut amax) = (0f32, 0f32);
         for &v in xb {
@@ -66,19 +81,100 @@ pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
             }
         }
         if amax == 0.0 {
-            b.d = 0.0;
-            b.qs = [0; QK_K];
-            b.bsums = [0; QK_K / 16];
+            *b = BlockQ8K::zeroed();
             continue;
         }
         let iscale = -127.0 / max;
         for (q, &v) in b.qs.iter_mut().zip(xb) {
             *q = nearest_int(iscale * v).min(127) as i8;
         }
-        for (s, g) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
-            *s = g.iter().map(|&q| i16::from(q)).sum();
-        }
+        block_sums_q8_k(b);
         b.d = 1.0 / iscale;
+    }
+}
+
+/// `bsums[g] = Σ qs[16g..16g+16]`.
+fn block_sums_q8_k(b: &mut BlockQ8K) {
+    for (s, g) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+        *s = g.iter().map(|&q| i16::from(q)).sum();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    /// One Q8_K block on the AVX2 path, or the scalar one where the CPU lacks it.
+    pub(super) fn quantize_block_q8_k(xb: &[f32], b: &mut super::BlockQ8K) {
+        if crate::cpu::x86::best().is_some() && xb.len() == super::QK_K {
+            // SAFETY: `best` detected AVX2 and FMA; `xb` has 256 values.
+            unsafe { avx2::quantize_block_q8_k(xb, b) }
+        } else {
+            super::quantize_row_q8_k_ref(xb, std::slice::from_mut(b));
+        }
+    }
+
+    mod avx2 {
+        use std::arch::x86_64::*;
+
+        use super::super::{BlockQ8K, QK_K, block_sums_q8_k};
+
+        /// One Q8_K block: `amax` as a vector maximum of `|x|`, `max` the first value of that magnitude (the scalar
+        /// loop's strict `>` keeps the first), levels through `vcvtps2dq` (round half to even, as `nearest_int`;
+        /// exact for `|v| ≤ 127.5`), then the scalar sums.
+        ///
+        /// # Safety
+        /// The CPU must have AVX2; `xb.len()` must be 256.
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn quantize_block_q8_k(xb: &[f32], b: &mut BlockQ8K) {
+            debug_assert_eq!(xb.len(), QK_K);
+            let p = xb.as_ptr();
+            let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+            let mut m = _mm256_setzero_ps();
+            for i in 0..QK_K / 8 {
+                // SAFETY: `8i + 8 ≤ 256` values of `xb`; unaligned load.
+                let v = unsafe { _mm256_loadu_ps(p.add(8 * i)) };
+                m = _mm256_max_ps(m, _mm256_and_ps(v, abs_mask));
+            }
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2)));
+            if amax == 0.0 || amax.is_nan() {
+                // All zeros (or NaNs, which the scalar loop also skips): the scalar path decides.
+                super::super::quantize_row_q8_k_ref(xb, std::slice::from_mut(b));
+                return;
+            }
+            let target = _mm256_set1_ps(amax);
+            let mut max = amax;
+            for i in 0..QK_K / 8 {
+                // SAFETY: as above.
+                let v = unsafe { _mm256_loadu_ps(p.add(8 * i)) };
+                let hit = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_and_ps(v, abs_mask), target));
+                if hit != 0 {
+                    max = xb[8 * i + hit.trailing_zeros() as usize];
+                    break;
+                }
+            }
+            let iscale = -127.0 / max;
+            let is = _mm256_set1_ps(iscale);
+            let top = _mm256_set1_epi32(127);
+            let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+            for c in 0..QK_K / 32 {
+                // (A loop, not `map`: closures do not inherit the target features.)
+                let mut q = [_mm256_setzero_si256(); 4];
+                for (k, qk) in q.iter_mut().enumerate() {
+                    // SAFETY: `32c + 8k + 8 ≤ 256` values; unaligned load.
+                    let v = unsafe { _mm256_loadu_ps(p.add(32 * c + 8 * k)) };
+                    *qk = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, is)), top);
+                }
+                let ab = _mm256_packs_epi32(q[0], q[1]);
+                let cd = _mm256_packs_epi32(q[2], q[3]);
+                let bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+                // SAFETY: `qs[32c..32c + 32]` is 32 writable bytes; unaligned store.
+                unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().add(32 * c).cast(), bytes) };
+            }
+            block_sums_q8_k(b);
+            b.d = 1.0 / iscale;
+        }
     }
 }
 
@@ -130,5 +226,38 @@ mod tests {
         assert_eq!(bytemuck::cast_slice::<BlockQ8K, u8>(&b), want.as_slice());
     }
 
-    use bytemuck::Zeroable;
+    #[test]
+    fn q8_k_simd_equals_the_scalar_loops() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut rows: Vec<Vec<f32>> = (0..50)
+            .map(|_| (0..2 * QK_K).map(|_| rng.random_range(-4.0f32..4.0)).collect())
+            .collect();
+        // The largest magnitude twice, negative first then positive (and the reverse): the first one sets the sign.
+        let mut tie = vec![0.5f32; QK_K];
+        tie[7] = -3.0;
+        tie[200] = 3.0;
+        rows.push(
+            tie.iter()
+                .chain(tie.iter().map(|v| -v).collect::<Vec<_>>().iter())
+                .copied()
+                .collect(),
+        );
+        // An all-zero block, and levels on exact halves: 127 / 2 · k.
+        rows.push(
+            (0..2 * QK_K)
+                .map(|i| if i < QK_K { 0.0 } else { (i % 9) as f32 * 0.5 - 2.0 })
+                .collect(),
+        );
+        for x in rows {
+            let mut a = vec![BlockQ8K::zeroed(); 2];
+            let mut b = vec![BlockQ8K::zeroed(); 2];
+            quantize_row_q8_k(&x, &mut a);
+            quantize_row_q8_k_ref(&x, &mut b);
+            assert_eq!(
+                bytemuck::cast_slice::<BlockQ8K, u8>(&a),
+                bytemuck::cast_slice::<BlockQ8K, u8>(&b)
+            );
+        }
+    }
 }
