@@ -14,7 +14,7 @@ pub use candle_core::{DType, Device, Tensor};
 pub use error::{Error, LoadError, Result};
 pub use hparams::{Arch, HParams, RopeType};
 pub use layers::{Batch, KvCache};
-pub use models::{GreedyStep, Model};
+pub use models::{GREEDY_TOP, GreedyStep, Model};
 
 /// The CPU threads the native kernels use in this process (`silica_kernels::cpu_threads`: `SILICA_NUM_THREADS`,
 /// `CANDLE_NUM_THREADS` or `RAYON_NUM_THREADS`, which `silica -t` sets, else the available parallelism). Fixed

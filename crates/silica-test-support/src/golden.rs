@@ -78,12 +78,13 @@ pub fn greedy_from(path: &std::path::Path, name: &str) -> ModelRef {
         .unwrap_or_else(|| panic!("{} has no model `{name}`", path.display()))
 }
 
-/// One greedy step as a test saw it: the token taken and the top-2 `(id, logit)` pairs.
-pub type GreedyStep = (u32, [(u32, f32); 2]);
+/// One greedy step as a test saw it: the token taken and the four highest `(id, logit)` pairs, highest first.
+pub type GreedyStep = (u32, [(u32, f32); 4]);
 
 /// Checks greedy continuations against a reference: for every prompt, `decode(prompt_ids, n)` must give the
-/// reference tokens, except that a divergence is accepted where the two top logits are within 1% and the
-/// reference's token is the runner-up (a near-tie that summation order can flip). Prints every divergence.
+/// reference tokens, except that a divergence is accepted where the reference's token is among the runners-up
+/// with a logit within 1% of the top one (a near-tie that summation order can flip; three-way ties happen on
+/// small models). Prints every divergence.
 ///
 /// # Panics
 /// Listing every prompt that diverged without a near-tie.
@@ -105,17 +106,22 @@ pub fn assert_greedy_matches(reference: &ModelRef, mut decode: impl FnMut(&[u32]
                 want.len()
             )),
             Some(step) => {
-                let [(t1, l1), (t2, l2)] = steps[step].1;
-                let gap = (l1 - l2).abs() / l1.abs().max(l2.abs());
+                let top = steps[step].1;
+                let (t1, l1) = top[0];
+                let theirs = top[1..].iter().find(|&&(t, _)| t == want[step]);
+                let gap = theirs.map(|&(_, l)| (l1 - l).abs() / l1.abs().max(l.abs()));
                 let msg = format!(
-                    "{name} {:?}: first difference at step {step}: silica {} vs llama.cpp {}; silica top-2 {t1}={l1:.4}, {t2}={l2:.4} ({:.3}% apart)",
+                    "{name} {:?}: first difference at step {step}: silica {} vs llama.cpp {}; silica top {t1}={l1:.4}, llama.cpp's token {}",
                     p.prompt,
                     got[step],
                     want[step],
-                    gap * 100.0
+                    match (theirs, gap) {
+                        (Some((_, l)), Some(g)) => format!("{l:.4} ({:.3}% below)", g * 100.0),
+                        _ => format!("not in silica's top {}", top.len()),
+                    }
                 );
                 eprintln!("{msg}");
-                if gap >= 0.01 || t2 != want[step] {
+                if gap.is_none_or(|g| g >= 0.01) {
                     failures.push(msg);
                 }
             }

@@ -27,7 +27,7 @@ fn gemma3_greedy_text_matches_llama_cpp() {
             .unwrap();
         assert_eq!(g.prompt_tokens, p.prompt_ids);
         let steps = model
-            .greedy_top2(&p.prompt_ids, p.generated_ids.len(), &Device::Cpu)
+            .greedy_top(&p.prompt_ids, p.generated_ids.len(), &Device::Cpu)
             .unwrap();
         let greedy: Vec<u32> = steps.iter().map(|s| s.0).collect();
         assert_eq!(g.tokens, greedy, "{:?}: engine vs model greedy", p.prompt);

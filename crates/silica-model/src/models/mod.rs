@@ -74,24 +74,23 @@ impl Model {
     }
 
     /// Greedy-decodes `n` tokens after `prompt` (one sequence, fresh cache on `device`) and returns, per step,
-    /// the token taken and the two highest `(id, logit)` pairs (ties to the lowest id, as llama.cpp's greedy
-    /// sampler): what correctness tests compare with llama.cpp's greedy output, near-ties included.
+    /// the token taken and the [`GREEDY_TOP`] highest `(id, logit)` pairs, highest first (ties to the lowest id,
+    /// as llama.cpp's greedy sampler): what correctness tests compare with llama.cpp's greedy output, near-ties
+    /// included.
     ///
     /// # Errors
     /// As [`Model::forward`].
-    pub fn greedy_top2(&self, prompt: &[u32], n: usize, device: &Device) -> Result<Vec<GreedyStep>> {
+    pub fn greedy_top(&self, prompt: &[u32], n: usize, device: &Device) -> Result<Vec<GreedyStep>> {
         let mut kv = self.new_kv_cache(prompt.len() + n + 1, 1, device)?;
         let mut logits = self.forward(&Batch::single(prompt, 0, false), &mut kv)?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let row: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
-            let mut top = [(0u32, f32::NEG_INFINITY); 2];
+            let mut top = [(0u32, f32::NEG_INFINITY); GREEDY_TOP];
             for (i, &l) in row.iter().enumerate() {
-                if l > top[0].1 {
-                    top[1] = top[0];
-                    top[0] = (i as u32, l);
-                } else if l > top[1].1 {
-                    top[1] = (i as u32, l);
+                if let Some(at) = top.iter().position(|&(_, t)| l > t) {
+                    top.copy_within(at..GREEDY_TOP - 1, at + 1);
+                    top[at] = (i as u32, l);
                 }
             }
             out.push((top[0].0, top));
@@ -101,8 +100,11 @@ impl Model {
     }
 }
 
-/// One greedy step: the token taken and the two highest `(token id, logit)` pairs.
-pub type GreedyStep = (u32, [(u32, f32); 2]);
+/// How many candidates [`Model::greedy_top`] reports per step.
+pub const GREEDY_TOP: usize = 4;
+
+/// One greedy step: the token taken and the [`GREEDY_TOP`] highest `(token id, logit)` pairs, highest first.
+pub type GreedyStep = (u32, [(u32, f32); GREEDY_TOP]);
 
 /// Advances each sequence's `n_past` once the whole pass has succeeded.
 fn commit(kv: &mut KvCache, plan: &BatchPlan) {

@@ -8,7 +8,7 @@ fn check(name: &str, file: &str) {
     let reference = golden::llama_cpp_greedy(name);
     let model = Model::open(models::require(file), &Device::Cpu).unwrap();
     golden::assert_greedy_matches(&reference, |prompt, n| {
-        model.greedy_top2(prompt, n, &Device::Cpu).unwrap()
+        model.greedy_top(prompt, n, &Device::Cpu).unwrap()
     });
 }
 
