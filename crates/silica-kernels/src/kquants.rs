@@ -144,7 +144,7 @@ fn dot_q5k_ref(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
 
 /// Signed levels (`q − 32`, −32..=31) of a Q6_K super-block in value order (`dequantize_row_q6_K` layout).
 #[inline]
-fn levels_q6k(b: &BlockQ6K) -> [i8; QK_K] {
+pub(crate) fn levels_q6k(b: &BlockQ6K) -> [i8; QK_K] {
     let mut a = [0i8; QK_K];
     for h in 0..QK_K / 128 {
         let (ql, qh) = (&b.ql[64 * h..64 * h + 64], &b.qh[32 * h..32 * h + 32]);

@@ -249,7 +249,7 @@ pub fn gemm_q4k<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
 
     use std::arch::x86_64::*;
 
@@ -323,7 +323,7 @@ mod x86 {
     /// The eight-row accumulators as arrays.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn store<const N: usize>(acc: [__m256; N]) -> [[f32; 8]; N] {
+    pub(crate) fn store<const N: usize>(acc: [__m256; N]) -> [[f32; 8]; N] {
         let mut out = [[0f32; 8]; N];
         for (o, a) in out.iter_mut().zip(acc) {
             // SAFETY: `o` is 32 writable bytes; unaligned store.

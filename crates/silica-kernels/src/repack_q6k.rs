@@ -58,18 +58,7 @@ const _: () = assert!(size_of::<BlockQ6_Kx8>() == 8 * size_of::<BlockQ6K>());
 
 /// Unsigned levels (`q ∈ 0..64`) of a Q6_K super-block in value order (`dequantize_row_q6_K`'s layout).
 fn levels(b: &BlockQ6K) -> [u8; QK_K] {
-    let mut a = [0u8; QK_K];
-    for n in 0..QK_K / 128 {
-        let (ql, qh) = (&b.ql[64 * n..64 * n + 64], &b.qh[32 * n..32 * n + 32]);
-        let out = &mut a[128 * n..128 * n + 128];
-        for l in 0..32 {
-            out[l] = (ql[l] & 0xF) | ((qh[l] & 3) << 4);
-            out[l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
-            out[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-            out[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-        }
-    }
-    a
+    crate::kquants::levels_q6k(b).map(|l| (l + 32) as u8)
 }
 
 impl BlockQ6_Kx8 {
@@ -227,17 +216,7 @@ mod x86 {
         }
     }
 
-    /// The eight-row accumulators as arrays.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn store<const N: usize>(acc: [__m256; N]) -> [[f32; 8]; N] {
-        let mut out = [[0f32; 8]; N];
-        for (o, a) in out.iter_mut().zip(acc) {
-            // SAFETY: `o` is 32 writable bytes; unaligned store.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
-        }
-        out
-    }
+    use crate::repack_k::x86::store;
 
     macro_rules! kernels {
         (
