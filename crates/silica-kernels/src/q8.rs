@@ -59,10 +59,9 @@ pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
 pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     assert_eq!(x.len(), out.len() * QK_K, "quantize_row_q8_k: row length");
     #[cfg(target_arch = "x86_64")]
-    for (xb, b) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
-        x86::quantize_block_q8_k(xb, b);
+    if x86::quantize_row_q8_k(x, out) {
+        return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
     quantize_row_q8_k_ref(x, out);
 }
 
@@ -103,14 +102,17 @@ fn block_sums_q8_k(b: &mut BlockQ8K) {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
-    /// One Q8_K block on the AVX2 path, or the scalar one where the CPU lacks it.
-    pub(super) fn quantize_block_q8_k(xb: &[f32], b: &mut super::BlockQ8K) {
-        if crate::cpu::x86::best().is_some() && xb.len() == super::QK_K {
-            // SAFETY: `best` detected AVX2 and FMA; `xb` has 256 values.
-            unsafe { avx2::quantize_block_q8_k(xb, b) }
-        } else {
-            super::quantize_row_q8_k_ref(xb, std::slice::from_mut(b));
+    /// The row on the AVX2 path (`x.len() == 256 · out.len()`, checked by the caller); `false`, with nothing
+    /// written, where the CPU lacks AVX2.
+    pub(super) fn quantize_row_q8_k(x: &[f32], out: &mut [super::BlockQ8K]) -> bool {
+        if crate::cpu::x86::best().is_none() {
+            return false;
         }
+        for (xb, b) in x.chunks_exact(super::QK_K).zip(out.iter_mut()) {
+            // SAFETY: `best` detected AVX2 and FMA; `chunks_exact` gives 256 values.
+            unsafe { avx2::quantize_block_q8_k(xb, b) };
+        }
+        true
     }
 
     mod avx2 {
