@@ -72,15 +72,28 @@ pub struct BlockQ8_0x8 {
 
 const _: () = assert!(size_of::<BlockQ8_0x8>() == 8 * size_of::<BlockQ8_0>());
 
-/// A repacked block of eight rows (see [`BlockQ4_0x8`], [`BlockQ8_0x8`]).
+/// How a [`Pack8`] layout stores its unsigned levels after the 16 bytes of row scales: what the kernels load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Levels {
+    /// 128 nibble bytes ([`BlockQ4_0x8::qs`]): levels 0..16.
+    Nibbles,
+    /// 128 nibble bytes, then 32 bytes of fifth bits ([`BlockQ5_0x8`]): levels 0..32.
+    NibblesAndFifthBits,
+    /// 256 level bytes ([`BlockQ8_0x8::qs`]): levels 0..256.
+    Bytes,
+}
+
+/// A repacked block of eight rows (see [`BlockQ4_0x8`], [`BlockQ5_0x8`], [`BlockQ8_0x8`]).
 pub trait Pack8: Pod + Send + Sync + std::fmt::Debug + 'static {
     /// The row-major block type it is made from.
     type Src: Pod + Sync;
     /// What the unsigned levels are offset by: the product is `Σ u·y − OFFSET·Σ y`.
     const OFFSET: i32;
+    /// How the levels are stored.
+    const LEVELS: Levels;
     /// Whether the kernel needs VNNI: levels above 63 make AVX2's 16-bit `vpmaddubsw` pair sums overflow
-    /// (`2 · 255 · 128 > 2¹⁵`), so Q8_0's do.
-    const NEEDS_VNNI: bool;
+    /// (`2 · 255 · 128 > 2¹⁵`), so [`Levels::Bytes`] (Q8_0's) do.
+    const NEEDS_VNNI: bool = matches!(Self::LEVELS, Levels::Bytes);
     /// Packs block `i` of eight rows.
     fn pack(src: [&Self::Src; 8]) -> Self;
     /// The eight row scales.
@@ -92,7 +105,7 @@ pub trait Pack8: Pod + Send + Sync + std::fmt::Debug + 'static {
 impl Pack8 for BlockQ4_0x8 {
     type Src = BlockQ4_0;
     const OFFSET: i32 = 8;
-    const NEEDS_VNNI: bool = false;
+    const LEVELS: Levels = Levels::Nibbles;
     fn pack(src: [&BlockQ4_0; 8]) -> Self {
         let mut b = BlockQ4_0x8::zeroed();
         for (j, s) in src.iter().enumerate() {
@@ -124,7 +137,7 @@ fn nibble(qs: &[u8; 128], j: usize, e: usize) -> i32 {
 impl Pack8 for BlockQ5_0x8 {
     type Src = BlockQ5_0;
     const OFFSET: i32 = 16;
-    const NEEDS_VNNI: bool = false;
+    const LEVELS: Levels = Levels::NibblesAndFifthBits;
     fn pack(src: [&BlockQ5_0; 8]) -> Self {
         let mut b = BlockQ5_0x8::zeroed();
         let mut qh = [0u32; 8];
@@ -166,7 +179,7 @@ impl Pack8 for BlockQ5_0x8 {
 impl Pack8 for BlockQ8_0x8 {
     type Src = BlockQ8_0;
     const OFFSET: i32 = 128;
-    const NEEDS_VNNI: bool = true;
+    const LEVELS: Levels = Levels::Bytes;
     fn pack(src: [&BlockQ8_0; 8]) -> Self {
         let mut b = BlockQ8_0x8::zeroed();
         for (j, s) in src.iter().enumerate() {
@@ -365,7 +378,7 @@ mod x86 {
             pub(super) mod $name {
                 use std::arch::x86_64::*;
 
-                use super::super::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0, BlockTerms, Pack8};
+                use super::super::{BlockQ8_0, BlockTerms, Levels, Pack8};
 
                 /// `0x10` in byte lane `i` where bit `i` of `bits` is set, else 0 (Q5_0's fifth bits).
                 #[target_feature(enable = $feat)]
@@ -399,14 +412,12 @@ mod x86 {
                     xs: [&[BlockTerms]; N],
                 ) -> [[f32; 8]; N] {
                     let low = _mm256_set1_epi8(0x0F);
-                    let q4 = size_of::<P>() == size_of::<BlockQ4_0x8>();
-                    let q5 = size_of::<P>() == size_of::<BlockQ5_0x8>();
                     let mut acc = [_mm256_setzero_ps(); N];
                     for (i, wb) in w.iter().enumerate() {
                         // Levels of elements 4e..4e+4 of the eight rows, one vector per e.
                         let qs: *const u8 = bytemuck::bytes_of(wb)[16..].as_ptr();
                         let mut lv = [_mm256_setzero_si256(); 8];
-                        if q4 || q5 {
+                        if P::LEVELS != Levels::Bytes {
                             for c in 0..4 {
                                 // SAFETY: Q4_0x8 and Q5_0x8 blocks have 128 nibble bytes after their 16 scale
                                 // bytes; unaligned.
@@ -414,7 +425,7 @@ mod x86 {
                                 lv[c] = _mm256_and_si256(raw, low);
                                 lv[4 + c] = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
                             }
-                            if q5 {
+                            if P::LEVELS == Levels::NibblesAndFifthBits {
                                 for e in 0..8 {
                                     // SAFETY: a Q5_0x8 block has 32 fifth-bit bytes after its 128 nibble bytes.
                                     let h = unsafe { qs.add(128 + 4 * e).cast::<u32>().read_unaligned() };
