@@ -332,6 +332,71 @@ pub(crate) mod x86 {
         out
     }
 
+    /// The helpers of one ymm level of the eight-row k-quant kernels (this module's Q4_K and
+    /// [`crate::repack_q6k`]'s Q6_K): `dot`, `finish` and `bcast4`, compiled for the features `$feat`.
+    macro_rules! ymm_helpers {
+        (
+            $feat:literal,
+            dot: |$acc:ident, $a:ident, $b:ident, $sc16:ident| $dot:expr,
+            finish: |$s:ident, $sc32:ident| $fin:expr
+        ) => {
+            /// `acc +` the 4-byte dot products of unsigned `a` and signed `b` per i32 lane (on AVX2 already
+            /// times the lane's scale `sc16`, an i16 pair).
+            #[target_feature(enable = $feat)]
+            #[inline]
+            fn dot($acc: __m256i, $a: __m256i, $b: __m256i, $sc16: __m256i) -> __m256i {
+                $dot
+            }
+
+            /// A sub-block's sum `s` times the lane's scale `sc32` (identity where `dot` applied it).
+            #[target_feature(enable = $feat)]
+            #[inline]
+            fn finish($s: __m256i, $sc32: __m256i) -> __m256i {
+                $fin
+            }
+
+            /// Activation bytes `at..at + 4`, as one i32 broadcast to all lanes.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            fn bcast4(q: &[i8; 256], at: usize) -> __m256i {
+                let q = &q[at..at + 4];
+                _mm256_set1_epi32(i32::from_le_bytes([
+                    q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8,
+                ]))
+            }
+        };
+    }
+
+    /// Expands `$kernels!(docs, module, features, dot: .., finish: ..)` once per ymm level: AVX2 (`vpmaddubsw`
+    /// — unsigned levels up to 63 times i8 pairs fit i16 — then `vpmaddwd` by the row scales), AVX-VNNI (VEX
+    /// `vpdpbusd`, `vpmulld` by the row scales per sub-block) and AVX-512 VNNI on ymm (EVEX `vpdpbusd`, the
+    /// one-token kernel).
+    macro_rules! for_ymm_levels {
+        ($kernels:ident) => {
+            $kernels!(
+                /// AVX2: `vpmaddubsw` then `vpmaddwd` by the row scales.
+                avx2, "avx2,fma,f16c",
+                dot: |acc, a, b, sc16| _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), sc16)),
+                finish: |s, _sc32| s
+            );
+            $kernels!(
+                /// AVX-VNNI: `vpdpbusd` (VEX), `vpmulld` by the row scales per sub-block.
+                avxvnni, "avx2,fma,f16c,avxvnni",
+                dot: |acc, a, b, _sc16| _mm256_dpbusd_avx_epi32(acc, a, b),
+                finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
+            );
+            $kernels!(
+                /// AVX-512 VNNI on ymm (EVEX `vpdpbusd`), `vpmulld` by the row scales per sub-block: the
+                /// one-token kernel.
+                avx512ymm, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+                dot: |acc, a, b, _sc16| _mm256_dpbusd_epi32(acc, a, b),
+                finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
+            );
+        };
+    }
+
+    pub(crate) use {for_ymm_levels, ymm_helpers};
+
     macro_rules! kernels {
         (
             $(#[$doc:meta])*
@@ -345,28 +410,7 @@ pub(crate) mod x86 {
 
                 use super::super::{BlockQ4_Kx8, BlockQ8K};
 
-                /// `acc +` the 4-byte dot products of unsigned `a` and signed `b` per i32 lane (on AVX2 already
-                /// times the lane's scale `sc16`, an i16 pair).
-                #[target_feature(enable = $feat)]
-                #[inline]
-                fn dot($acc: __m256i, $a: __m256i, $b: __m256i, $sc16: __m256i) -> __m256i {
-                    $dot
-                }
-
-                /// A sub-block's sum `s` times the lane's scale `sc32` (identity where `dot` applied it).
-                #[target_feature(enable = $feat)]
-                #[inline]
-                fn finish($s: __m256i, $sc32: __m256i) -> __m256i {
-                    $fin
-                }
-
-                /// Activation bytes `at..at + 4`, as one i32 broadcast to all lanes.
-                #[target_feature(enable = $feat)]
-                #[inline]
-                fn bcast4(q: &[i8; 256], at: usize) -> __m256i {
-                    let q = &q[at..at + 4];
-                    _mm256_set1_epi32(i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]))
-                }
+                crate::repack_k::x86::ymm_helpers!($feat, dot: |$acc, $a, $b, $sc16| $dot, finish: |$s, $sc32| $fin);
 
                 /// See [`super::super::gemm_q4k`]; every `x[k]` must have `w.len()` blocks.
                 #[target_feature(enable = $feat)]
@@ -413,25 +457,7 @@ pub(crate) mod x86 {
         };
     }
 
-    kernels!(
-        /// AVX2: `vpmaddubsw` (unsigned nibble ≤ 15 × i8 pairs fit i16), then `vpmaddwd` by the row scales.
-        avx2, "avx2,fma,f16c",
-        dot: |acc, a, b, sc16| _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), sc16)),
-        finish: |s, _sc32| s
-    );
-    kernels!(
-        /// AVX-VNNI: `vpdpbusd` (VEX), `vpmulld` by the row scales per sub-block.
-        avxvnni, "avx2,fma,f16c,avxvnni",
-        dot: |acc, a, b, _sc16| _mm256_dpbusd_avx_epi32(acc, a, b),
-        finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
-    );
-
-    kernels!(
-        /// AVX-512 VNNI on ymm (EVEX `vpdpbusd`), `vpmulld` by the row scales per sub-block: the one-token kernel.
-        avx512ymm, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-        dot: |acc, a, b, _sc16| _mm256_dpbusd_epi32(acc, a, b),
-        finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
-    );
+    crate::repack_k::x86::for_ymm_levels!(kernels);
 
     /// AVX-512 VNNI on zmm: one `vpdpbusd` covers two 4-element chunks of the eight rows (the two 32-byte
     /// vectors at `256·p + 64·c2`), with the two chunks' activation words spread to the two halves by one

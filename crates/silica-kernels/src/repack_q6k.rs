@@ -231,28 +231,7 @@ mod x86 {
 
                 use super::super::{BlockQ6_Kx8, BlockQ8K};
 
-                /// `acc +` the 4-byte dot products of unsigned `a` and signed `b` per i32 lane (on AVX2 already
-                /// times the lane's scale `sc16`, an i16 pair).
-                #[target_feature(enable = $feat)]
-                #[inline]
-                fn dot($acc: __m256i, $a: __m256i, $b: __m256i, $sc16: __m256i) -> __m256i {
-                    $dot
-                }
-
-                /// A sub-block's sum `s` times the lane's scale `sc32` (identity where `dot` applied it).
-                #[target_feature(enable = $feat)]
-                #[inline]
-                fn finish($s: __m256i, $sc32: __m256i) -> __m256i {
-                    $fin
-                }
-
-                /// Activation bytes `at..at + 4`, as one i32 broadcast to all lanes.
-                #[target_feature(enable = $feat)]
-                #[inline]
-                fn bcast4(q: &[i8; 256], at: usize) -> __m256i {
-                    let q = &q[at..at + 4];
-                    _mm256_set1_epi32(i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]))
-                }
+                crate::repack_k::x86::ymm_helpers!($feat, dot: |$acc, $a, $b, $sc16| $dot, finish: |$s, $sc32| $fin);
 
                 /// See [`super::super::gemm_q6k`]; every `x[k]` must have `w.len()` blocks.
                 #[target_feature(enable = $feat)]
@@ -328,24 +307,7 @@ mod x86 {
         };
     }
 
-    kernels!(
-        /// AVX2: `vpmaddubsw` (unsigned level ≤ 63 × i8 pairs fit i16), then `vpmaddwd` by the row scales.
-        avx2, "avx2,fma,f16c",
-        dot: |acc, a, b, sc16| _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), sc16)),
-        finish: |s, _sc32| s
-    );
-    kernels!(
-        /// AVX-VNNI: `vpdpbusd` (VEX), `vpmulld` by the row scales per sub-block.
-        avxvnni, "avx2,fma,f16c,avxvnni",
-        dot: |acc, a, b, _sc16| _mm256_dpbusd_avx_epi32(acc, a, b),
-        finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
-    );
-    kernels!(
-        /// AVX-512 VNNI on ymm (EVEX `vpdpbusd`), `vpmulld` by the row scales per sub-block: the one-token kernel.
-        avx512ymm, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-        dot: |acc, a, b, _sc16| _mm256_dpbusd_epi32(acc, a, b),
-        finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
-    );
+    crate::repack_k::x86::for_ymm_levels!(kernels);
 
     /// AVX-512 VNNI on zmm: one `vpdpbusd` covers two chunks of the eight rows (the 64 bytes at `384·p + 64·c2`
     /// of `q`, whose high bits are the 32 bytes at `384·p + 256 + 32·c2`, broadcast to both halves and shifted
