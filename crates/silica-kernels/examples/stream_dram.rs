@@ -20,29 +20,32 @@ fn main() {
         std::process::exit(2);
     };
     let (rows, cols, n_mat) = (8192usize, 2048usize, 40usize);
-    let (bb, scale_at) = (ty.block_bytes(), if ty == GgmlType::Q6_K { 208 } else { 0 });
+    let bb = ty.block_bytes();
     let rb = cols / ty.block_len() * bb;
-    // Random bytes, with every block's f16 scale(s) set to a small finite value (0x2000 ≈ 2⁻¹⁵·...): the
-    // products' values do not matter here, only that they are finite.
+    // Offsets of each block's f16 scales (`d`, and `dmin` for Q4_K/Q5_K), set to 0x2000 (2⁻⁷) so that the
+    // products stay finite; every other byte is random. Only the bytes read matter here, not the values.
+    let scales: &[usize] = match ty {
+        GgmlType::Q6_K => &[208],
+        GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        _ => &[0],
+    };
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mats: Vec<Vec<u8>> = (0..n_mat)
         .map(|_| {
-            (0..rows * rb)
-                .map(|i| {
+            let mut w: Vec<u8> = (0..rows * rb)
+                .map(|_| {
                     state ^= state << 13;
                     state ^= state >> 7;
                     state ^= state << 17;
-                    match i % bb {
-                        o if o == scale_at || (ty.block_len() == 256 && ty != GgmlType::Q6_K && o == 2) => 0,
-                        o if o == scale_at + 1
-                            || (ty.block_len() == 256 && ty != GgmlType::Q6_K && o == 3) =>
-                        {
-                            0x20
-                        }
-                        _ => state as u8,
-                    }
+                    state as u8
                 })
-                .collect()
+                .collect();
+            for block in w.chunks_exact_mut(bb) {
+                for &at in scales {
+                    block[at..at + 2].copy_from_slice(&[0x00, 0x20]);
+                }
+            }
+            w
         })
         .collect();
     let packed: Vec<_> = mats

@@ -264,15 +264,24 @@ pub fn repack(w: &QMatRef<'_>) -> Result<Option<Box<dyn RepackedMatrix>>, Kernel
         if !repack::has_fast_path::<P>() {
             return Ok(None);
         }
-        let blocks = crate::blocks_of(w.data)?;
-        Ok(Packed::<P>::pack(blocks, w.rows, w.cols).map(|p| Box::new(p) as Box<dyn RepackedMatrix>))
+        Ok(boxed(Packed::<P>::pack(
+            crate::blocks_of(w.data)?,
+            w.rows,
+            w.cols,
+        )))
     }
     fn k<P: PackK8>(w: &QMatRef<'_>) -> Result<Option<Box<dyn RepackedMatrix>>, KernelError> {
         if !repack_k::has_fast_path_k() {
             return Ok(None);
         }
-        let blocks = crate::blocks_of(w.data)?;
-        Ok(PackedK::<P>::pack(blocks, w.rows, w.cols).map(|p| Box::new(p) as Box<dyn RepackedMatrix>))
+        Ok(boxed(PackedK::<P>::pack(
+            crate::blocks_of(w.data)?,
+            w.rows,
+            w.cols,
+        )))
+    }
+    fn boxed(p: Option<impl RepackedMatrix + 'static>) -> Option<Box<dyn RepackedMatrix>> {
+        p.map(|p| Box::new(p) as Box<dyn RepackedMatrix>)
     }
     match w.ty {
         GgmlType::Q4_0 => legacy::<repack::BlockQ4_0x8>(w),
@@ -300,20 +309,20 @@ pub fn matmul_packed<P: Pack8>(
     let (rows, cols) = (w.rows(), w.cols());
     check_sizes(rows, cols, x, n, out)?;
     let nb = cols / QK;
-    let (xq, sums) = scratch.blocks_and_terms::<BlockQ8_0>(n * nb);
-    let (xq_ptr, sums_ptr) = (SharedMut::new(xq), SharedMut::new(sums));
+    let (xq, terms) = scratch.blocks_and_terms::<BlockQ8_0>(n * nb);
+    let (xq_ptr, terms_ptr) = (SharedMut::new(xq), SharedMut::new(terms));
     let quantize = |t: usize| {
-        // SAFETY: token `t`'s blocks and sums are written by exactly one thread, within bounds.
-        let (row, srow) = unsafe { (xq_ptr.slice(t * nb, nb), sums_ptr.slice(t * nb, nb)) };
+        // SAFETY: token `t`'s blocks and terms are written by exactly one thread, within bounds.
+        let (row, trow) = unsafe { (xq_ptr.slice(t * nb, nb), terms_ptr.slice(t * nb, nb)) };
         BlockQ8_0::quantize_row(&x[t * cols..(t + 1) * cols], row);
-        repack::block_terms::<P>(row, srow);
+        repack::block_terms::<P>(row, trow);
     };
     per_token(pool, n, quantize);
-    let (xq, sums): (&[BlockQ8_0], &[repack::BlockTerms]) = (xq, sums);
+    let (xq, terms): (&[BlockQ8_0], &[repack::BlockTerms]) = (xq, terms);
     struct Tiles<'a, P> {
         w: &'a Packed<P>,
         xq: &'a [BlockQ8_0],
-        sums: &'a [repack::BlockTerms],
+        terms: &'a [repack::BlockTerms],
         nb: usize,
     }
     impl<P: Pack8> RowGroupTiles for Tiles<'_, P> {
@@ -322,11 +331,11 @@ pub fn matmul_packed<P: Pack8>(
             repack::gemm::<P, N>(
                 self.w.group(g),
                 t.map(|t| &self.xq[t * nb..(t + 1) * nb]),
-                t.map(|t| &self.sums[t * nb..(t + 1) * nb]),
+                t.map(|t| &self.terms[t * nb..(t + 1) * nb]),
             )
         }
     }
-    run_row_groups(pool, rows, n, out, &Tiles { w, xq, sums, nb });
+    run_row_groups(pool, rows, n, out, &Tiles { w, xq, terms, nb });
     Ok(())
 }
 

@@ -228,20 +228,7 @@ impl<P: Pack8> Packed<P> {
         if !rows.is_multiple_of(8) {
             return None;
         }
-        let nb = cols / QK;
-        let n_groups = rows / 8;
-        // Groups are independent: the process pool packs them in parallel (load time).
-        let mut blocks = vec![P::zeroed(); n_groups * nb];
-        let dst = SharedMut::new(&mut blocks);
-        crate::global_pool().run(|ith, nth| {
-            for g in split(n_groups, ith, nth) {
-                // SAFETY: group `g`'s blocks are written by this thread only, within bounds.
-                let out = unsafe { dst.slice(g * nb, nb) };
-                for (i, b) in out.iter_mut().enumerate() {
-                    *b = P::pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]));
-                }
-            }
-        });
+        let blocks = pack_groups(w, rows, cols / QK, P::pack);
         Some(Packed { rows, cols, blocks })
     }
 
@@ -265,6 +252,30 @@ impl<P: Pack8> Packed<P> {
         let nb = self.cols / QK;
         &self.blocks[g * nb..(g + 1) * nb]
     }
+}
+
+/// Row-major blocks `w` (`rows` rows of `nb` blocks, `rows` a multiple of 8) packed eight rows at a time:
+/// group `g`'s `nb` packed blocks, in order, are `pack` of block `i` of rows `8g..8g+8`. Groups are independent,
+/// so the process pool ([`crate::global_pool`]) packs them in parallel (this is load time).
+pub(crate) fn pack_groups<S: Sync, P: Pod + Send>(
+    w: &[S],
+    rows: usize,
+    nb: usize,
+    pack: impl Fn([&S; 8]) -> P + Sync,
+) -> Vec<P> {
+    let n_groups = rows / 8;
+    let mut blocks = vec![P::zeroed(); n_groups * nb];
+    let dst = SharedMut::new(&mut blocks);
+    crate::global_pool().run(|ith, nth| {
+        for g in split(n_groups, ith, nth) {
+            // SAFETY: group `g`'s blocks are written by this thread only, within bounds.
+            let out = unsafe { dst.slice(g * nb, nb) };
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]));
+            }
+        }
+    });
+    blocks
 }
 
 /// What the kernels need of one Q8_0 activation block besides its levels, computed once per product so the

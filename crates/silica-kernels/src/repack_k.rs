@@ -38,7 +38,6 @@ use half::f16;
 
 use crate::blocks::{BlockQ4K, BlockQ8K, QK_K};
 use crate::kquants::unpack_scales_mins;
-use crate::pool::{SharedMut, split};
 
 /// Super-block `i` of eight rows of a Q4_K matrix, repacked (1184 bytes; eight [`BlockQ4K`] are 1152).
 ///
@@ -146,19 +145,7 @@ impl<P: PackK8> PackedK<P> {
         if !rows.is_multiple_of(8) || !cols.is_multiple_of(QK_K) || w.len() != rows * cols / QK_K {
             return None;
         }
-        let nb = cols / QK_K;
-        let n_groups = rows / 8;
-        let mut blocks = vec![P::zeroed(); n_groups * nb];
-        let dst = SharedMut::new(&mut blocks);
-        crate::global_pool().run(|ith, nth| {
-            for g in split(n_groups, ith, nth) {
-                // SAFETY: group `g`'s blocks are written by this thread only, within bounds.
-                let out = unsafe { dst.slice(g * nb, nb) };
-                for (i, b) in out.iter_mut().enumerate() {
-                    *b = P::pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]));
-                }
-            }
-        });
+        let blocks = crate::repack::pack_groups(w, rows, cols / QK_K, P::pack);
         Some(PackedK { blocks, rows, cols })
     }
 
