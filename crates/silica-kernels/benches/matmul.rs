@@ -8,7 +8,7 @@
 //! cargo bench -p silica-kernels --bench matmul -- --test                     # each case once, no timing
 //! ```
 //!
-//! Cases: weight types `Q4_0` (row-major and repacked), `Q8_0` (row-major and repacked), `Q4_K` (row-major and repacked), `Q6_K` (row-major and repacked) × shapes
+//! Cases: weight types `Q4_0`, `Q8_0`, `Q4_K` and `Q6_K`, each row-major and repacked (`x8`), × shapes
 //! `2048x2048`, `8192x2048` (Llama 3.2 1B) and `4096x4096` (Llama 2 7B) × 1 token (`tg`) and 512 tokens (`pp`).
 //! Weights and activations come from fixed seeds.
 //!
