@@ -219,6 +219,16 @@ pub struct Planned {
     pub fell_back_from: Option<GgmlType>,
 }
 
+impl Planned {
+    /// Data bytes of the tensor written as `ty` ([`TensorInfo::data_bytes`]).
+    ///
+    /// # Errors
+    /// As [`TensorInfo::data_bytes`]: `ty`'s blocks do not divide a row, or the size overflows.
+    pub fn n_bytes(&self) -> Result<u64, silica_gguf::Error> {
+        TensorInfo::data_bytes(&self.info.name, self.ty, &self.info.ne)
+    }
+}
+
 /// Assigns a type to every tensor, in llama.cpp's order ([`sort_like_llama_cpp`]), with llama.cpp's per-tensor
 /// mix for `opts.file_type`.
 ///

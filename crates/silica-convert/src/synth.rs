@@ -655,11 +655,8 @@ pub fn plan_tensors(
 pub fn tensor_data_bytes(config: &SynthConfig, file_type: FileType) -> Result<u64, ConvertError> {
     Ok(plan_tensors(config, file_type, false)?
         .iter()
-        .map(|p| {
-            let n = p.info.ne.first().copied().unwrap_or(1).max(1);
-            p.ty.row_bytes(n).unwrap_or(0) * (p.info.n_elements() / n)
-        })
-        .sum())
+        .map(Planned::n_bytes)
+        .sum::<Result<u64, _>>()?)
 }
 
 /// Builds the header of the file `params` describes, with the types of each tensor.

@@ -232,15 +232,14 @@ impl ModelDesc {
         let tensors = planned
             .iter()
             .map(|p| {
-                let n = p.info.ne.first().copied().unwrap_or(1).max(1);
-                TensorDesc {
+                Ok(TensorDesc {
                     name: p.info.name.clone(),
                     ne: p.info.ne.clone(),
                     ty: p.ty,
-                    n_bytes: p.ty.row_bytes(n).unwrap_or(0) * (p.info.n_elements() / n),
-                }
+                    n_bytes: p.n_bytes()?,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let arch = c.arch.name().to_owned();
         let n_swa = c.sliding_window.unwrap_or(0) as u64;
         Ok(ModelDesc {
