@@ -1,8 +1,8 @@
 //! The planner against llama.cpp's published results (`data/calibration-llamacpp.csv`).
 #![allow(clippy::unwrap_used)]
 
-use silica_plan::Backend;
 use silica_plan::calibrate::{self, Fit};
+use silica_plan::{Backend, output};
 
 fn llamacpp_fits() -> Vec<Fit> {
     let obs = calibrate::parse_observations(calibrate::CALIBRATION_LLAMACPP_CSV, "calibration-llamacpp.csv")
@@ -13,32 +13,10 @@ fn llamacpp_fits() -> Vec<Fit> {
 #[test]
 fn the_fit_reproduces_the_calibration_rows_and_prints_its_residuals() {
     let fits = llamacpp_fits();
-    let mut all = Vec::new();
-    for f in &fits {
-        let e = &f.efficiency;
-        println!(
-            "{}: {}; median |error| {:.1}%",
-            e.backend,
-            e.describe(),
-            f.median_abs_error() * 100.0
-        );
-        for r in &f.residuals {
-            println!(
-                "  {:<28} {:<7} {:<22} {:<7} measured {:>9.2} predicted {:>9.2} {:>+6.1}%",
-                r.device,
-                r.backend.name(),
-                r.model,
-                r.test,
-                r.measured_tps,
-                r.predicted_tps,
-                r.error * 100.0
-            );
-        }
-        all.extend(f.residuals.iter().cloned());
-    }
+    println!("{}", output::fits_markdown(&fits));
+    let all: Vec<_> = fits.iter().flat_map(|f| f.residuals.iter().cloned()).collect();
     assert_eq!(all.len(), 64, "every measured row is fitted");
     let median = calibrate::median_abs(&all);
-    println!("median |error| over all rows: {:.1}%", median * 100.0);
     assert!(median < 0.10, "median |error| {median}");
     let backends: Vec<Backend> = fits.iter().map(|f| f.efficiency.backend).collect();
     assert_eq!(backends, [Backend::Metal, Backend::Cuda, Backend::Vulkan]);
