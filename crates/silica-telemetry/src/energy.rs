@@ -176,18 +176,28 @@ impl RaplZone {
     /// [`Error::CounterUnreadable`] when `energy_uj` cannot be read (since Linux 5.10 it is root-only, after the
     /// PLATYPUS power side channel, CVE-2020-8694; the reason says so) or is not a number.
     pub fn open(zone_dir: &Path, kind: CounterKind) -> Result<Self> {
-        let dir_name = zone_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let zone_name = read_trimmed(&zone_dir.join("name"))
-            .filter(|s| !s.is_empty())
-            .unwrap_or(dir_name);
+        let zone_name = zone_name(zone_dir);
+        let name = format!("rapl:{zone_name}");
+        Self::open_named(zone_dir, zone_name, name, kind)
+    }
+
+    /// [`open`](Self::open) with the zone's `name` already read (`zone_name`) and the counter's name chosen by
+    /// the caller (discovery qualifies repeated names with the parent zone's).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub(crate) fn open_named(
+        zone_dir: &Path,
+        zone_name: String,
+        name: String,
+        kind: CounterKind,
+    ) -> Result<Self> {
         let max_range = read_trimmed(&zone_dir.join("max_energy_range_uj"))
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(0);
         let mut zone = Self {
-            name: format!("rapl:{zone_name}"),
+            name,
             zone_name,
             kind,
             energy_path: zone_dir.join("energy_uj"),
@@ -213,13 +223,9 @@ impl RaplZone {
     }
 
     fn raw_uj(&self) -> Result<u64> {
-        let text = fs_err::read_to_string(&self.energy_path).map_err(|e| Error::CounterUnreadable {
+        read_energy_uj(&self.energy_path).map_err(|reason| Error::CounterUnreadable {
             counter: self.name.clone(),
-            reason: energy_unreadable_reason(&e),
-        })?;
-        text.trim().parse::<u64>().map_err(|_| Error::CounterUnreadable {
-            counter: self.name.clone(),
-            reason: format!("energy_uj is not a counter: {:?}", text.trim()),
+            reason,
         })
     }
 }
@@ -493,8 +499,29 @@ pub(crate) fn joined_reasons(unavailable: &[Unavailable]) -> Option<String> {
 }
 
 /// `fs_err::read_to_string(path)`, trimmed; `None` when unreadable.
-fn read_trimmed(path: &Path) -> Option<String> {
+pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
     fs_err::read_to_string(path).ok().map(|s| s.trim().to_owned())
+}
+
+/// A RAPL zone's name: its `name` file, trimmed, or the directory name when that is missing or empty.
+pub(crate) fn zone_name(zone_dir: &Path) -> String {
+    read_trimmed(&zone_dir.join("name"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            zone_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+}
+
+/// One reading of a RAPL `energy_uj` file (`path`), in µJ; `Err` with why it cannot be read ("energy_uj not
+/// readable: …", root-only since Linux 5.10) or is not a counter.
+pub(crate) fn read_energy_uj(path: &Path) -> Result<u64, String> {
+    let text = fs_err::read_to_string(path).map_err(|e| energy_unreadable_reason(&e))?;
+    let text = text.trim();
+    text.parse::<u64>()
+        .map_err(|_| format!("energy_uj is not a counter: {text:?}"))
 }
 
 /// Zone order key: (0 for `intel-rapl`, 1 for `intel-rapl-mmio`; indices), e.g. `intel-rapl:1:0` → (0, [1, 0]).
@@ -562,25 +589,11 @@ fn rapl_sources_in(root: &Path) -> EnergySources {
     }
 
     // Names, qualified by the parent zone's name.
-    let names: BTreeMap<&ZoneKey, String> = dirs
-        .iter()
-        .map(|(k, dir)| {
-            let fallback = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let name = read_trimmed(&dir.join("name"))
-                .filter(|s| !s.is_empty())
-                .unwrap_or(fallback);
-            (k, name)
-        })
-        .collect();
+    let names: BTreeMap<&ZoneKey, String> = dirs.iter().map(|(k, dir)| (k, zone_name(dir))).collect();
     let mut zones: Vec<ZoneDir> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for (key, dir) in &dirs {
-        let Some(name) = names.get(key).cloned() else {
-            continue;
-        };
+        let name = names[key].clone();
         let top_level = key.1.len() == 1;
         let qualified = if top_level {
             name.clone()
@@ -612,11 +625,8 @@ fn rapl_sources_in(root: &Path) -> EnergySources {
         } else {
             format!("rapl:{}", z.name)
         };
-        match RaplZone::open(&z.dir, CounterKind::Part) {
-            Ok(mut zone) => {
-                zone.name = label;
-                opened.push((zone, z.top_level));
-            }
+        match RaplZone::open_named(&z.dir, z.name.clone(), label.clone(), CounterKind::Part) {
+            Ok(zone) => opened.push((zone, z.top_level)),
             Err(Error::CounterUnreadable { reason, .. }) => {
                 sources.unavailable.push(Unavailable::new(label, reason));
             }
@@ -625,13 +635,12 @@ fn rapl_sources_in(root: &Path) -> EnergySources {
     }
     let psys = opened.iter().any(|(z, _)| z.zone_name == "psys");
     for (mut zone, top_level) in opened {
-        zone.kind = if psys {
-            if zone.zone_name == "psys" {
-                CounterKind::Total
-            } else {
-                CounterKind::Part
-            }
-        } else if top_level || zone.zone_name == "dram" {
+        let total = if psys {
+            zone.zone_name == "psys"
+        } else {
+            top_level || zone.zone_name == "dram"
+        };
+        zone.kind = if total {
             CounterKind::Total
         } else {
             CounterKind::Part

@@ -12,6 +12,8 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::energy::{read_energy_uj, read_trimmed, zone_name};
+
 /// What this machine is, as far as the OS tells without measuring anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineInfo {
@@ -139,18 +141,11 @@ pub fn machine_info() -> MachineInfo {
     } else {
         None
     };
-    let meminfo = if is_linux {
-        fs_err::read_to_string("/proc/meminfo").ok()
-    } else {
-        None
-    };
 
     let cpu_info = cpu_info_from(cpuinfo.as_deref());
 
     let release = if is_linux {
-        fs_err::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()
-            .map(|s| s.trim().to_owned())
+        read_trimmed(Path::new("/proc/sys/kernel/osrelease"))
     } else if is_macos {
         sysctl("kern.osrelease")
     } else {
@@ -171,13 +166,6 @@ pub fn machine_info() -> MachineInfo {
     } else {
         None
     };
-
-    let ram_total_bytes = if is_macos {
-        sysctl("hw.memsize").and_then(|s| s.parse().ok())
-    } else {
-        meminfo.as_deref().and_then(|t| meminfo_bytes(t, "MemTotal"))
-    };
-    let ram_available_bytes = meminfo.as_deref().and_then(|t| meminfo_bytes(t, "MemAvailable"));
 
     let (mut power_sources, power_note) = if is_linux {
         power_sources_in(Path::new("/sys/class/powercap"))
@@ -210,8 +198,8 @@ pub fn machine_info() -> MachineInfo {
         n_threads_logical: available_threads(),
         n_cores_physical,
         simd: simd_features(),
-        ram_total_bytes,
-        ram_available_bytes,
+        ram_total_bytes: ram_total_bytes(),
+        ram_available_bytes: if is_linux { ram_available_bytes() } else { None },
         gpus: nvml.gpus,
         gpu_note: nvml.gpu_note,
         power_sources,
@@ -368,11 +356,7 @@ fn physical_cores_from_sysfs(root: &Path) -> Option<usize> {
             continue;
         }
         let topo = entry.path().join("topology");
-        let read = |f: &str| {
-            fs_err::read_to_string(topo.join(f))
-                .ok()
-                .map(|s| s.trim().to_owned())
-        };
+        let read = |f: &str| read_trimmed(&topo.join(f));
         if let (Some(package), Some(core)) = (read("physical_package_id"), read("core_id")) {
             cores.insert((package, core));
         }
@@ -414,25 +398,10 @@ pub(crate) fn power_sources_in(root: &Path) -> (Vec<PowerSourceInfo>, Option<Str
     let sources = zones
         .values()
         .map(|dir| {
-            let dir_name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let name = fs_err::read_to_string(dir.join("name"))
-                .ok()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .unwrap_or(dir_name);
             let energy = dir.join("energy_uj");
-            let reason = match fs_err::read_to_string(&energy) {
-                Ok(text) => match text.trim().parse::<u64>() {
-                    Ok(_) => None,
-                    Err(_) => Some(format!("energy_uj is not a counter: {:?}", text.trim())),
-                },
-                Err(e) => Some(energy_unreadable_reason(&e)),
-            };
+            let reason = read_energy_uj(&energy).err();
             PowerSourceInfo {
-                name,
+                name: zone_name(dir),
                 kind: PowerSourceKind::Rapl,
                 path: Some(energy.display().to_string()),
                 readable: reason.is_none(),
