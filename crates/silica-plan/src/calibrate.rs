@@ -220,13 +220,12 @@ fn preset_name(model: &str) -> String {
 }
 
 /// The table device a calibration row's device stands for: `Apple M1` with 7 GPU cores → `Apple M1 (7-core
-/// GPU)`; `NVIDIA RTX 4090 24GB` → `NVIDIA GeForce RTX 4090` (the explicit mapping `data/README.md` asks for).
+/// GPU)`; `NVIDIA RTX 4090 24GB` → `NVIDIA GeForce RTX 4090` (the explicit mapping `data/README.md` asks for:
+/// the memory suffix dropped, and [`hardware::find_device`] ignores the vendor and `GeForce`).
 fn table_device<'a>(table: &'a [DeviceSpec], device: &str, gpu_cores: Option<u32>) -> Result<&'a DeviceSpec> {
     let name = match gpu_cores {
         Some(c) if device.starts_with("Apple") => format!("{device} ({c}-core GPU)"),
-        _ => device
-            .trim_end_matches(" 24GB")
-            .replace("NVIDIA RTX", "NVIDIA GeForce RTX"),
+        _ => device.trim_end_matches(" 24GB").to_owned(),
     };
     hardware::find_device(table, &name, None)
 }
