@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gpu::{NvmlOpenError, open_nvml};
 use crate::machine::energy_unreadable_reason;
 use crate::{Error, Result};
 
@@ -323,14 +324,14 @@ impl NvmlEnergy {
     /// Every GPU NVML sees, opened; what could not be opened (NVML itself, or one GPU) is listed as
     /// [`Unavailable`] with NVML's error.
     pub fn discover() -> (Vec<NvmlEnergy>, Vec<Unavailable>) {
-        let nvml = match nvml_wrapper::Nvml::init() {
-            Ok(n) => Arc::new(n),
-            Err(e) => return (Vec::new(), vec![Unavailable::new("nvml", format!("NVML: {e}"))]),
-        };
-        let count = match nvml.device_count() {
-            Ok(n) => n,
+        let (nvml, count) = match open_nvml() {
+            Ok((nvml, count)) => (Arc::new(nvml), count),
             Err(e) => {
-                let reason = format!("NVML could not count GPUs: {e}");
+                let reason = match e {
+                    NvmlOpenError::Init(e) => format!("NVML: {e}"),
+                    NvmlOpenError::Count(e) => format!("NVML could not count GPUs: {e}"),
+                    NvmlOpenError::NoGpu => "NVML found no GPU".to_owned(),
+                };
                 return (Vec::new(), vec![Unavailable::new("nvml", reason)]);
             }
         };
@@ -341,9 +342,6 @@ impl NvmlEnergy {
                 Ok(g) => gpus.push(g),
                 Err(e) => unavailable.push(Unavailable::new(format!("nvml:gpu{index}"), e.to_string())),
             }
-        }
-        if count == 0 {
-            unavailable.push(Unavailable::new("nvml", "NVML found no GPU"));
         }
         (gpus, unavailable)
     }

@@ -3,7 +3,32 @@
 
 use nvml_wrapper::Nvml;
 use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::error::NvmlError;
 use serde::{Deserialize, Serialize};
+
+/// Why [`open_nvml`] found no GPU to use; each caller words it in its own message.
+#[derive(Debug)]
+pub(crate) enum NvmlOpenError {
+    /// `nvmlInit` failed (usually: no NVIDIA driver, so no `libnvidia-ml.so.1`).
+    Init(NvmlError),
+    /// `nvmlDeviceGetCount` failed.
+    Count(NvmlError),
+    /// NVML loaded but sees no GPU.
+    NoGpu,
+}
+
+/// Loads NVML at run time and counts its GPUs: the handle and a count of at least 1.
+///
+/// # Errors
+/// [`NvmlOpenError`] saying which step failed.
+pub(crate) fn open_nvml() -> Result<(Nvml, u32), NvmlOpenError> {
+    let nvml = Nvml::init().map_err(NvmlOpenError::Init)?;
+    let count = nvml.device_count().map_err(NvmlOpenError::Count)?;
+    if count == 0 {
+        return Err(NvmlOpenError::NoGpu);
+    }
+    Ok((nvml, count))
+}
 
 /// A process's use of the GPUs at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -38,11 +63,10 @@ impl GpuReader {
     /// # Errors
     /// The NVML error, as text (a missing library is the usual case on machines without an NVIDIA GPU).
     pub fn open() -> std::result::Result<Self, String> {
-        let nvml = Nvml::init().map_err(|e| format!("NVML: {e}"))?;
-        let n = nvml.device_count().map_err(|e| format!("NVML: {e}"))?;
-        if n == 0 {
-            return Err("NVML: no GPU".into());
-        }
+        let (nvml, n) = open_nvml().map_err(|e| match e {
+            NvmlOpenError::Init(e) | NvmlOpenError::Count(e) => format!("NVML: {e}"),
+            NvmlOpenError::NoGpu => "NVML: no GPU".to_owned(),
+        })?;
         Ok(GpuReader {
             nvml,
             last_seen_us: vec![0; n as usize],

@@ -13,6 +13,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::energy::{read_energy_uj, read_trimmed, zone_name};
+use crate::gpu::{NvmlOpenError, open_nvml};
 
 /// What this machine is, as far as the OS tells without measuring anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -427,24 +428,17 @@ fn nvml_facts() -> NvmlFacts {
         gpu_note: None,
         power_sources: Vec::new(),
     };
-    let nvml = match nvml_wrapper::Nvml::init() {
-        Ok(nvml) => nvml,
+    let (nvml, count) = match open_nvml() {
+        Ok(opened) => opened,
         Err(e) => {
-            facts.gpu_note = Some(format!("NVML not available: {e}"));
+            facts.gpu_note = Some(match e {
+                NvmlOpenError::Init(e) => format!("NVML not available: {e}"),
+                NvmlOpenError::Count(e) => format!("NVML could not count GPUs: {e}"),
+                NvmlOpenError::NoGpu => "NVML found no GPU".to_owned(),
+            });
             return facts;
         }
     };
-    let count = match nvml.device_count() {
-        Ok(n) => n,
-        Err(e) => {
-            facts.gpu_note = Some(format!("NVML could not count GPUs: {e}"));
-            return facts;
-        }
-    };
-    if count == 0 {
-        facts.gpu_note = Some("NVML found no GPU".to_owned());
-        return facts;
-    }
     let driver_version = nvml.sys_driver_version().ok();
     let mut notes = Vec::new();
     for index in 0..count {
