@@ -1,5 +1,6 @@
 //! `silica bench`: llama-bench's parameters, method and output formats, on silica's engine.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -268,12 +269,20 @@ fn default_model() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// What the roofline note needs of a generation record.
+struct TgResult {
+    model_filename: String,
+    n_gen: u32,
+    n_depth: u32,
+    avg_ts: f64,
+}
+
 /// Where records go: the printers and the results file.
 struct Sinks<'w> {
     printers: Vec<Box<dyn Printer + 'w>>,
     results: Option<ResultsFile>,
-    /// Generation records on the CPU, for the roofline note.
-    tg: Vec<BenchRecord>,
+    /// Generation results on the CPU, for the roofline note.
+    tg: Vec<TgResult>,
 }
 
 impl Sinks<'_> {
@@ -282,7 +291,12 @@ impl Sinks<'_> {
             p.record(r)?;
         }
         if r.n_gen > 0 && r.n_prompt == 0 && r.backends == "CPU" {
-            self.tg.push(r.clone());
+            self.tg.push(TgResult {
+                model_filename: r.model_filename.clone(),
+                n_gen: r.n_gen,
+                n_depth: r.n_depth,
+                avg_ts: r.avg_ts,
+            });
         }
         if let Some(f) = &mut self.results {
             f.append(r)?;
@@ -381,7 +395,7 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
 /// On stderr, for each CPU generation result: the bytes read per second (weights and KV cache at the test's
 /// average depth, as `silica plan` counts them) against the memory bandwidth `silica hw` measured on this
 /// machine, when it has (a bench never runs the probe itself: it would disturb the measurement).
-fn roofline_note(tg: &[BenchRecord]) {
+fn roofline_note(tg: &[TgResult]) {
     if tg.is_empty() {
         return;
     }
@@ -393,8 +407,15 @@ fn roofline_note(tg: &[BenchRecord]) {
         return;
     };
     let bw = hw.probe.triad_gbps;
+    let cpu = super::hw::cpu_device(&hw);
+    let eff = silica_plan::Efficiency::ideal(cpu.backend);
+    // Each model's header is read once (a grid of several thread counts repeats every model).
+    let mut models: HashMap<&str, Option<silica_plan::ModelDesc>> = HashMap::new();
     for r in tg {
-        let Ok(model) = silica_plan::ModelDesc::from_gguf(Path::new(&r.model_filename)) else {
+        let Some(model) = models
+            .entry(&r.model_filename)
+            .or_insert_with(|| silica_plan::ModelDesc::from_gguf(Path::new(&r.model_filename)).ok())
+        else {
             continue;
         };
         // test_params sizes n_ctx to depth + generation, as the bench's default context.
@@ -402,10 +423,7 @@ fn roofline_note(tg: &[BenchRecord]) {
         else {
             continue;
         };
-        let cpu = super::hw::cpu_device(&hw);
-        let Ok(s) =
-            silica_plan::estimate::predict(&model, &cpu, &silica_plan::Efficiency::ideal(cpu.backend), &p)
-        else {
+        let Ok(s) = silica_plan::estimate::predict(model, &cpu, &eff, &p) else {
             continue;
         };
         let bytes = s.tg_weight_bytes.iter().sum::<f64>() + s.tg_kv_bytes;
