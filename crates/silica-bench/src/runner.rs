@@ -16,6 +16,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use silica_engine::Engine;
 use silica_model::{Batch, KvCache};
+use silica_telemetry::{EnergySources, Sampler, SamplerConfig};
 
 use crate::Error;
 use crate::params::BenchCase;
@@ -75,6 +76,9 @@ pub fn kv_cache_bytes(hp: &silica_model::HParams, case: &BenchCase) -> u64 {
 
 /// Runs one case on `engine` and returns its timings.
 ///
+/// With `opts.telemetry_interval`, the sampler reads the energy counters in `sources`, discovered here when it is
+/// `None`, and hands them back there for the next case (counters opened once keep counting across cases).
+///
 /// The thread count is not set here: candle's CPU pool is sized once per process, so the caller runs each
 /// `n_threads` value in a process started with that many threads (`silica bench` does) and `case.n_threads`
 /// is a label.
@@ -86,6 +90,7 @@ pub fn run_case(
     engine: &Engine,
     case: &BenchCase,
     opts: &RunOptions,
+    sources: &mut Option<EnergySources>,
     mut progress: impl FnMut(Progress),
 ) -> Result<Measurement, Error> {
     let model = engine.model();
@@ -138,12 +143,12 @@ pub fn run_case(
     // The sampler runs on its own thread for the whole case; only the timed windows are read from its trace.
     let sampler = match opts.telemetry_interval {
         Some(interval) => Some(
-            silica_telemetry::Sampler::start(
-                silica_telemetry::SamplerConfig {
+            Sampler::start(
+                SamplerConfig {
                     pid: std::process::id(),
                     interval,
                 },
-                silica_telemetry::EnergySources::discover(),
+                sources.take().unwrap_or_else(EnergySources::discover),
                 None,
             )
             .map_err(|e| Error::Run {
@@ -187,14 +192,14 @@ pub fn run_case(
         }
     }
     let telemetry = sampler.map(|s| {
-        let trace = s.stop();
-        let n_seq = f64::from(case.n_parallel);
+        let (trace, back) = s.stop_keep_sources();
+        *sources = back;
         crate::energy::case_telemetry(
             &trace,
             &pp_windows,
             &tg_windows,
-            n_seq * f64::from(case.n_prompt),
-            n_seq * f64::from(case.n_gen),
+            n_seq as f64 * f64::from(case.n_prompt),
+            n_seq as f64 * f64::from(case.n_gen),
             opts.idle_power_w,
         )
     });

@@ -40,7 +40,7 @@ fn reps_depth_and_parallel_sequences() {
     ] {
         let c = case(&path, n_prompt, n_gen, n_depth, n_par);
         let mut events = Vec::new();
-        let m = run_case(&engine, &c, &opts, |p| events.push(p)).unwrap();
+        let m = run_case(&engine, &c, &opts, &mut None, |p| events.push(p)).unwrap();
         assert_eq!(m.samples_ns.len(), 3);
         assert!(m.samples_ns.iter().all(|&ns| ns > 0));
         // Warm-up, then the depth state built once and restored for later repetitions.
@@ -74,7 +74,7 @@ fn a_full_context_is_an_error_not_a_panic() {
     let engine = Engine::load(&path, &LoadParams::default()).unwrap();
     let mut c = case(&path, 8, 0, 0, 1);
     c.n_ctx = 4; // bypasses the grid's check on purpose
-    let e = run_case(&engine, &c, &RunOptions::default(), |_| {}).unwrap_err();
+    let e = run_case(&engine, &c, &RunOptions::default(), &mut None, |_| {}).unwrap_err();
     assert!(e.to_string().starts_with("pp8:"), "{e}");
 }
 
@@ -90,7 +90,7 @@ fn kv_types_change_the_cache_size() {
         warmup: false,
         ..RunOptions::default()
     };
-    let m = run_case(&engine, &c, &opts, |_| {}).unwrap();
+    let m = run_case(&engine, &c, &opts, &mut None, |_| {}).unwrap();
     assert_eq!(m.kv_cache_bytes, 8 * 2 * 2 * 16 * (4 + 2));
 }
 

@@ -16,11 +16,15 @@ use silica_bench::store::{ResultsFile, default_results_path};
 use silica_convert::synth::{self, SynthParams, TokenizerSource};
 use silica_engine::{Engine, LoadParams};
 use silica_gguf::FileType;
+use silica_telemetry::EnergySources;
 
 use super::progress::ByteBar;
 
 /// The environment variable that makes `silica bench` a worker for one thread count (see [`run`]).
 const CHILD_THREADS_ENV: &str = "SILICA_BENCH_CHILD_THREADS";
+/// The environment variable that hands a worker the idle power its parent measured (`--idle-baseline`), W; empty
+/// when it was not measured.
+const CHILD_IDLE_W_ENV: &str = "SILICA_BENCH_CHILD_IDLE_W";
 
 /// The preset, file type and seed of the default model (no `-m`).
 const DEFAULT_PRESET: &str = "llama-3.2-1b";
@@ -344,7 +348,14 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
             results: None,
             tg: Vec::new(),
         };
-        return run_cases(a, &mine, &mut sinks);
+        // The parent measured the idle power once for all workers; measured here when started by hand.
+        let mut sources = None;
+        let idle_w = match std::env::var(CHILD_IDLE_W_ENV) {
+            Ok(v) if v.is_empty() => None,
+            Ok(v) => Some(v.parse().with_context(|| format!("{CHILD_IDLE_W_ENV}={v}"))?),
+            Err(_) => idle_power(a, &mut sources),
+        };
+        return run_cases(a, &mine, &mut sinks, idle_w, sources);
     }
 
     let stdout = std::io::stdout();
@@ -352,11 +363,12 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
     if let Some(f) = a.output_err {
         printers.push(printer(f, Box::new(std::io::stderr())));
     }
-    let energy = silica_telemetry::EnergySources::discover();
+    let energy = EnergySources::discover();
     let measured = a.telemetry_interval > 0 && energy.is_available();
     if a.telemetry_interval > 0 && !measured {
         eprintln!("silica bench: energy: unavailable ({})", energy.reason());
     }
+    let mut sources = Some(energy);
     for p in &mut printers {
         p.show_energy(measured);
         p.header(&cases)?;
@@ -375,11 +387,12 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
         results,
         tg: Vec::new(),
     };
+    let idle_w = idle_power(a, &mut sources);
     if in_process {
-        run_cases(a, &cases, &mut sinks)?;
+        run_cases(a, &cases, &mut sinks, idle_w, sources)?;
     } else {
         for &t in &distinct {
-            run_worker(t, &mut sinks)?;
+            run_worker(t, idle_w, &mut sinks)?;
         }
     }
     for p in &mut sinks.printers {
@@ -446,15 +459,17 @@ fn roofline_note(tg: &[TgResult]) {
     }
 }
 
-/// The idle power `--idle-baseline` measures (once per process, before any test), W.
-fn idle_power(a: &BenchArgs) -> Option<f64> {
+/// The idle power `--idle-baseline` measures (once, before any test, by the parent of a multi-thread grid), W.
+/// Reads the counters in `sources` (discovered when `None`) and leaves them there for the tests.
+fn idle_power(a: &BenchArgs, sources: &mut Option<EnergySources>) -> Option<f64> {
     if a.idle_baseline <= 0.0 || a.telemetry_interval == 0 {
         return None;
     }
-    let (w, _) = silica_telemetry::idle_power_w(
-        silica_telemetry::EnergySources::discover(),
+    let (w, back) = silica_telemetry::idle_power_w(
+        sources.take().unwrap_or_else(EnergySources::discover),
         Duration::from_secs_f64(a.idle_baseline),
     );
+    *sources = Some(back);
     match w {
         Some(w) => eprintln!(
             "silica bench: idle power {w:.1} W over {} s, subtracted from every test",
@@ -465,12 +480,17 @@ fn idle_power(a: &BenchArgs) -> Option<f64> {
     w
 }
 
-/// Runs the cases of one thread count in a child `silica bench` and forwards its records.
-fn run_worker(threads: u32, sinks: &mut Sinks<'_>) -> anyhow::Result<()> {
+/// Runs the cases of one thread count in a child `silica bench` and forwards its records; `idle_w` is the idle
+/// power measured here, handed to the child.
+fn run_worker(threads: u32, idle_w: Option<f64>, sinks: &mut Sinks<'_>) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the silica binary for a worker process")?;
     let mut child = Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env(CHILD_THREADS_ENV, threads.to_string())
+        .env(
+            CHILD_IDLE_W_ENV,
+            idle_w.map_or_else(String::new, |w| w.to_string()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -488,14 +508,21 @@ fn run_worker(threads: u32, sinks: &mut Sinks<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `cases` in this process, loading each model once.
-fn run_cases(a: &BenchArgs, cases: &[BenchCase], sinks: &mut Sinks<'_>) -> anyhow::Result<()> {
+/// Runs `cases` in this process, loading each model once, subtracting `idle_power_w`; every case's sampler reads
+/// the counters in `sources` (discovered by the first case when `None`).
+fn run_cases(
+    a: &BenchArgs,
+    cases: &[BenchCase],
+    sinks: &mut Sinks<'_>,
+    idle_power_w: Option<f64>,
+    mut sources: Option<EnergySources>,
+) -> anyhow::Result<()> {
     let opts = RunOptions {
         reps: a.repetitions,
         warmup: !a.no_warmup,
         delay: Duration::from_secs_f64(a.delay),
         telemetry_interval: (a.telemetry_interval > 0).then(|| Duration::from_millis(a.telemetry_interval)),
-        idle_power_w: idle_power(a),
+        idle_power_w,
         ..RunOptions::default()
     };
     let load = LoadParams::default();
@@ -527,7 +554,7 @@ fn run_cases(a: &BenchArgs, cases: &[BenchCase], sinks: &mut Sinks<'_>) -> anyho
                 );
             }
         };
-        let m = run_case(engine, case, &opts, &mut report)?;
+        let m = run_case(engine, case, &opts, &mut sources, &mut report)?;
         let r = BenchRecord::new(case, &env, facts, &m, now_rfc3339());
         sinks.record(&r)?;
         std::io::stdout().flush()?;
