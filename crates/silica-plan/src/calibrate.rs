@@ -526,15 +526,18 @@ pub fn builtin_fits() -> Result<Vec<Fit>> {
     fit_all(&obs, "built-in")
 }
 
+/// The factors `fits` hold for `backend`.
+pub fn efficiency_for(fits: &[Fit], backend: Backend) -> Option<&Efficiency> {
+    fits.iter().map(|f| &f.efficiency).find(|e| e.backend == backend)
+}
+
 /// The built-in factors of `backend`.
 ///
 /// # Errors
 /// [`Error::NoCalibration`] for a backend without rows.
 pub fn builtin_efficiency(backend: Backend) -> Result<Efficiency> {
-    builtin_fits()?
-        .into_iter()
-        .find(|f| f.efficiency.backend == backend)
-        .map(|f| f.efficiency)
+    efficiency_for(&builtin_fits()?, backend)
+        .cloned()
         .ok_or_else(|| Error::NoCalibration {
             backend: backend.name().into(),
             reason: "no built-in rows".into(),

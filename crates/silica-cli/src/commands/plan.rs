@@ -242,12 +242,23 @@ fn devices(a: &PlanArgs) -> anyhow::Result<Vec<DeviceProfile>> {
     Ok(out)
 }
 
-/// The efficiencies for `backend`: a saved profile, else the built-in fit; then the overrides.
-fn efficiency(a: &PlanArgs, backend: Backend, fits: &[silica_plan::Fit]) -> anyhow::Result<Efficiency> {
-    let mut e = match &a.profile {
-        Some(name) => {
-            let path = profile_path(name);
-            let saved = SavedProfile::load(&path)?;
+/// The `--profile` file and what it holds.
+fn load_profile(name: &str) -> anyhow::Result<(PathBuf, SavedProfile)> {
+    let path = profile_path(name);
+    let saved = SavedProfile::load(&path)?;
+    Ok((path, saved))
+}
+
+/// The efficiencies for `backend`: the `--profile` loaded by [`load_profile`], else the built-in fit; then the
+/// overrides.
+fn efficiency(
+    a: &PlanArgs,
+    profile: Option<&(PathBuf, SavedProfile)>,
+    backend: Backend,
+    fits: &[silica_plan::Fit],
+) -> anyhow::Result<Efficiency> {
+    let mut e = match profile {
+        Some((path, saved)) => {
             if saved.efficiency.backend != backend {
                 bail!(
                     "{}: a {} profile, the device is {backend}",
@@ -255,12 +266,10 @@ fn efficiency(a: &PlanArgs, backend: Backend, fits: &[silica_plan::Fit]) -> anyh
                     saved.efficiency.backend
                 );
             }
-            saved.efficiency
+            saved.efficiency.clone()
         }
-        None => fits
-            .iter()
-            .find(|f| f.efficiency.backend == backend)
-            .map(|f| f.efficiency.clone())
+        None => calibrate::efficiency_for(fits, backend)
+            .cloned()
             .with_context(|| {
                 format!("no built-in calibration for {backend}: give --eff-bw and --eff-flops or --profile")
             })?,
@@ -278,16 +287,11 @@ fn efficiency(a: &PlanArgs, backend: Backend, fits: &[silica_plan::Fit]) -> anyh
     Ok(e)
 }
 
-fn params(a: &PlanArgs, dev: &DeviceProfile) -> anyhow::Result<PlanParams> {
+/// The parameters of every plan, parsed once: the link is `--link`, else PCIe 4 ([`params_for`] gives Macs
+/// Thunderbolt 5).
+fn params(a: &PlanArgs) -> anyhow::Result<PlanParams> {
     let ty = |s: &str| -> anyhow::Result<GgmlType> { Ok(silica_plan::parse_ggml_type(s)?) };
-    let link = match &a.link {
-        Some(l) => hardware::find_link(l)?,
-        None => hardware::find_link(if dev.backend == Backend::Metal {
-            "tb5"
-        } else {
-            "pcie4"
-        })?,
-    };
+    let link = hardware::find_link(a.link.as_deref().unwrap_or("pcie4"))?;
     Ok(PlanParams {
         n_ctx: a.n_ctx,
         n_ubatch: a.n_ubatch,
@@ -310,17 +314,26 @@ fn params(a: &PlanArgs, dev: &DeviceProfile) -> anyhow::Result<PlanParams> {
     })
 }
 
+/// `base` for `dev`: without `--link`, Macs are linked by Thunderbolt 5.
+fn params_for(a: &PlanArgs, base: &PlanParams, dev: &DeviceProfile) -> anyhow::Result<PlanParams> {
+    let mut p = base.clone();
+    if a.link.is_none() && dev.backend == Backend::Metal {
+        p.link = hardware::find_link("tb5")?;
+    }
+    Ok(p)
+}
+
 /// Runs `silica plan`; returns the exit status (0 runs, 1 does not fit).
 pub(crate) fn run(a: &PlanArgs) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
-    let fits = calibrate::builtin_fits()?;
     if a.fits {
-        write!(out, "{}", output::fits_markdown(&fits))?;
+        write!(out, "{}", output::fits_markdown(&calibrate::builtin_fits()?))?;
         return Ok(0);
     }
     if let Some(results) = &a.calibrate {
         return calibrate_records(a, results, &mut out);
     }
+    let fits = calibrate::builtin_fits()?;
     let m = model(a)?;
     if let silica_plan::ModelSource::Gguf {
         file_bytes,
@@ -336,14 +349,15 @@ pub(crate) fn run(a: &PlanArgs) -> anyhow::Result<i32> {
         );
     }
     let devs = devices(a)?;
-    let cpu_eff = fits
-        .iter()
-        .find(|f| f.efficiency.backend == Backend::Cpu)
-        .map_or_else(|| Efficiency::ideal(Backend::Cpu), |f| f.efficiency.clone());
+    let cpu_eff = calibrate::efficiency_for(&fits, Backend::Cpu)
+        .cloned()
+        .unwrap_or_else(|| Efficiency::ideal(Backend::Cpu));
+    let profile = a.profile.as_deref().map(load_profile).transpose()?;
+    let base = params(a)?;
     let mut plans: Vec<Plan> = Vec::new();
     for d in &devs {
-        let eff = efficiency(a, d.backend, &fits)?;
-        plans.push(estimate::plan(&m, d, &eff, &cpu_eff, &params(a, d)?)?);
+        let eff = efficiency(a, profile.as_ref(), d.backend, &fits)?;
+        plans.push(estimate::plan(&m, d, &eff, &cpu_eff, &params_for(a, &base, d)?)?);
     }
     let comparison = plans.len() > 1;
     match a.output {
