@@ -71,12 +71,13 @@ pub fn read_process(pid: u32) -> Result<ProcessStat> {
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat`'s times: `sysconf(_SC_CLK_TCK)` (the kernel's `USER_HZ`, 100 on
-/// every mainstream Linux).
+/// every mainstream Linux), asked once per process: it cannot change while the process runs.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn clk_tck() -> Result<u64> {
+    static TICKS: std::sync::OnceLock<libc::c_long> = std::sync::OnceLock::new();
     // SAFETY: sysconf reads a configuration value; it takes no pointers and has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = *TICKS.get_or_init(|| unsafe { libc::sysconf(libc::_SC_CLK_TCK) });
     u64::try_from(ticks)
         .ok()
         .filter(|&t| t > 0)
@@ -548,7 +549,7 @@ impl Trace {
 
     /// Why there is no machine energy at all, when there is no `Total` counter.
     fn no_total_reason(&self) -> Option<String> {
-        if !self.total_indices().is_empty() {
+        if self.counters.iter().any(|(_, k)| *k == CounterKind::Total) {
             return None;
         }
         Some(
@@ -746,9 +747,6 @@ impl fmt::Display for EnergySummary {
 ///
 /// `None` when there is no `Total` counter or one of them fails to read.
 pub fn idle_power_w(mut sources: EnergySources, duration: Duration) -> (Option<f64>, EnergySources) {
-    if !sources.has_total() {
-        return (None, sources);
-    }
     let totals: Vec<usize> = sources
         .counters
         .iter()
@@ -756,6 +754,9 @@ pub fn idle_power_w(mut sources: EnergySources, duration: Duration) -> (Option<f
         .filter(|(_, c)| c.kind() == CounterKind::Total)
         .map(|(i, _)| i)
         .collect();
+    if totals.is_empty() {
+        return (None, sources);
+    }
     let t0 = Instant::now();
     let before = sources.read_all_uj();
     std::thread::sleep(duration);
