@@ -91,6 +91,13 @@ pub struct DeviceSpec {
     pub release: String,
 }
 
+impl DeviceSpec {
+    /// Whether the device is sold with `gb` GB of memory (within half a GB of one of `memory_gb_options`).
+    pub fn sold_with(&self, gb: f64) -> bool {
+        self.memory_gb_options.iter().any(|o| (o - gb).abs() < 0.5)
+    }
+}
+
 #[derive(Deserialize)]
 struct SpecRow {
     device: String,
@@ -183,8 +190,7 @@ pub fn find_device<'a>(
         return Ok(d);
     }
     let q = key(query);
-    let sells =
-        |d: &DeviceSpec| memory_gb.is_none_or(|m| d.memory_gb_options.iter().any(|o| (o - m).abs() < 0.5));
+    let sells = |d: &DeviceSpec| memory_gb.is_none_or(|m| d.sold_with(m));
     let exact: Vec<&DeviceSpec> = table.iter().filter(|d| key(&d.name) == q && sells(d)).collect();
     let found: Vec<&DeviceSpec> = if exact.is_empty() {
         table
@@ -265,7 +271,7 @@ impl DeviceProfile {
     pub fn from_spec(spec: &DeviceSpec, table: &[DeviceSpec], memory_gb: Option<f64>) -> Result<Self> {
         let options = &spec.memory_gb_options;
         let gb = match memory_gb {
-            Some(m) if options.iter().any(|o| (o - m).abs() < 0.5) => m,
+            Some(m) if spec.sold_with(m) => m,
             Some(m) => {
                 return Err(Error::Invalid {
                     what: "--memory",

@@ -211,10 +211,7 @@ fn devices(a: &PlanArgs) -> anyhow::Result<Vec<DeviceProfile>> {
         }
         "all" => table
             .iter()
-            .filter(|d| {
-                a.memory_gb
-                    .is_none_or(|m| d.memory_gb_options.iter().any(|o| (o - m).abs() < 0.5))
-            })
+            .filter(|d| a.memory_gb.is_none_or(|m| d.sold_with(m)))
             .map(|d| DeviceProfile::from_spec(d, &table, a.memory_gb))
             .collect::<Result<Vec<_>, _>>()?,
         _ => {
