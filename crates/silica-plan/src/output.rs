@@ -120,11 +120,12 @@ const COLUMNS: [&str; 10] = [
 ];
 
 fn row(plan: &Plan) -> [String; 10] {
+    // The devices' rows come first, then the host's (MemoryPlan::devices).
     let need: u64 = plan
         .memory
         .devices
         .iter()
-        .filter(|d| !d.device.starts_with("CPU (host)"))
+        .take(plan.params.n_devices as usize)
         .map(|d| d.total_bytes)
         .max()
         .unwrap_or(0);
