@@ -263,6 +263,21 @@ fn run_threads<T: Send>(n_threads: usize, work: impl Fn(usize, &Gate) -> T + Syn
     })
 }
 
+/// Runs `work` `n` times, each after all threads have met at `gate`, timing each run; `None` when the gate was
+/// cancelled (another thread failed, and [`run_threads`] reports that instead of these spans).
+fn timed_runs(gate: &Gate, n: usize, mut work: impl FnMut()) -> Option<Vec<Span>> {
+    let mut spans = Vec::with_capacity(n);
+    for _ in 0..n {
+        if !gate.wait() {
+            return None;
+        }
+        let t0 = Instant::now();
+        work();
+        spans.push((t0, Instant::now()));
+    }
+    Some(spans)
+}
+
 /// Seconds of the best repetition: for each repetition, from the earliest start to the latest end over the
 /// threads (all were released by the same gate), then the minimum over repetitions.
 fn best_seconds(spans: &[Vec<Span>]) -> f64 {
@@ -346,25 +361,17 @@ fn bandwidth(params: &ProbeParams) -> Result<(f64, f64)> {
                 return Err(e);
             }
         };
-        let mut triad_spans = Vec::with_capacity(reps);
-        for _ in 0..reps {
-            if !gate.wait() {
-                return Ok(Default::default());
-            }
-            let t0 = Instant::now();
+        let Some(triad_spans) = timed_runs(gate, reps, || {
             triad(&mut a, &b, &c, TRIAD_SCALAR);
             black_box(a.as_mut_slice());
-            triad_spans.push((t0, Instant::now()));
-        }
-        let mut read_spans = Vec::with_capacity(reps);
-        for _ in 0..reps {
-            if !gate.wait() {
-                return Ok(Default::default());
-            }
-            let t0 = Instant::now();
+        }) else {
+            return Ok(Default::default());
+        };
+        let Some(read_spans) = timed_runs(gate, reps, || {
             black_box(sum(black_box(&b)));
-            read_spans.push((t0, Instant::now()));
-        }
+        }) else {
+            return Ok(Default::default());
+        };
         Ok((triad_spans, read_spans))
     })?;
     let (triad_spans, read_spans): (Vec<_>, Vec<_>) = results
@@ -386,13 +393,10 @@ fn bandwidth(params: &ProbeParams) -> Result<(f64, f64)> {
 pub(crate) enum Isa {
     /// 16 accumulators × 16 lanes of `_mm512_fmadd_ps`: 16 independent chains cover an FMA latency of 4 cycles
     /// on 2 ports (8 in flight) with room to spare, and leave 16 of the 32 zmm registers free.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // constructed by `detect` there only
     Avx512,
     /// 12 accumulators × 8 lanes of `_mm256_fmadd_ps` (4-cycle latency × 2 ports = 8 needed; 12 of 16 ymm).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // constructed by `detect` there only
     Avx2Fma,
     /// 16 accumulators × 4 lanes of `vfmaq_f32` (up to 4 FMA pipes × 4 cycles on Neoverse V-class cores).
-    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // constructed by `detect` there only
     Neon,
     /// 16 chains of `f32::mul_add`: portable, and below peak (one lane per instruction, and a libm call where
     /// the target has no FMA instruction enabled at compile time).
@@ -402,22 +406,10 @@ pub(crate) enum Isa {
 impl Isa {
     /// The widest kernel this CPU runs, detected at run time.
     pub(crate) fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                return Self::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Self::Avx2Fma;
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            if std::arch::is_aarch64_feature_detected!("neon") {
-                return Self::Neon;
-            }
-        }
-        Self::Scalar
+        [Self::Avx512, Self::Avx2Fma, Self::Neon]
+            .into_iter()
+            .find(|isa| isa.supported())
+            .unwrap_or(Self::Scalar)
     }
 
     /// Whether this CPU can run the kernel.
@@ -470,17 +462,17 @@ impl Isa {
         match self {
             #[cfg(target_arch = "x86_64")]
             Self::Avx512 => {
-                // SAFETY: `supported()` checked avx512f at run time just above; the length is checked too.
+                // SAFETY: `supported()` checked avx512f at run time just above.
                 unsafe { x86::fma_avx512(acc, iters) }
             }
             #[cfg(target_arch = "x86_64")]
             Self::Avx2Fma => {
-                // SAFETY: `supported()` checked avx2 and fma at run time just above; the length is checked too.
+                // SAFETY: `supported()` checked avx2 and fma at run time just above.
                 unsafe { x86::fma_avx2(acc, iters) }
             }
             #[cfg(target_arch = "aarch64")]
             Self::Neon => {
-                // SAFETY: `supported()` checked neon at run time just above; the length is checked too.
+                // SAFETY: `supported()` checked neon at run time just above.
                 unsafe { arm::fma_neon(acc, iters) }
             }
             _ => fma_ref(acc, iters),
@@ -522,17 +514,11 @@ fn peak_gflops(isa: Isa, n_threads: usize, run_ms: u32) -> Result<f64> {
 
     let spans = run_threads(n_threads, |_, gate| {
         let mut acc = fma_start(isa.n_values());
-        let mut spans = Vec::with_capacity(FMA_RUNS);
-        for _ in 0..FMA_RUNS {
-            if !gate.wait() {
-                break;
-            }
-            let t0 = Instant::now();
+        timed_runs(gate, FMA_RUNS, || {
             isa.run(&mut acc, iters);
             black_box(&mut acc);
-            spans.push((t0, Instant::now()));
-        }
-        spans
+        })
+        .unwrap_or_default()
     })?;
     let flops = 2.0 * isa.n_values() as f64 * iters as f64 * n_threads as f64;
     Ok(flops / best_seconds(&spans) / 1e9)
@@ -547,10 +533,12 @@ mod x86 {
     /// [`super::fma_ref`] with 16 zmm accumulators of `_mm512_fmadd_ps`.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F. `acc` must hold 256 values.
+    /// The CPU must support AVX-512F.
+    ///
+    /// `acc` should hold 256 values ([`Isa::run`](super::Isa::run) checks that). Any other length is still sound:
+    /// loads and stores touch whole `chunks_exact` pieces only, so values are left untouched, never overrun.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn fma_avx512(acc: &mut [f32], iters: u64) {
-        assert_eq!(acc.len(), 256);
         let (m, a) = (_mm512_set1_ps(FMA_MUL), _mm512_set1_ps(FMA_ADD));
         let mut r = [_mm512_setzero_ps(); 16];
         for (r, src) in r.iter_mut().zip(acc.chunks_exact(16)) {
@@ -571,10 +559,12 @@ mod x86 {
     /// [`super::fma_ref`] with 12 ymm accumulators of `_mm256_fmadd_ps`.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA. `acc` must hold 96 values.
+    /// The CPU must support AVX2 and FMA.
+    ///
+    /// `acc` should hold 96 values ([`Isa::run`](super::Isa::run) checks that). Any other length is still sound:
+    /// loads and stores touch whole `chunks_exact` pieces only, so values are left untouched, never overrun.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn fma_avx2(acc: &mut [f32], iters: u64) {
-        assert_eq!(acc.len(), 96);
         let (m, a) = (_mm256_set1_ps(FMA_MUL), _mm256_set1_ps(FMA_ADD));
         let mut r = [_mm256_setzero_ps(); 12];
         for (r, src) in r.iter_mut().zip(acc.chunks_exact(8)) {
@@ -602,10 +592,12 @@ mod arm {
     /// [`super::fma_ref`] with 16 q-register accumulators of `vfmaq_f32`.
     ///
     /// # Safety
-    /// The CPU must support NEON. `acc` must hold 64 values.
+    /// The CPU must support NEON.
+    ///
+    /// `acc` should hold 64 values ([`Isa::run`](super::Isa::run) checks that). Any other length is still sound:
+    /// loads and stores touch whole `chunks_exact` pieces only, so values are left untouched, never overrun.
     #[target_feature(enable = "neon")]
     pub(super) unsafe fn fma_neon(acc: &mut [f32], iters: u64) {
-        assert_eq!(acc.len(), 64);
         let (m, a) = (vdupq_n_f32(FMA_MUL), vdupq_n_f32(FMA_ADD));
         let mut r = [vdupq_n_f32(0.0); 16];
         for (r, src) in r.iter_mut().zip(acc.chunks_exact(4)) {
