@@ -51,20 +51,8 @@ fn main() {
         Command::Quantize(a) => commands::quantize::run(&a),
         Command::Synth(a) => commands::synth::run(&a),
         Command::Hw(a) => commands::hw::run(&a),
-        Command::Monitor(a) => commands::monitor::run(&a).map(|status| {
-            if status != 0 {
-                std::process::exit(status);
-            }
-        }),
-        Command::Plan(a) => match commands::plan::run(&a) {
-            Ok(status) => {
-                if status != 0 {
-                    std::process::exit(status);
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
+        Command::Monitor(a) => commands::monitor::run(&a).map(exit_nonzero),
+        Command::Plan(a) => commands::plan::run(&a).map(exit_nonzero),
     };
     if let Err(e) = result {
         // A closed pipe (`silica run ... | head`) is not an error.
@@ -76,6 +64,13 @@ fn main() {
         }
         eprintln!("error: {}", render_chain(&e));
         std::process::exit(2);
+    }
+}
+
+/// Exits with `status` unless it is 0 (commands that return an exit status: `plan`, `monitor`).
+fn exit_nonzero(status: i32) {
+    if status != 0 {
+        std::process::exit(status);
     }
 }
 
