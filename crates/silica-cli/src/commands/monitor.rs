@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -47,65 +47,89 @@ pub(crate) struct MonitorArgs {
     command: Vec<String>,
 }
 
-/// One interval: the change between two samples.
-fn interval_json(prev: &Sample, cur: &Sample, kinds: &[CounterKind], t_start: Instant) -> serde_json::Value {
-    let dt = cur.at.duration_since(prev.at).as_secs_f64();
-    let cpu_util = match (prev.process, cur.process) {
-        (Some(a), Some(b)) if dt > 0.0 => {
-            Some((b.cpu_time_ns.saturating_sub(a.cpu_time_ns)) as f64 / 1e9 / dt)
-        }
-        _ => None,
-    };
-    let mut power_w: Option<f64> = None;
-    for ((a, b), k) in prev.energy_uj.iter().zip(&cur.energy_uj).zip(kinds) {
-        if let (Some(a), Some(b), CounterKind::Total) = (a, b, k)
-            && dt > 0.0
-        {
-            *power_w.get_or_insert(0.0) += b.saturating_sub(*a) as f64 / 1e6 / dt;
-        }
-    }
-    json!({
-        "t_s": cur.at.duration_since(t_start).as_secs_f64(),
-        "cpu_util": cpu_util,
-        "rss_bytes": cur.process.map(|p| p.rss_bytes),
-        "peak_rss_bytes": cur.process.map(|p| p.peak_rss_bytes),
-        "n_threads": cur.process.map(|p| p.n_threads),
-        "power_w": power_w,
-        "gpu_memory_bytes": cur.gpu.map(|g| g.memory_bytes),
-        "gpu_util_pct": cur.gpu.and_then(|g| g.sm_util_pct),
-    })
-}
-
 fn mib(b: Option<u64>) -> String {
     b.map_or_else(|| "?".to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
 }
 
-fn interval_text(v: &serde_json::Value, energy_note: &str) -> String {
-    let gpu = match v["gpu_memory_bytes"].as_u64() {
-        Some(b) => format!(
-            "  gpu {} {}",
-            mib(Some(b)),
-            v["gpu_util_pct"]
-                .as_f64()
-                .map_or_else(String::new, |u| format!("{u:.0}%"))
-        ),
-        None => String::new(),
-    };
-    format!(
-        "{:>7.1} s  cpu {:>6}  rss {:>11}  peak {:>11}  threads {:>3}  {}{gpu}",
-        v["t_s"].as_f64().unwrap_or(0.0),
-        v["cpu_util"]
-            .as_f64()
-            .map_or_else(|| "?".to_owned(), |u| format!("{:.0}%", u * 100.0)),
-        mib(v["rss_bytes"].as_u64()),
-        mib(v["peak_rss_bytes"].as_u64()),
-        v["n_threads"]
-            .as_u64()
-            .map_or_else(|| "?".to_owned(), |n| n.to_string()),
-        v["power_w"]
-            .as_f64()
-            .map_or_else(|| format!("power {energy_note}"), |w| format!("power {w:.1} W")),
-    )
+/// One interval: the change between two samples (a JSONL line or a text line).
+#[derive(Debug)]
+struct Interval {
+    t_s: f64,
+    cpu_util: Option<f64>,
+    rss_bytes: Option<u64>,
+    peak_rss_bytes: Option<u64>,
+    n_threads: Option<u32>,
+    power_w: Option<f64>,
+    gpu_memory_bytes: Option<u64>,
+    gpu_util_pct: Option<f64>,
+}
+
+impl Interval {
+    /// From `prev` to `cur`, `t_s` counted from `t_start`; `kinds` are the energy counters' kinds.
+    fn new(prev: &Sample, cur: &Sample, kinds: &[CounterKind], t_start: Instant) -> Self {
+        let dt = cur.at.duration_since(prev.at).as_secs_f64();
+        let cpu_util = match (prev.process, cur.process) {
+            (Some(a), Some(b)) if dt > 0.0 => {
+                Some((b.cpu_time_ns.saturating_sub(a.cpu_time_ns)) as f64 / 1e9 / dt)
+            }
+            _ => None,
+        };
+        let mut power_w: Option<f64> = None;
+        for ((a, b), k) in prev.energy_uj.iter().zip(&cur.energy_uj).zip(kinds) {
+            if let (Some(a), Some(b), CounterKind::Total) = (a, b, k)
+                && dt > 0.0
+            {
+                *power_w.get_or_insert(0.0) += b.saturating_sub(*a) as f64 / 1e6 / dt;
+            }
+        }
+        Interval {
+            t_s: cur.at.duration_since(t_start).as_secs_f64(),
+            cpu_util,
+            rss_bytes: cur.process.map(|p| p.rss_bytes),
+            peak_rss_bytes: cur.process.map(|p| p.peak_rss_bytes),
+            n_threads: cur.process.map(|p| p.n_threads),
+            power_w,
+            gpu_memory_bytes: cur.gpu.map(|g| g.memory_bytes),
+            gpu_util_pct: cur.gpu.and_then(|g| g.sm_util_pct),
+        }
+    }
+
+    /// The JSONL line's object.
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "t_s": self.t_s,
+            "cpu_util": self.cpu_util,
+            "rss_bytes": self.rss_bytes,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "n_threads": self.n_threads,
+            "power_w": self.power_w,
+            "gpu_memory_bytes": self.gpu_memory_bytes,
+            "gpu_util_pct": self.gpu_util_pct,
+        })
+    }
+
+    /// The text line; `power -` where the interval has no power (no energy counter could be read).
+    fn text(&self) -> String {
+        let gpu = match self.gpu_memory_bytes {
+            Some(b) => format!(
+                "  gpu {} {}",
+                mib(Some(b)),
+                self.gpu_util_pct.map_or_else(String::new, |u| format!("{u:.0}%"))
+            ),
+            None => String::new(),
+        };
+        format!(
+            "{:>7.1} s  cpu {:>6}  rss {:>11}  peak {:>11}  threads {:>3}  {}{gpu}",
+            self.t_s,
+            self.cpu_util
+                .map_or_else(|| "?".to_owned(), |u| format!("{:.0}%", u * 100.0)),
+            mib(self.rss_bytes),
+            mib(self.peak_rss_bytes),
+            self.n_threads.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            self.power_w
+                .map_or_else(|| "power -".to_owned(), |w| format!("power {w:.1} W")),
+        )
+    }
 }
 
 fn summary_text(s: &Summary, what: &str) -> String {
@@ -122,7 +146,7 @@ fn summary_text(s: &Summary, what: &str) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        EnergySummary::Unavailable { reason } => format!("unavailable ({reason})"),
+        other => other.to_string(),
     };
     let gpu = match s.peak_gpu_memory_bytes {
         Some(b) => format!(
@@ -180,7 +204,6 @@ pub(crate) fn run(a: &MonitorArgs) -> anyhow::Result<i32> {
     // Said once at the top; each line then shows `power -`.
     let unavailable =
         (!sources.is_available()).then(|| format!("energy: unavailable ({})", sources.reason()));
-    let energy_note = "-";
     let kinds: Vec<CounterKind> = sources.counters.iter().map(|c| c.kind()).collect();
     let (tx, rx) = mpsc::channel::<Sample>();
     let on_sample: Box<dyn FnMut(&Sample) + Send> = Box::new(move |s: &Sample| {
@@ -213,24 +236,31 @@ pub(crate) fn run(a: &MonitorArgs) -> anyhow::Result<i32> {
     let mut prev: Option<Sample> = None;
     let mut status = 0;
     loop {
-        if let Ok(s) = rx.recv_timeout(Duration::from_millis(20)) {
-            if let Some(p) = prev.as_ref().filter(|_| s.process.is_some()) {
-                let v = interval_json(p, &s, &kinds, t_start);
-                match a.output {
-                    Format::Text => writeln!(out, "{}", interval_text(&v, energy_note))?,
-                    Format::Jsonl => writeln!(out, "{v}")?,
+        // The sampler stops by itself when the process exits, dropping the sender.
+        let exited = match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(s) => {
+                if let Some(p) = prev.as_ref().filter(|_| s.process.is_some()) {
+                    let v = Interval::new(p, &s, &kinds, t_start);
+                    match a.output {
+                        Format::Text => writeln!(out, "{}", v.text())?,
+                        Format::Jsonl => writeln!(out, "{}", v.json())?,
+                    }
+                    out.flush()?;
                 }
-                out.flush()?;
+                prev = Some(s);
+                false
             }
-            prev = Some(s);
-        }
+            Err(RecvTimeoutError::Disconnected) => true,
+            Err(RecvTimeoutError::Timeout) => false,
+        };
+        // A command's exit status comes from waiting for it (it has exited when the sampler stopped).
         if let Some(c) = &mut child
             && let Some(st) = c.try_wait()?
         {
             status = st.code().unwrap_or(1);
             break;
         }
-        if child.is_none() && silica_telemetry::read_process(pid).is_err() {
+        if child.is_none() && exited {
             break;
         }
         if stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
