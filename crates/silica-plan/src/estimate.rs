@@ -139,18 +139,18 @@ impl Verdict {
     /// One line for people.
     pub fn describe(&self) -> String {
         match *self {
-            Verdict::Fits { margin_bytes } => format!("fits ({:.1} GiB to spare)", margin_bytes as f64 / GIB),
+            Verdict::Fits { margin_bytes } => format!("fits ({:.1} GiB to spare)", crate::gib(margin_bytes)),
             Verdict::FitsWithOffload {
                 shortfall_bytes,
                 n_layers_cpu,
                 host_margin_bytes,
             } => format!(
                 "does not fit on the GPU (short by {:.1} GiB); fits with {n_layers_cpu} layers on the CPU ({:.1} GiB host memory to spare)",
-                shortfall_bytes as f64 / GIB,
-                host_margin_bytes as f64 / GIB
+                crate::gib(shortfall_bytes),
+                crate::gib(host_margin_bytes)
             ),
             Verdict::DoesNotFit { shortfall_bytes } => {
-                format!("does not fit (short by {:.1} GiB)", shortfall_bytes as f64 / GIB)
+                format!("does not fit (short by {:.1} GiB)", crate::gib(shortfall_bytes))
             }
         }
     }
@@ -205,8 +205,14 @@ fn pad256(x: u64) -> u64 {
     x.div_ceil(256) * 256
 }
 
-fn gib(b: u64) -> String {
-    format!("{:.2} GiB", b as f64 / GIB)
+/// `b` bytes as `1.23 GiB`, as the explanations print sizes.
+fn gib_text(b: u64) -> String {
+    gib_text_f(b as f64)
+}
+
+/// [`gib_text`] of a fractional byte figure (bytes read per token).
+fn gib_text_f(b: f64) -> String {
+    format!("{:.2} GiB", b / GIB)
 }
 
 /// Per layer: KV cells, and KV bytes per cell.
@@ -253,8 +259,13 @@ fn kv_layout(m: &ModelDesc, p: &PlanParams) -> Result<KvLayout> {
 /// and off (within 5%): the logits and the FFN activations of one ubatch, plus the F16 mask (flash attention) or
 /// the F32 attention scores of all heads.
 pub fn compute_bytes(m: &ModelDesc, p: &PlanParams) -> u64 {
-    let per_ctx = if p.flash_attn { 2 } else { 4 * (m.n_head + 1) };
-    4 * p.n_ubatch * (m.n_vocab + 2 * m.n_ff) + p.n_ubatch * pad256(p.n_ctx) * per_ctx
+    4 * p.n_ubatch * (m.n_vocab + 2 * m.n_ff) + p.n_ubatch * pad256(p.n_ctx) * attn_bytes_per_cell(m, p)
+}
+
+/// The attention term of [`compute_bytes`], bytes per ubatch token per context cell: 2 for the F16 mask with
+/// flash attention, else `4·(n_head + 1)` for the F32 scores of every head.
+fn attn_bytes_per_cell(m: &ModelDesc, p: &PlanParams) -> u64 {
+    if p.flash_attn { 2 } else { 4 * (m.n_head + 1) }
 }
 
 /// Plans `model` on `n_devices` × `device` with efficiencies `eff` (and `cpu_eff` for offloaded layers).
@@ -296,16 +307,16 @@ pub fn plan(
 
     ex.push(format!(
         "weights: {} = Σ bytes of {} tensors ({}, {:.2} bits/weight); token_embd {} (kept on the host by llama.cpp: {})",
-        gib(weights_bytes),
+        gib_text(weights_bytes),
         model.tensors.len(),
         model.file_type.map_or("mixed types", |f| f.name()),
         model.bits_per_weight(),
-        gib(embd),
+        gib_text(embd),
         if embd_on_device { "same memory here" } else { "not on the GPU" },
     ));
     ex.push(format!(
         "KV cache: {} = Σ layers cells × (n_embd_k_gqa {} × {} + n_embd_v_gqa {} × {}) bytes; {} cells (n_ctx {} padded to 256){}",
-        gib(kv_bytes),
+        gib_text(kv_bytes),
         model.n_embd_k_gqa(),
         p.type_k.name(),
         model.n_embd_v_gqa(),
@@ -325,20 +336,20 @@ pub fn plan(
     ));
     ex.push(format!(
         "compute buffer: {} per device = 4 B × n_ubatch {} × (n_vocab {} + 2·n_ff {}) + n_ubatch × n_ctx × {} B ({}; a fit to llama.cpp's reported buffers)",
-        gib(compute),
+        gib_text(compute),
         p.n_ubatch,
         model.n_vocab,
         model.n_ff,
-        if p.flash_attn { 2 } else { 4 * (model.n_head + 1) },
+        attn_bytes_per_cell(model, p),
         if p.flash_attn { "flash attention: F16 mask" } else { "no flash attention: F32 scores of every head" },
     ));
     ex.push(format!(
         "usable: {} per device = {} × {:.0}% ({}) − overhead {} ({})",
-        gib(device.usable_bytes()),
-        gib(device.memory_bytes),
+        gib_text(device.usable_bytes()),
+        gib_text(device.memory_bytes),
         device.usable_fraction * 100.0,
         device.usable_source,
-        gib(device.overhead_bytes),
+        gib_text(device.overhead_bytes),
         device.overhead_source
     ));
 
@@ -521,10 +532,6 @@ fn read_s(bytes: &[f64; N_CLASSES], eff: &[f64; N_CLASSES], bw: f64) -> f64 {
     bytes.iter().zip(eff).map(|(b, e)| b / (e * bw)).sum()
 }
 
-fn gib_f(b: f64) -> String {
-    format!("{:.2} GiB", b / GIB)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn speed(
     m: &ModelDesc,
@@ -583,7 +590,7 @@ fn speed(
         ex.push(format!(
             "tg on the CPU: {:.2} ms/token for {n_cpu} layers ({} of weights at {:.0} GB/s host bandwidth, CPU factors: {})",
             t_cpu * 1e3,
-            gib_f(cpu_w.iter().sum::<f64>() + kv_cpu),
+            gib_text_f(cpu_w.iter().sum::<f64>() + kv_cpu),
             host_bw / 1e9,
             cpu_eff.describe()
         ));
@@ -595,7 +602,7 @@ fn speed(
             .iter()
             .zip(v)
             .filter(|(_, b)| **b > 0.0)
-            .map(|(c, b)| format!("{c} {}", gib_f(*b)))
+            .map(|(c, b)| format!("{c} {}", gib_text_f(*b)))
             .collect::<Vec<_>>()
             .join(" + ")
     };
@@ -604,7 +611,7 @@ fn speed(
         p.n_gen,
         per_class(&gpu_w),
         dev.bandwidth_gbps,
-        gib_f(gpu_kv),
+        gib_text_f(gpu_kv),
         eff.layer_overhead_us,
         t_tg * 1e3,
         eff.describe(),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, GIB, Result, closest};
+use crate::{Error, Result, closest};
 
 /// The built-in device table: a copy of `shared/data/hardware-specs.csv` (vendor spec sheets; see
 /// `data/README.md` for every column's meaning and caveats).
@@ -358,7 +358,7 @@ impl DeviceProfile {
             "{} [{}]: {:.1} GiB ({:.0}% usable), {:.0} GB/s, {}",
             self.name,
             self.backend,
-            self.memory_bytes as f64 / GIB,
+            crate::gib(self.memory_bytes),
             self.usable_fraction * 100.0,
             self.bandwidth_gbps,
             self.peak_tflops

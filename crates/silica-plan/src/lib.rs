@@ -153,6 +153,11 @@ pub fn parse_file_type(name: &str) -> Result<silica_gguf::FileType> {
 /// Bytes per GiB (2³⁰), the unit sizes are displayed in (as llama-bench).
 pub const GIB: f64 = 1_073_741_824.0;
 
+/// `bytes` in GiB ([`GIB`]), as sizes are displayed.
+pub fn gib(bytes: u64) -> f64 {
+    bytes as f64 / GIB
+}
+
 /// Serializes ggml types and file types by their names (`Q4_K`, `Q4_K_M`), as llama-bench's JSON does.
 pub(crate) mod names {
     use serde::Serializer;

@@ -6,8 +6,9 @@ use crate::GIB;
 use crate::calibrate::Fit;
 use crate::estimate::{Plan, Verdict};
 
-fn gib(b: u64) -> String {
-    format!("{:.2}", b as f64 / GIB)
+/// `b` bytes in GiB for a table cell (`1.23`).
+fn gib_cell(b: u64) -> String {
+    format!("{:.2}", crate::gib(b))
 }
 
 /// A plan for people: model, device, memory per device, verdict, speeds; with `explain`, every formula.
@@ -48,9 +49,9 @@ pub fn plan_text(plan: &Plan, explain: bool) -> String {
     let _ = writeln!(
         s,
         "memory:  weights {} GiB + KV cache {} GiB + compute {} GiB per device",
-        gib(m.weights_bytes),
-        gib(m.kv_bytes),
-        gib(m.compute_bytes)
+        gib_cell(m.weights_bytes),
+        gib_cell(m.kv_bytes),
+        gib_cell(m.compute_bytes)
     );
     let _ = writeln!(
         s,
@@ -63,12 +64,12 @@ pub fn plan_text(plan: &Plan, explain: bool) -> String {
             "| {} | {} | {} | {} | {} | {} | {} |",
             d.device,
             d.n_layers,
-            gib(d.weights_bytes),
-            gib(d.kv_bytes),
-            gib(d.compute_bytes),
-            gib(d.total_bytes),
+            gib_cell(d.weights_bytes),
+            gib_cell(d.kv_bytes),
+            gib_cell(d.compute_bytes),
+            gib_cell(d.total_bytes),
             if d.usable_bytes > 0 {
-                gib(d.usable_bytes)
+                gib_cell(d.usable_bytes)
             } else {
                 "?".into()
             }
@@ -147,8 +148,8 @@ fn row(plan: &Plan) -> [String; 10] {
             plan.device.name.clone()
         },
         format!("{:.0}", plan.device.memory_bytes as f64 / 1e9),
-        gib(plan.device.usable_bytes()),
-        gib(need),
+        gib_cell(plan.device.usable_bytes()),
+        gib_cell(need),
         verdict.to_owned(),
         format!("{:.2}", margin / GIB),
         cpu.to_string(),

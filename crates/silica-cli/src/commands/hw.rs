@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use silica_plan::{Backend, DeviceProfile};
+use silica_plan::{Backend, DeviceProfile, gib};
 use silica_telemetry::{HwProfile, ProbeParams};
 
 /// Output format.
@@ -88,7 +88,6 @@ pub(crate) fn run(a: &HwArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let m = &hw.machine;
-    let gib = |b: u64| b as f64 / silica_plan::GIB;
     writeln!(
         out,
         "cpu:       {} ({} cores, {} threads), {} {}",

@@ -341,8 +341,8 @@ pub(crate) fn run(a: &PlanArgs) -> anyhow::Result<i32> {
     {
         eprintln!(
             "note: the file is incomplete ({:.2} of {:.2} GiB): planned from its header",
-            file_bytes as f64 / silica_plan::GIB,
-            expected_file_bytes as f64 / silica_plan::GIB
+            silica_plan::gib(file_bytes),
+            silica_plan::gib(expected_file_bytes)
         );
     }
     let devs = devices(a)?;
