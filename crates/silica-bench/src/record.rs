@@ -288,14 +288,6 @@ impl EnvInfo {
     }
 }
 
-/// One phase's energy of a measurement, if measured.
-fn phase(
-    m: &Measurement,
-    f: impl Fn(&crate::energy::CaseTelemetry) -> Option<crate::energy::PhaseEnergy>,
-) -> Option<crate::energy::PhaseEnergy> {
-    m.telemetry.as_ref().and_then(f)
-}
-
 /// What one case measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measurement {
@@ -328,6 +320,8 @@ impl BenchRecord {
         let (avg_ns, stddev_ns) = mean_stddev(&ns);
         let (avg_ts, stddev_ts) = mean_stddev(&samples_ts);
         let on_gpu = env.backends != "CPU";
+        let telemetry = m.telemetry.as_ref();
+        let (pp, tg) = (telemetry.and_then(|t| t.pp), telemetry.and_then(|t| t.tg));
         BenchRecord {
             build_commit: BUILD_COMMIT.into(),
             build_number: build_number(),
@@ -380,18 +374,15 @@ impl BenchRecord {
             peak_rss_bytes: m.peak_rss_bytes,
             kv_cache_bytes: m.kv_cache_bytes,
             weight_bytes_per_token: facts.weight_bytes_per_token,
-            cpu_util: m.telemetry.as_ref().and_then(|t| t.cpu_util),
-            energy_source: m
-                .telemetry
-                .as_ref()
-                .map_or_else(String::new, |t| t.energy_source.clone()),
-            idle_power_w: m.telemetry.as_ref().and_then(|t| t.idle_power_w),
-            pp_energy_j: phase(m, |t| t.pp).map(|p| p.energy_j),
-            pp_avg_power_w: phase(m, |t| t.pp).map(|p| p.avg_power_w),
-            pp_j_per_token: phase(m, |t| t.pp).map(|p| p.j_per_token),
-            tg_energy_j: phase(m, |t| t.tg).map(|p| p.energy_j),
-            tg_avg_power_w: phase(m, |t| t.tg).map(|p| p.avg_power_w),
-            tg_j_per_token: phase(m, |t| t.tg).map(|p| p.j_per_token),
+            cpu_util: telemetry.and_then(|t| t.cpu_util),
+            energy_source: telemetry.map_or_else(String::new, |t| t.energy_source.clone()),
+            idle_power_w: telemetry.and_then(|t| t.idle_power_w),
+            pp_energy_j: pp.map(|p| p.energy_j),
+            pp_avg_power_w: pp.map(|p| p.avg_power_w),
+            pp_j_per_token: pp.map(|p| p.j_per_token),
+            tg_energy_j: tg.map(|p| p.energy_j),
+            tg_avg_power_w: tg.map(|p| p.avg_power_w),
+            tg_j_per_token: tg.map(|p| p.j_per_token),
         }
     }
 
