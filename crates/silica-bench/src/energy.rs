@@ -63,7 +63,9 @@ fn phase(
 }
 
 /// The telemetry of a case whose repetitions spent `pp` and `tg` windows on `pp_tokens` and `tg_tokens` tokens
-/// each (all sequences).
+/// each (all sequences). The windows are in time order, each repetition's tg window after its pp window, as
+/// [`run_case`](crate::runner::run_case) times them: the first pp (else tg) window starts the timed span and the
+/// last tg (else pp) window ends it.
 pub fn case_telemetry(
     trace: &Trace,
     pp: &[Window],
@@ -72,9 +74,10 @@ pub fn case_telemetry(
     tg_tokens: f64,
     idle_power_w: Option<f64>,
 ) -> CaseTelemetry {
-    let all: Vec<Instant> = pp.iter().chain(tg).flat_map(|&(a, b)| [a, b]).collect();
-    let cpu_util = match (all.iter().min(), all.iter().max()) {
-        (Some(&t0), Some(&t1)) if t1 > t0 => trace.summary_between(t0, t1).cpu_util,
+    let start = pp.first().or(tg.first()).map(|w| w.0);
+    let end = tg.last().or(pp.last()).map(|w| w.1);
+    let cpu_util = match (start, end) {
+        (Some(t0), Some(t1)) if t1 > t0 => trace.summary_between(t0, t1).cpu_util,
         _ => None,
     };
     let energy_source = trace.energy_source();
