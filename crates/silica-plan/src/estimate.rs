@@ -434,29 +434,40 @@ pub fn plan(
         }
     };
     let mut n_layers_cpu = 0u32;
+    // The host's share when layers are offloaded.
+    let mut host_row = None;
     let verdict = if shortfall == 0 {
         Verdict::Fits {
             margin_bytes: worst(&devices) as u64,
         }
     } else if let Some(h) = host {
-        let k = (1..=n_layer).find(|&k| worst(&assign(k)) >= 0);
-        match k {
-            Some(k) if host_use(k).total_bytes <= h.memory_bytes => {
-                n_layers_cpu = k;
-                devices = assign(k);
-                ex.push(format!(
-                    "offload: the first {k} layers to the host (llama.cpp -ngl {}); host compute buffer assumed 1/4 of the GPU's",
-                    n_layer - k
-                ));
-                Verdict::FitsWithOffload {
-                    shortfall_bytes: shortfall,
-                    n_layers_cpu: k,
-                    host_margin_bytes: h.memory_bytes - host_use(k).total_bytes,
+        // The fewest layers on the host that let every device fit.
+        let found = (1..=n_layer)
+            .map(|k| (k, assign(k)))
+            .find(|(_, devs)| worst(devs) >= 0);
+        match found {
+            Some((k, devs)) => {
+                let row = host_use(k);
+                if row.total_bytes <= h.memory_bytes {
+                    ex.push(format!(
+                        "offload: the first {k} layers to the host (llama.cpp -ngl {}); host compute buffer assumed 1/4 of the GPU's",
+                        n_layer - k
+                    ));
+                    let host_margin_bytes = h.memory_bytes - row.total_bytes;
+                    n_layers_cpu = k;
+                    devices = devs;
+                    host_row = Some(row);
+                    Verdict::FitsWithOffload {
+                        shortfall_bytes: shortfall,
+                        n_layers_cpu: k,
+                        host_margin_bytes,
+                    }
+                } else {
+                    Verdict::DoesNotFit {
+                        shortfall_bytes: row.total_bytes - h.memory_bytes,
+                    }
                 }
             }
-            Some(k) => Verdict::DoesNotFit {
-                shortfall_bytes: host_use(k).total_bytes - h.memory_bytes,
-            },
             None => Verdict::DoesNotFit {
                 shortfall_bytes: (-worst(&assign(n_layer))).max(0) as u64,
             },
@@ -471,8 +482,11 @@ pub fn plan(
             shortfall_bytes: shortfall,
         }
     };
-    if n_layers_cpu > 0 || (gpu && !embd_on_device) {
-        devices.push(host_use(n_layers_cpu));
+    // The host's row: its offloaded layers, or on a discrete GPU the token embedding llama.cpp keeps there.
+    match host_row {
+        Some(row) => devices.push(row),
+        None if gpu && !embd_on_device => devices.push(host_use(0)),
+        None => {}
     }
 
     let speed = verdict
