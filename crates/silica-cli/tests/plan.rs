@@ -6,9 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::silica;
+use common::{silica, silica_env};
 use silica_test_support::{golden, models};
 
 fn text(o: &Output) -> (String, String) {
@@ -18,21 +18,21 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-/// Runs `silica` with `silica hw`'s cache in `cache`, requires success, and parses stdout as JSON.
-fn ok_json(cache: &Path, args: &[&str]) -> serde_json::Value {
-    let o = silica_cached(cache, args);
+/// Requires `o`, the output of `silica args`, to be a success; returns its stdout parsed as JSON, and its stderr.
+fn json_ok(o: Output, args: &[&str]) -> (serde_json::Value, String) {
     let (out, err) = text(&o);
     assert!(o.status.success(), "silica {args:?}: {err}");
-    serde_json::from_str(&out).unwrap()
+    (serde_json::from_str(&out).unwrap(), err)
+}
+
+/// Runs `silica` with `silica hw`'s cache in `cache`, requires success, and parses stdout as JSON.
+fn ok_json(cache: &Path, args: &[&str]) -> serde_json::Value {
+    json_ok(silica_cached(cache, args), args).0
 }
 
 /// `silica` with `silica hw`'s cache in `cache` (so tests measure into a temporary folder).
 fn silica_cached(cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_silica"))
-        .env("SILICA_CACHE_DIR", cache)
-        .args(args)
-        .output()
-        .unwrap()
+    silica_env(args, &[("SILICA_CACHE_DIR", cache)])
 }
 
 #[test]
@@ -52,25 +52,21 @@ fn a_70b_model_fits_an_m4_max_but_not_a_4090_and_the_exit_status_says_so() {
     assert!(out.contains("--host-memory"), "{out}");
 
     // Two GPUs and 64 GB of host RAM: split, with the rest of the layers on the CPU, and a predicted speed.
-    let two = silica(
+    let two = [
+        &base[..],
         &[
-            &base[..],
-            &[
-                "--hw",
-                "RTX 4090",
-                "--devices",
-                "2",
-                "--host-memory",
-                "64",
-                "-o",
-                "json",
-            ],
-        ]
-        .concat(),
-    );
-    let (out, err) = text(&two);
-    assert!(two.status.success(), "{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+            "--hw",
+            "RTX 4090",
+            "--devices",
+            "2",
+            "--host-memory",
+            "64",
+            "-o",
+            "json",
+        ],
+    ]
+    .concat();
+    let (plan, _) = json_ok(silica(&two), &two);
     assert_eq!(plan["verdict"]["verdict"], "fits_with_offload");
     assert!(plan["speed"]["tg_tps"].as_f64().unwrap() > 0.0);
     assert_eq!(plan["params"]["n_devices"], 2);
@@ -156,7 +152,7 @@ fn a_partly_downloaded_gguf_and_a_config_json_are_planned_from_their_headers() {
     let bytes = std::fs::read(&real).unwrap();
     let partial = dir.path().join("downloading.gguf");
     std::fs::write(&partial, &bytes[..bytes.len() / 3]).unwrap();
-    let o = silica(&[
+    let args = [
         "plan",
         "-m",
         partial.to_str().unwrap(),
@@ -164,11 +160,9 @@ fn a_partly_downloaded_gguf_and_a_config_json_are_planned_from_their_headers() {
         "RTX 4090",
         "-o",
         "json",
-    ]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
+    ];
+    let (plan, err) = json_ok(silica(&args), &args);
     assert!(err.contains("incomplete"), "{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
     let full = silica_gguf::GgufFile::open(&real).unwrap().tensor_data_bytes();
     assert_eq!(plan["memory"]["weights_bytes"].as_u64().unwrap(), full);
 
@@ -182,7 +176,7 @@ fn a_partly_downloaded_gguf_and_a_config_json_are_planned_from_their_headers() {
             "max_position_embeddings": 8192, "rope_theta": 100000, "tie_word_embeddings": true}"#,
     )
     .unwrap();
-    let o = silica(&[
+    let args = [
         "plan",
         "-m",
         config.to_str().unwrap(),
@@ -192,13 +186,11 @@ fn a_partly_downloaded_gguf_and_a_config_json_are_planned_from_their_headers() {
         "RTX 4090",
         "-o",
         "json",
-    ]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    ];
+    let (plan, _) = json_ok(silica(&args), &args);
     assert_eq!(plan["file_type"], "Q8_0");
-    let no_type = silica(&["plan", "-m", config.to_str().unwrap()]);
-    assert!(text(&no_type).1.contains("--type"), "{}", text(&no_type).1);
+    let (_, err) = text(&silica(&["plan", "-m", config.to_str().unwrap()]));
+    assert!(err.contains("--type"), "{err}");
 }
 
 #[test]
@@ -277,9 +269,6 @@ fn calibrate_fits_llama_bench_records_and_the_saved_profile_is_used() {
             "epyc",
         ],
     );
-    assert!(
-        text(&o).1.contains("a CPU profile, the device is CUDA"),
-        "{}",
-        text(&o).1
-    );
+    let (_, err) = text(&o);
+    assert!(err.contains("a CPU profile, the device is CUDA"), "{err}");
 }
