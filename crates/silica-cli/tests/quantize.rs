@@ -124,36 +124,14 @@ fn quantized_files_equal_llama_quantize_and_decode_like_llama_cpp() {
     ] {
         let model = Model::open(path, &Device::Cpu).unwrap();
         let reference = golden::greedy_from(&golden_file(), name);
-        let (mut steps, mut first) = (0, 0);
-        for p in &reference.prompts {
-            let cont = &p.generated_ids;
-            let mut tokens = p.prompt_ids.clone();
-            tokens.extend_from_slice(&cont[..cont.len() - 1]);
+        golden::assert_teacher_forced(&reference, 0.03, |tokens| {
             let mut kv = model.new_kv_cache(tokens.len() + 1, 1, &Device::Cpu).unwrap();
-            let logits = model
-                .forward(&silica_model::Batch::single(&tokens, 0, true), &mut kv)
+            model
+                .forward(&silica_model::Batch::single(tokens, 0, true), &mut kv)
                 .unwrap()
                 .to_vec2::<f32>()
-                .unwrap();
-            for (i, &want) in cont.iter().enumerate() {
-                let row = &logits[p.prompt_ids.len() - 1 + i];
-                let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let gap = (top - row[want as usize]) / top.abs();
-                assert!(
-                    gap <= 0.03,
-                    "{name} {:?} step {i}: llama.cpp's token {want} is {:.2}% below silica's top logit",
-                    p.prompt,
-                    gap * 100.0
-                );
-                steps += 1;
-                first += usize::from(row[want as usize] == top);
-            }
-        }
-        eprintln!("{name}: llama.cpp's token ranked first at {first} of {steps} teacher-forced steps");
-        assert!(
-            10 * first >= 9 * steps,
-            "{name}: first at only {first} of {steps} steps"
-        );
+                .unwrap()
+        });
     }
 }
 

@@ -79,6 +79,9 @@ pub fn greedy_from(path: &std::path::Path, name: &str) -> ModelRef {
 }
 
 /// One greedy step as a test saw it: the token taken and the four highest `(id, logit)` pairs, highest first.
+///
+/// The 4 is `silica_model::GREEDY_TOP` (this crate cannot depend on silica-model, whose tests use it): the two
+/// types must stay equal for `Model::greedy_top`'s steps to be passed here.
 pub type GreedyStep = (u32, [(u32, f32); 4]);
 
 /// Checks greedy continuations against a reference: for every prompt, `decode(prompt_ids, n)` must give the
@@ -134,35 +137,42 @@ pub fn assert_greedy_matches(reference: &ModelRef, mut decode: impl FnMut(&[u32]
     );
 }
 
-/// Weaker check for engine paths whose numerics are known to differ slightly from llama.cpp's: the first
-/// `n_steps` greedy tokens of every prompt must equal the reference exactly; later divergences are printed.
+/// Teacher-forced check, for engine paths whose free-running greedy text drifts from llama.cpp's after a few
+/// tokens: each prompt's ids followed by its reference continuation but the last token are given to `logits`,
+/// which returns one row of logits per token; at every step of the continuation llama.cpp's token must be within
+/// `max_gap` (relative) of silica's top logit, and ranked first at nine steps in ten or more. Prints the count.
 ///
 /// # Panics
-/// Listing every prompt that diverged within the first `n_steps` tokens.
-pub fn assert_greedy_prefix_matches(
+/// At the first step beyond `max_gap`, or when llama.cpp's token is first at fewer than nine steps in ten.
+pub fn assert_teacher_forced(
     reference: &ModelRef,
-    n_steps: usize,
-    mut decode: impl FnMut(&[u32], usize) -> Vec<GreedyStep>,
+    max_gap: f32,
+    mut logits: impl FnMut(&[u32]) -> Vec<Vec<f32>>,
 ) {
-    let mut failures = Vec::new();
+    let name = &reference.name;
+    let (mut steps, mut first) = (0, 0);
     for p in &reference.prompts {
-        let want = &p.generated_ids;
-        let got: Vec<u32> = decode(&p.prompt_ids, want.len()).iter().map(|s| s.0).collect();
-        let first_diff = got.iter().zip(want).position(|(a, b)| a != b);
-        eprintln!(
-            "{} {:?}: first difference at step {first_diff:?} of {}",
-            reference.name,
-            p.prompt,
-            want.len()
-        );
-        if first_diff.is_some_and(|d| d < n_steps.min(want.len())) || got.len() < n_steps.min(want.len()) {
-            failures.push(format!("{:?}: got {got:?}, want {want:?}", p.prompt));
+        let cont = &p.generated_ids;
+        let mut tokens = p.prompt_ids.clone();
+        tokens.extend_from_slice(&cont[..cont.len() - 1]);
+        let logits = logits(&tokens);
+        for (i, &want) in cont.iter().enumerate() {
+            let row = &logits[p.prompt_ids.len() - 1 + i];
+            let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let gap = (top - row[want as usize]) / top.abs();
+            assert!(
+                gap <= max_gap,
+                "{name} {:?} step {i}: llama.cpp's token {want} is {:.2}% below silica's top logit",
+                p.prompt,
+                gap * 100.0
+            );
+            steps += 1;
+            first += usize::from(row[want as usize] == top);
         }
     }
+    eprintln!("{name}: llama.cpp's token ranked first at {first} of {steps} teacher-forced steps");
     assert!(
-        failures.is_empty(),
-        "{}: first {n_steps} tokens differ:\n{}",
-        reference.name,
-        failures.join("\n")
+        10 * first >= 9 * steps,
+        "{name}: first at only {first} of {steps} steps"
     );
 }
