@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use silica_engine::{Engine, GenerateParams, LoadParams};
-use silica_model::{Device, Model};
 use silica_test_support::{golden, models};
 
 #[test]
@@ -15,7 +14,7 @@ fn gemma3_greedy_text_matches_llama_cpp() {
     // continuation, the text must equal llama.cpp's. (Where a prompt diverges from llama.cpp it is at a
     // near-tie between the top two logits — which prompts do depends on the kernels' summation order —
     // and silica-model's reference test checks and reports that.)
-    let model = Model::open(&path, &Device::Cpu).unwrap();
+    let (model, device) = (engine.model(), engine.device());
     let mut exact = 0;
     for p in &reference.prompts {
         let mut streamed = String::new();
@@ -27,7 +26,7 @@ fn gemma3_greedy_text_matches_llama_cpp() {
             .unwrap();
         assert_eq!(g.prompt_tokens, p.prompt_ids);
         let steps = model
-            .greedy_top(&p.prompt_ids, p.generated_ids.len(), &Device::Cpu)
+            .greedy_top(&p.prompt_ids, p.generated_ids.len(), device)
             .unwrap();
         let greedy: Vec<u32> = steps.iter().map(|s| s.0).collect();
         assert_eq!(g.tokens, greedy, "{:?}: engine vs model greedy", p.prompt);
