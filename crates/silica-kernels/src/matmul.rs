@@ -294,7 +294,8 @@ pub fn repack(w: &QMatRef<'_>) -> Result<Option<Box<dyn RepackedMatrix>>, Kernel
 }
 
 /// `out = x · Wᵀ` for a repacked matrix ([`Packed`]: Q4_0, Q5_0 or Q8_0): threads split the groups of eight rows; each
-/// group meets the tokens four at a time ([`repack::gemm`]).
+/// group meets the tokens four at a time ([`repack::gemm`]), or for two tokens or more, where the CPU has
+/// AVX-512 VNNI, two groups at once ([`repack::gemm16`]).
 ///
 /// # Errors
 /// [`KernelError::Size`] if `x` is not `[n, cols]` or `out` not `[n, rows]`.
@@ -334,6 +335,19 @@ pub fn matmul_packed<P: Pack8>(
                 t.map(|t| &self.terms[t * nb..(t + 1) * nb]),
             )
         }
+        fn tile16<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 16]; N] {
+            let nb = self.nb;
+            repack::gemm16::<P, N>(
+                [self.w.group(g), self.w.group(g + 1)],
+                t.map(|t| &self.xq[t * nb..(t + 1) * nb]),
+                t.map(|t| &self.terms[t * nb..(t + 1) * nb]),
+            )
+        }
+        fn pairs(&self, n: usize) -> bool {
+            // One token reads the weights from DRAM: the pair kernel's two interleaved streams ran at 32 GB/s
+            // there against 42 for one group at a time (`examples/stream_dram.rs` Q4_0, AMD EPYC, 2 threads).
+            n >= 2 && repack::has_pair_kernel()
+        }
     }
     run_row_groups(pool, rows, n, out, &Tiles { w, xq, terms, nb });
     Ok(())
@@ -343,31 +357,60 @@ pub fn matmul_packed<P: Pack8>(
 trait RowGroupTiles: Sync {
     /// Rows `8g..8g+8` times the tokens `t`.
     fn tile<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 8]; N];
+
+    /// Rows `8g..8g+16` (groups `g` and `g + 1`) times the tokens `t`; by default two [`Self::tile`]s.
+    fn tile16<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 16]; N] {
+        let (a, b) = (self.tile(g, t), self.tile(g + 1, t));
+        std::array::from_fn(|k| std::array::from_fn(|r| if r < 8 { a[k][r] } else { b[k][r - 8] }))
+    }
+
+    /// Whether [`Self::tile16`] is faster than two [`Self::tile`]s: groups then go in pairs.
+    fn pairs(&self, n: usize) -> bool {
+        let _ = n;
+        false
+    }
 }
 
-/// Splits the groups of eight rows over `pool`'s threads; each group meets the tokens four at a time, then the
-/// one to three left, and the results go to `out` (`[n, rows]`, row-major).
+/// Splits the groups of eight rows over `pool`'s threads — in pairs where the tiles [`RowGroupTiles::pairs`] —
+/// and each unit meets the tokens four at a time, then the one to three left; the results go to `out`
+/// (`[n, rows]`, row-major).
 fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], tiles: &impl RowGroupTiles) {
     let optr = SharedMut::new(out);
+    let groups = rows / 8;
+    let per_unit = if tiles.pairs(n) { 2 } else { 1 };
     pool.run(|ith, nth| {
-        for g in split(rows / 8, ith, nth) {
-            let put = |t0: usize, v: &[[f32; 8]]| {
+        for u in split(groups.div_ceil(per_unit), ith, nth) {
+            let g = per_unit * u;
+            let put = |t0: usize, v: &[&[f32]]| {
                 for (k, vk) in v.iter().enumerate() {
                     for (j, &vj) in vk.iter().enumerate() {
-                        // SAFETY: group `g`'s rows belong to this thread only; `t·rows + 8g + j < n·rows`.
+                        // SAFETY: the unit's rows belong to this thread only; `t·rows + 8g + j < n·rows`.
                         unsafe { optr.write((t0 + k) * rows + 8 * g + j, vj) };
                     }
                 }
             };
+            // One unit times the tokens from `t` on, `N` at a time: two groups where a second one is left.
+            macro_rules! tokens {
+                ($t:expr, [$($k:expr),+]) => {{
+                    let ts = [$($t + $k),+];
+                    if per_unit == 2 && g + 1 < groups {
+                        let v = tiles.tile16(g, ts);
+                        put($t, &v.each_ref().map(|r| r.as_slice()));
+                    } else {
+                        let v = tiles.tile(g, ts);
+                        put($t, &v.each_ref().map(|r| r.as_slice()));
+                    }
+                }};
+            }
             let mut t = 0;
             while t + 4 <= n {
-                put(t, &tiles.tile(g, [t, t + 1, t + 2, t + 3]));
+                tokens!(t, [0, 1, 2, 3]);
                 t += 4;
             }
             match n - t {
-                3 => put(t, &tiles.tile(g, [t, t + 1, t + 2])),
-                2 => put(t, &tiles.tile(g, [t, t + 1])),
-                1 => put(t, &tiles.tile(g, [t])),
+                3 => tokens!(t, [0, 1, 2]),
+                2 => tokens!(t, [0, 1]),
+                1 => tokens!(t, [0]),
                 _ => {}
             }
         }
