@@ -383,10 +383,8 @@ fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], til
             let g = per_unit * u;
             let put = |t0: usize, v: &[&[f32]]| {
                 for (k, vk) in v.iter().enumerate() {
-                    for (j, &vj) in vk.iter().enumerate() {
-                        // SAFETY: the unit's rows belong to this thread only; `t·rows + 8g + j < n·rows`.
-                        unsafe { optr.write((t0 + k) * rows + 8 * g + j, vj) };
-                    }
+                    // SAFETY: the unit's rows belong to this thread only; `slice` checks the bounds.
+                    unsafe { optr.slice((t0 + k) * rows + 8 * g, vk.len()) }.copy_from_slice(vk);
                 }
             };
             // One unit times the tokens from `t` on, `N` at a time: two groups where a second one is left.

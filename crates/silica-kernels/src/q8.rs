@@ -21,6 +21,19 @@ use crate::blocks::{BlockQ8_0, BlockQ8_1, BlockQ8K, QK, QK_K};
 /// If `x.len() != 32 · out.len()` (callers size buffers from the row length checked at load).
 pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     assert_eq!(x.len(), out.len() * QK, "quantize_row_q8_0: row length");
+    #[cfg(target_arch = "x86_64")]
+    if x86::quantize_row_q8_0(x, out) {
+        return;
+    }
+    quantize_row_q8_0_ref(x, out);
+}
+
+/// The scalar [`quantize_row_q8_0`], which the AVX2 path equals to the bit.
+///
+/// # Panics
+/// If `x.len() != 32 · out.len()`.
+pub fn quantize_row_q8_0_ref(x: &[f32], out: &mut [BlockQ8_0]) {
+    assert_eq!(x.len(), out.len() * QK, "quantize_row_q8_0: row length");
     for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
         let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
@@ -115,10 +128,77 @@ mod x86 {
         true
     }
 
+    /// As [`quantize_row_q8_k`] for Q8_0 (`x.len() == 32 · out.len()`, checked by the caller).
+    pub(super) fn quantize_row_q8_0(x: &[f32], out: &mut [super::BlockQ8_0]) -> bool {
+        if crate::cpu::x86::best().is_none() {
+            return false;
+        }
+        for (xb, b) in x.chunks_exact(super::QK).zip(out.iter_mut()) {
+            // SAFETY: `best` detected AVX2 and FMA; `chunks_exact` gives 32 values.
+            unsafe { avx2::quantize_block_q8_0(xb, b) };
+        }
+        true
+    }
+
     mod avx2 {
         use std::arch::x86_64::*;
 
-        use super::super::{BlockQ8K, QK_K, block_sums_q8_k};
+        use super::super::{BlockQ8_0, BlockQ8K, QK, QK_K, block_sums_q8_k};
+
+        /// The largest of the eight lanes of `m` (no NaN in it).
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        fn hmax(m: __m256) -> f32 {
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2)))
+        }
+
+        /// Four vectors of eight i32 levels (each in −128..=127) as 32 bytes in order.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        fn pack_levels(q: [__m256i; 4]) -> __m256i {
+            let ab = _mm256_packs_epi32(q[0], q[1]);
+            let cd = _mm256_packs_epi32(q[2], q[3]);
+            _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(ab, cd),
+                _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
+            )
+        }
+
+        /// One Q8_0 block: `amax` as a vector maximum of `|x|`, levels through `vcvtps2dq` of `x · (127 / amax)`
+        /// (the scalar loop's product; round half to even, as `nearest_int`). Blocks whose `amax` is 0 or not
+        /// finite go to the scalar loop.
+        ///
+        /// # Safety
+        /// The CPU must have AVX2; `xb.len()` must be 32.
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn quantize_block_q8_0(xb: &[f32], b: &mut BlockQ8_0) {
+            debug_assert_eq!(xb.len(), QK);
+            let p = xb.as_ptr();
+            let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+            let mut v = [_mm256_setzero_ps(); 4];
+            let (mut m, mut nan) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for (k, vk) in v.iter_mut().enumerate() {
+                // SAFETY: `8k + 8 ≤ 32` values of `xb`; unaligned load.
+                *vk = unsafe { _mm256_loadu_ps(p.add(8 * k)) };
+                m = _mm256_max_ps(m, _mm256_and_ps(*vk, abs_mask));
+                nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(*vk, *vk));
+            }
+            let amax = hmax(m);
+            if amax == 0.0 || !amax.is_finite() || _mm256_movemask_ps(nan) != 0 {
+                super::super::quantize_row_q8_0_ref(xb, std::slice::from_mut(b));
+                return;
+            }
+            b.d = half::f16::from_f32(amax / 127.0);
+            let id = _mm256_set1_ps(127.0 / amax);
+            let mut q = [_mm256_setzero_si256(); 4];
+            for (qk, vk) in q.iter_mut().zip(v) {
+                *qk = _mm256_cvtps_epi32(_mm256_mul_ps(vk, id));
+            }
+            // SAFETY: `qs` is 32 writable bytes; unaligned store.
+            unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().cast(), pack_levels(q)) };
+        }
 
         /// One Q8_K block: `amax` as a vector maximum of `|x|`, `max` the first value of that magnitude (the scalar
         /// loop's strict `>` keeps the first), levels through `vcvtps2dq` (round half to even, as `nearest_int`;
@@ -131,17 +211,17 @@ mod x86 {
             debug_assert_eq!(xb.len(), QK_K);
             let p = xb.as_ptr();
             let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
-            let mut m = _mm256_setzero_ps();
+            let (mut m, mut nan) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             for i in 0..QK_K / 8 {
                 // SAFETY: `8i + 8 ≤ 256` values of `xb`; unaligned load.
                 let v = unsafe { _mm256_loadu_ps(p.add(8 * i)) };
                 m = _mm256_max_ps(m, _mm256_and_ps(v, abs_mask));
+                nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
             }
-            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
-            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-            let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2)));
-            if amax == 0.0 || amax.is_nan() {
-                // All zeros (or NaNs, which the scalar loop also skips): the scalar path decides.
+            let amax = hmax(m);
+            if amax == 0.0 || _mm256_movemask_ps(nan) != 0 {
+                // All zeros, or NaNs (which the scalar loop skips in the maximum, then converts its own way): the
+                // scalar path decides.
                 super::super::quantize_row_q8_k_ref(xb, std::slice::from_mut(b));
                 return;
             }
@@ -159,7 +239,6 @@ mod x86 {
             let iscale = -127.0 / max;
             let is = _mm256_set1_ps(iscale);
             let top = _mm256_set1_epi32(127);
-            let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
             for c in 0..QK_K / 32 {
                 // (A loop, not `map`: closures do not inherit the target features.)
                 let mut q = [_mm256_setzero_si256(); 4];
@@ -168,11 +247,8 @@ mod x86 {
                     let v = unsafe { _mm256_loadu_ps(p.add(32 * c + 8 * k)) };
                     *qk = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, is)), top);
                 }
-                let ab = _mm256_packs_epi32(q[0], q[1]);
-                let cd = _mm256_packs_epi32(q[2], q[3]);
-                let bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
                 // SAFETY: `qs[32c..32c + 32]` is 32 writable bytes; unaligned store.
-                unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().add(32 * c).cast(), bytes) };
+                unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().add(32 * c).cast(), pack_levels(q)) };
             }
             block_sums_q8_k(b);
             b.d = 1.0 / iscale;
@@ -203,6 +279,37 @@ mod tests {
         quantize_row_q8_0(&x, &mut b);
         assert_eq!(&b[0].qs[..4], &[127, 2, 4, -2]);
         assert_eq!(b[0].d.to_f32(), 1.0);
+    }
+
+    #[test]
+    fn q8_0_simd_equals_the_scalar_loop() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(10);
+        let mut rows: Vec<Vec<f32>> = (0..50)
+            .map(|_| (0..4 * QK).map(|_| rng.random_range(-4.0f32..4.0)).collect())
+            .collect();
+        // An all-zero block; levels on exact halves (amax 127: id = 1); an infinity and a NaN.
+        let mut special: Vec<f32> = (0..4 * QK)
+            .map(|i| match i / QK {
+                0 => 0.0,
+                1 if i % QK == 0 => 127.0,
+                1 => (i % 9) as f32 - 4.5,
+                _ => 1.0,
+            })
+            .collect();
+        special[2 * QK + 3] = f32::INFINITY;
+        special[3 * QK + 5] = f32::NAN;
+        rows.push(special);
+        for x in rows {
+            let mut a = vec![BlockQ8_0::zeroed(); 4];
+            let mut b = vec![BlockQ8_0::zeroed(); 4];
+            quantize_row_q8_0(&x, &mut a);
+            quantize_row_q8_0_ref(&x, &mut b);
+            assert_eq!(
+                bytemuck::cast_slice::<BlockQ8_0, u8>(&a),
+                bytemuck::cast_slice::<BlockQ8_0, u8>(&b)
+            );
+        }
     }
 
     #[test]
@@ -245,6 +352,10 @@ mod tests {
                 .copied()
                 .collect(),
         );
+        // A NaN early in a block (a later, finite maximum must not hide it).
+        let mut nan: Vec<f32> = (0..2 * QK_K).map(|i| (i % 13) as f32 * 0.25 - 1.0).collect();
+        nan[3] = f32::NAN;
+        rows.push(nan);
         // An all-zero block, and levels on exact halves: 127 / 2 · k.
         rows.push(
             (0..2 * QK_K)

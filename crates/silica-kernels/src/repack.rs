@@ -299,6 +299,18 @@ pub struct BlockTerms {
 
 /// The [`BlockTerms`] of each activation block `x[i]` for products with `P` blocks (`out.len() == x.len()`).
 pub fn block_terms<P: Pack8>(x: &[BlockQ8_0], out: &mut [BlockTerms]) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available(false) {
+        for (o, b) in out.iter_mut().zip(x) {
+            // SAFETY: `available` detected AVX2.
+            let sum = unsafe { x86::level_sum(&b.qs) };
+            *o = BlockTerms {
+                d: b.d.to_f32(),
+                base: -P::OFFSET * sum,
+            };
+        }
+        return;
+    }
     for (o, b) in out.iter_mut().zip(x) {
         let sum: i32 = b.qs.iter().map(|&q| i32::from(q)).sum();
         *o = BlockTerms {
@@ -406,6 +418,22 @@ mod x86 {
         } else {
             best().is_some()
         }
+    }
+
+    /// `Σ qs` of one activation block.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn level_sum(qs: &[i8; 32]) -> i32 {
+        use std::arch::x86_64::*;
+        // SAFETY: `qs` is 32 readable bytes; unaligned load.
+        let v = unsafe { _mm256_loadu_si256(qs.as_ptr().cast()) };
+        // Unsigned ones times signed levels: sixteen exact pair sums, then eight.
+        let s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+        let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<1>(s2)))
     }
 
     pub(super) fn gemm<P: Pack8, const N: usize>(
@@ -768,6 +796,20 @@ mod tests {
         packed_products_match::<BlockQ4_0x8>(silica_gguf::GgmlType::Q4_0);
         packed_products_match::<BlockQ5_0x8>(silica_gguf::GgmlType::Q5_0);
         packed_products_match::<BlockQ8_0x8>(silica_gguf::GgmlType::Q8_0);
+    }
+
+    #[test]
+    fn block_terms_are_the_scale_and_the_offset_level_sum() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut x: Vec<BlockQ8_0> = (0..20).map(|_| random_q8_0(&mut rng, QK)[0]).collect();
+        x[0].qs = [-128; 32];
+        x[1].qs = [127; 32];
+        let mut t = vec![BlockTerms::default(); x.len()];
+        block_terms::<BlockQ4_0x8>(&x, &mut t);
+        for (b, t) in x.iter().zip(&t) {
+            let sum: i32 = b.qs.iter().map(|&q| i32::from(q)).sum();
+            assert_eq!((t.d, t.base), (b.d.to_f32(), -8 * sum));
+        }
     }
 
     #[test]
