@@ -101,8 +101,8 @@ pub trait Pack8: Pod + Send + Sync + std::fmt::Debug + 'static {
     /// Whether the kernel needs VNNI: levels above 63 make AVX2's 16-bit `vpmaddubsw` pair sums overflow
     /// (`2 · 255 · 128 > 2¹⁵`), so [`Levels::Bytes`] (Q8_0's) do.
     const NEEDS_VNNI: bool = matches!(Self::LEVELS, Levels::Bytes);
-    /// Packs block `i` of eight rows.
-    fn pack(src: [&Self::Src; 8]) -> Self;
+    /// Packs block `i` of eight rows into `b`, which holds zeros.
+    fn pack_into(src: [&Self::Src; 8], b: &mut Self);
     /// The eight row scales.
     fn scales(&self) -> &[f16; 8];
     /// Row `j`'s unsigned level of element `e` (0..32), for the reference.
@@ -113,18 +113,14 @@ impl Pack8 for BlockQ4_0x8 {
     type Src = BlockQ4_0;
     const OFFSET: i32 = 8;
     const LEVELS: Levels = Levels::Nibbles;
-    fn pack(src: [&BlockQ4_0; 8]) -> Self {
-        let mut b = BlockQ4_0x8::zeroed();
+    fn pack_into(src: [&BlockQ4_0; 8], b: &mut Self) {
         for (j, s) in src.iter().enumerate() {
             b.d[j] = s.d;
             for c in 0..4 {
-                for t in 0..4 {
-                    // Source byte `4c + t` holds elements 4c+t (low nibble) and 16+4c+t (high) already.
-                    b.qs[32 * c + 4 * j + t] = s.qs[4 * c + t];
-                }
+                // Source byte `4c + t` holds elements 4c+t (low nibble) and 16+4c+t (high) already.
+                b.qs[32 * c + 4 * j..][..4].copy_from_slice(&s.qs[4 * c..][..4]);
             }
         }
-        b
     }
     fn scales(&self) -> &[f16; 8] {
         &self.d
@@ -145,16 +141,13 @@ impl Pack8 for BlockQ5_0x8 {
     type Src = BlockQ5_0;
     const OFFSET: i32 = 16;
     const LEVELS: Levels = Levels::NibblesAndFifthBits;
-    fn pack(src: [&BlockQ5_0; 8]) -> Self {
-        let mut b = BlockQ5_0x8::zeroed();
+    fn pack_into(src: [&BlockQ5_0; 8], b: &mut Self) {
         let mut qh = [0u32; 8];
         for (j, s) in src.iter().enumerate() {
             b.d[j] = s.d;
             let h = u32::from_le_bytes(s.qh);
             for c in 0..4 {
-                for t in 0..4 {
-                    b.qs[32 * c + 4 * j + t] = s.qs[4 * c + t];
-                }
+                b.qs[32 * c + 4 * j..][..4].copy_from_slice(&s.qs[4 * c..][..4]);
             }
             for (e, q) in qh.iter_mut().enumerate() {
                 for t in 0..4 {
@@ -165,7 +158,6 @@ impl Pack8 for BlockQ5_0x8 {
         for (dst, h) in b.qh.chunks_exact_mut(4).zip(qh) {
             dst.copy_from_slice(&h.to_le_bytes());
         }
-        b
     }
     fn scales(&self) -> &[f16; 8] {
         &self.d
@@ -187,17 +179,15 @@ impl Pack8 for BlockQ8_0x8 {
     type Src = BlockQ8_0;
     const OFFSET: i32 = 128;
     const LEVELS: Levels = Levels::Bytes;
-    fn pack(src: [&BlockQ8_0; 8]) -> Self {
-        let mut b = BlockQ8_0x8::zeroed();
+    fn pack_into(src: [&BlockQ8_0; 8], b: &mut Self) {
         for (j, s) in src.iter().enumerate() {
             b.d[j] = s.d;
             for e in 0..8 {
-                for t in 0..4 {
-                    b.qs[32 * e + 4 * j + t] = (s.qs[4 * e + t] as u8) ^ 0x80;
-                }
+                let q = bytemuck::cast_slice::<i8, u8>(&s.qs[4 * e..][..4]);
+                let v = u32::from_le_bytes([q[0], q[1], q[2], q[3]]) ^ 0x8080_8080;
+                b.qs[32 * e + 4 * j..][..4].copy_from_slice(&v.to_le_bytes());
             }
         }
-        b
     }
     fn scales(&self) -> &[f16; 8] {
         &self.d
@@ -235,7 +225,7 @@ impl<P: Pack8> Packed<P> {
         if !rows.is_multiple_of(8) {
             return None;
         }
-        let blocks = pack_groups(w, rows, cols / QK, P::pack);
+        let blocks = pack_groups(w, rows, cols / QK, P::pack_into);
         Some(Packed { rows, cols, blocks })
     }
 
@@ -268,20 +258,25 @@ pub(crate) fn pack_groups<S: Sync, P: Pod + Send>(
     w: &[S],
     rows: usize,
     nb: usize,
-    pack: impl Fn([&S; 8]) -> P + Sync,
+    pack: impl Fn([&S; 8], &mut P) + Sync,
 ) -> Vec<P> {
     let n_groups = rows / 8;
-    let mut blocks = vec![P::zeroed(); n_groups * nb];
-    let dst = SharedMut::new(&mut blocks);
+    // Not zero-filled up front: each block is zeroed (in cache) and packed in place by the thread that owns its
+    // group, so the page faults of the new copy are taken in parallel and nothing is copied twice.
+    let mut blocks: Vec<P> = Vec::with_capacity(n_groups * nb);
+    let dst = SharedMut::new(&mut blocks.spare_capacity_mut()[..n_groups * nb]);
     crate::global_pool().run(|ith, nth| {
         for g in split(n_groups, ith, nth) {
             // SAFETY: group `g`'s blocks are written by this thread only, within bounds.
             let out = unsafe { dst.slice(g * nb, nb) };
             for (i, b) in out.iter_mut().enumerate() {
-                *b = pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]));
+                let b = b.write(P::zeroed());
+                pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]), b);
             }
         }
     });
+    // SAFETY: the loop above initialised every one of the `n_groups · nb` blocks.
+    unsafe { blocks.set_len(n_groups * nb) };
     blocks
 }
 

@@ -71,6 +71,12 @@ impl BlockQ4_Kx8 {
     /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s).
     pub fn pack(src: [&BlockQ4K; 8]) -> Self {
         let mut b = BlockQ4_Kx8::zeroed();
+        Self::pack_into(src, &mut b);
+        b
+    }
+
+    /// [`Self::pack`] into `b`, which holds zeros.
+    pub fn pack_into(src: [&BlockQ4K; 8], b: &mut Self) {
         for (j, s) in src.iter().enumerate() {
             b.d[j] = s.d;
             b.dmin[j] = s.dmin;
@@ -87,7 +93,6 @@ impl BlockQ4_Kx8 {
                 }
             }
         }
-        b
     }
 
     /// Row `j`'s level (0..16) of element `e` (0..32) of sub-block `sb` (0..8), for the reference.
@@ -107,8 +112,8 @@ impl BlockQ4_Kx8 {
 pub trait PackK8: Pod + Send + Sync + std::fmt::Debug + 'static {
     /// The row-major block it is made from.
     type Src: Pod + Sync;
-    /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s).
-    fn pack(src: [&Self::Src; 8]) -> Self;
+    /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s) into `b`, which holds zeros.
+    fn pack_into(src: [&Self::Src; 8], b: &mut Self);
     /// `out[k][j]` = row `j` of the group `w` times token `x[k]`, on the fastest path this CPU has.
     ///
     /// # Panics
@@ -118,8 +123,8 @@ pub trait PackK8: Pod + Send + Sync + std::fmt::Debug + 'static {
 
 impl PackK8 for BlockQ4_Kx8 {
     type Src = BlockQ4K;
-    fn pack(src: [&BlockQ4K; 8]) -> Self {
-        BlockQ4_Kx8::pack(src)
+    fn pack_into(src: [&BlockQ4K; 8], b: &mut Self) {
+        BlockQ4_Kx8::pack_into(src, b)
     }
     fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
         gemm_q4k(w, x)
@@ -145,7 +150,7 @@ impl<P: PackK8> PackedK<P> {
         if !rows.is_multiple_of(8) || !cols.is_multiple_of(QK_K) || w.len() != rows * cols / QK_K {
             return None;
         }
-        let blocks = crate::repack::pack_groups(w, rows, cols / QK_K, P::pack);
+        let blocks = crate::repack::pack_groups(w, rows, cols / QK_K, P::pack_into);
         Some(PackedK { blocks, rows, cols })
     }
 

@@ -65,6 +65,12 @@ impl BlockQ6_Kx8 {
     /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s).
     pub fn pack(src: [&BlockQ6K; 8]) -> Self {
         let mut b = BlockQ6_Kx8::zeroed();
+        Self::pack_into(src, &mut b);
+        b
+    }
+
+    /// [`Self::pack`] into `b`, which holds zeros.
+    pub fn pack_into(src: [&BlockQ6K; 8], b: &mut Self) {
         for (j, s) in src.iter().enumerate() {
             b.d[j] = s.d;
             for (sb, &sc) in s.scales.iter().enumerate() {
@@ -78,7 +84,6 @@ impl BlockQ6_Kx8 {
                 b.q[384 * p + 256 + 32 * (c / 2) + 4 * j + t] |= (v >> 4) << (4 * (c % 2) + 2 * h);
             }
         }
-        b
     }
 
     /// Row `j`'s unsigned level (0..64) of element `e` (0..256), for the reference.
@@ -93,8 +98,8 @@ impl BlockQ6_Kx8 {
 
 impl PackK8 for BlockQ6_Kx8 {
     type Src = BlockQ6K;
-    fn pack(src: [&BlockQ6K; 8]) -> Self {
-        BlockQ6_Kx8::pack(src)
+    fn pack_into(src: [&BlockQ6K; 8], b: &mut Self) {
+        BlockQ6_Kx8::pack_into(src, b)
     }
     fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
         gemm_q6k(w, x)
