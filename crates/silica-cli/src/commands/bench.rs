@@ -278,6 +278,7 @@ struct TgResult {
     model_filename: String,
     n_gen: u32,
     n_depth: u32,
+    n_parallel: u32,
     avg_ts: f64,
 }
 
@@ -299,6 +300,7 @@ impl Sinks<'_> {
                 model_filename: r.model_filename.clone(),
                 n_gen: r.n_gen,
                 n_depth: r.n_depth,
+                n_parallel: r.n_parallel,
                 avg_ts: r.avg_ts,
             });
         }
@@ -405,6 +407,14 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bytes read per second by generation at `avg_ts` tokens/s summed over `n_parallel` sequences: each step
+/// produces one token per sequence and reads the weights once (`weight_bytes`) and every sequence's KV cache
+/// (`kv_bytes_per_seq` each), so steps/s = `avg_ts / n_parallel`.
+fn read_bytes_per_s(weight_bytes: f64, kv_bytes_per_seq: f64, avg_ts: f64, n_parallel: u32) -> f64 {
+    let n = f64::from(n_parallel.max(1));
+    (weight_bytes + n * kv_bytes_per_seq) * avg_ts / n
+}
+
 /// On stderr, for each CPU generation result: the bytes read per second (weights and KV cache at the test's
 /// average depth, as `silica plan` counts them) against the memory bandwidth `silica hw` measured on this
 /// machine, when it has (a bench never runs the probe itself: it would disturb the measurement).
@@ -439,16 +449,25 @@ fn roofline_note(tg: &[TgResult]) {
         let Ok(s) = silica_plan::estimate::predict(model, &cpu, &eff, &p) else {
             continue;
         };
-        let bytes = s.tg_weight_bytes.iter().sum::<f64>() + s.tg_kv_bytes;
-        let gbps = bytes * r.avg_ts / 1e9;
+        let gbps = read_bytes_per_s(
+            s.tg_weight_bytes.iter().sum::<f64>(),
+            s.tg_kv_bytes,
+            r.avg_ts,
+            r.n_parallel,
+        ) / 1e9;
         eprintln!(
-            "silica bench: {} tg{}{} reads {gbps:.1} GB/s = {:.0}% of the {bw:.1} GB/s STREAM triad `silica hw` measured ({} threads, {})",
+            "silica bench: {} tg{}{}{} reads {gbps:.1} GB/s = {:.0}% of the {bw:.1} GB/s STREAM triad `silica hw` measured ({} threads, {})",
             Path::new(&r.model_filename)
                 .file_name()
                 .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
             r.n_gen,
             if r.n_depth > 0 {
                 format!(" @ d{}", r.n_depth)
+            } else {
+                String::new()
+            },
+            if r.n_parallel > 1 {
+                format!(" (batch {})", r.n_parallel)
             } else {
                 String::new()
             },
@@ -577,5 +596,18 @@ fn warn_ctx_train(model: &Path, engine: &Engine, cases: &[BenchCase]) {
             c.n_ctx_needed(),
             model.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_bytes_per_s;
+
+    #[test]
+    fn batched_generation_reads_the_weights_once_per_step() {
+        // One sequence at 50 t/s: 50 reads of weights and cache.
+        assert_eq!(read_bytes_per_s(1e9, 1e6, 50.0, 1), 50.0 * (1e9 + 1e6));
+        // Eight sequences at 160 t/s in all: 20 steps/s, each reading the weights once and eight caches.
+        assert_eq!(read_bytes_per_s(1e9, 1e6, 160.0, 8), 20.0 * (1e9 + 8e6));
     }
 }
