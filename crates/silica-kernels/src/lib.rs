@@ -107,7 +107,7 @@ pub use alloc::keep_freed_memory;
 pub use matmul::{
     KernelError, QMatRef, RepackedMatrix, Scratch, matmul, matmul_packed, matmul_packed_k, repack, supports,
 };
-pub use pool::ThreadPool;
+pub use pool::{ThreadPool, par_rows};
 pub use repack::{Packed, PackedQ4_0, PackedQ5_0, PackedQ8_0};
 pub use repack_k::{BlockQ4_Kx8, PackK8, PackedK, PackedQ4K, has_fast_path_k};
 pub use repack_q6k::{BlockQ6_Kx8, PackedQ6K};

@@ -192,6 +192,30 @@ impl Drop for ThreadPool {
     }
 }
 
+/// Fills `out` (`[n_rows, row]`, row-major) by calling `f(first_row, part)` on whole-row parts, one part per
+/// thread of `pool`; outputs under 16 Ki values (where waking the threads costs more than it saves) take one call
+/// on the calling thread. `f` sees rows `first_row..first_row + part.len() / row`.
+///
+/// # Panics
+/// If `row` is 0 or does not divide `out.len()`, or if `f` panics.
+pub fn par_rows(pool: &ThreadPool, out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    assert!(row > 0 && out.len().is_multiple_of(row), "par_rows: row length");
+    let n_rows = out.len() / row;
+    if out.len() < 16 * 1024 || n_rows < 2 {
+        f(0, out);
+        return;
+    }
+    let dst = SharedMut::new(out);
+    pool.run(|ith, nth| {
+        let rows = split(n_rows, ith, nth);
+        if !rows.is_empty() {
+            // SAFETY: thread `ith` owns rows `rows` only (`split` gives disjoint ranges), within bounds.
+            let part = unsafe { dst.slice(rows.start * row, rows.len() * row) };
+            f(rows.start, part);
+        }
+    });
+}
+
 /// The range of `0..n` that thread `ith` of `nth` owns when `n` items are split into `nth` near-equal parts.
 pub fn split(n: usize, ith: usize, nth: usize) -> std::ops::Range<usize> {
     let per = n.div_ceil(nth.max(1));
@@ -243,6 +267,23 @@ impl<T> SharedMut<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn par_rows_visits_every_row_once_with_its_index() {
+        let pool = ThreadPool::new(3).unwrap();
+        for (n_rows, row) in [(1, 7), (5, 3), (1000, 64), (7, 4096)] {
+            let mut out = vec![-1f32; n_rows * row];
+            par_rows(&pool, &mut out, row, |first, part| {
+                assert_eq!(part.len() % row, 0);
+                for (i, r) in part.chunks_exact_mut(row).enumerate() {
+                    r.iter_mut().for_each(|v| *v = (first + i) as f32);
+                }
+            });
+            for (i, r) in out.chunks_exact(row).enumerate() {
+                assert!(r.iter().all(|&v| v == i as f32), "row {i} of {n_rows}x{row}");
+            }
+        }
+    }
 
     #[test]
     fn every_thread_runs_once_per_call_and_sees_the_result_of_the_previous_call() {

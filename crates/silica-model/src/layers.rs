@@ -276,7 +276,11 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<
     if x.device().is_cpu() {
         return cpu_f32(w, |wv| {
             cpu_map(x, |xs, out| {
-                silica_kernels::ops::rms_norm_mul(xs, wv, eps, out);
+                let n = wv.len();
+                par_rows(out, n, |r0, part| {
+                    let xs = &xs[r0 * n..r0 * n + part.len()];
+                    silica_kernels::ops::rms_norm_mul(xs, wv, eps, part);
+                });
                 Ok(())
             })
         });
@@ -290,14 +294,23 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<
 pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     if gate.device().is_cpu() {
         let up = up.contiguous()?;
+        let n = gate.dim(D::Minus1)?;
         return cpu_f32(&up, |u| {
             cpu_map(gate, |g, out| {
-                silica_kernels::ops::swiglu(g, u, out);
+                par_rows(out, n, |r0, part| {
+                    let at = r0 * n..r0 * n + part.len();
+                    silica_kernels::ops::swiglu(&g[at.clone()], &u[at], part);
+                });
                 Ok(())
             })
         });
     }
     candle_nn::ops::silu(gate)? * up
+}
+
+/// [`silica_kernels::par_rows`] on the process pool: `out` (`[rows, row]`) split into whole rows per thread.
+fn par_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    silica_kernels::par_rows(silica_kernels::global_pool(), out, row, f);
 }
 
 /// Calls `f` with the f32 data of a CPU tensor (made contiguous).
@@ -367,7 +380,12 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ty: RopeType) -> cand
         return cpu_f32(cos, |c| {
             cpu_f32(sin, |s| {
                 cpu_map(x, |xs, out| {
-                    silica_kernels::ops::rope(xs, n_heads, head_dim, c, s, ty == RopeType::Neox, out);
+                    let (row, half) = (n_heads * head_dim, head_dim / 2);
+                    par_rows(out, row, |t0, part| {
+                        let (xs, nt) = (&xs[t0 * row..t0 * row + part.len()], part.len() / row);
+                        let (c, s) = (&c[t0 * half..(t0 + nt) * half], &s[t0 * half..(t0 + nt) * half]);
+                        silica_kernels::ops::rope(xs, n_heads, head_dim, c, s, ty == RopeType::Neox, part);
+                    });
                     Ok(())
                 })
             })
