@@ -360,8 +360,7 @@ trait RowGroupTiles: Sync {
 
     /// Rows `8g..8g+16` (groups `g` and `g + 1`) times the tokens `t`; by default two [`Self::tile`]s.
     fn tile16<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 16]; N] {
-        let (a, b) = (self.tile(g, t), self.tile(g + 1, t));
-        std::array::from_fn(|k| std::array::from_fn(|r| if r < 8 { a[k][r] } else { b[k][r - 8] }))
+        repack::join16(self.tile(g, t), self.tile(g + 1, t))
     }
 
     /// Whether [`Self::tile16`] is faster than two [`Self::tile`]s: groups then go in pairs.

@@ -396,7 +396,11 @@ pub fn gemm16<P: Pack8, const N: usize>(
         // SAFETY: `has_pair_kernel` detected AVX2, FMA, F16C and AVX-512 F, BW, VL and VNNI; lengths checked.
         return unsafe { x86::zmm::gemm16(w, x, xs) };
     }
-    let (a, b) = (gemm(w[0], x, xs), gemm(w[1], x, xs));
+    join16(gemm(w[0], x, xs), gemm(w[1], x, xs))
+}
+
+/// Two groups' results side by side: `out[k] = a[k] ++ b[k]`.
+pub(crate) fn join16<const N: usize>(a: [[f32; 8]; N], b: [[f32; 8]; N]) -> [[f32; 16]; N] {
     std::array::from_fn(|k| std::array::from_fn(|r| if r < 8 { a[k][r] } else { b[k][r - 8] }))
 }
 
