@@ -25,6 +25,8 @@ pub mod q8;
 pub mod repack;
 pub mod repack_k;
 pub mod repack_q6k;
+#[cfg(test)]
+mod test_util;
 pub mod vexp;
 
 pub use bytemuck::Pod;

@@ -693,24 +693,8 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng, rngs::StdRng};
-
-    fn random_rows<B: Pod>(rng: &mut StdRng, ty: silica_gguf::GgmlType, rows: usize, cols: usize) -> Vec<B> {
-        let x: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let rb = cols / QK * ty.block_bytes();
-        let mut bytes = vec![0u8; rows * rb];
-        for (src, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(rb)) {
-            silica_quant::quantize_row(ty, src, dst).unwrap();
-        }
-        bytemuck::cast_slice::<u8, B>(&bytes).to_vec()
-    }
-
-    fn random_q8_0(rng: &mut StdRng, cols: usize) -> Vec<BlockQ8_0> {
-        let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-3.0f32..3.0)).collect();
-        let mut b = vec![BlockQ8_0::zeroed(); cols / QK];
-        crate::q8::quantize_row_q8_0(&x, &mut b);
-        b
-    }
+    use crate::test_util::{random_q8_0, random_rows};
+    use rand::{SeedableRng, rngs::StdRng};
 
     /// Packed products equal the scalar reference to the bit on every SIMD level, for 1 and 4 tokens, and the
     /// row-major reference closely (same integers, other rounding).

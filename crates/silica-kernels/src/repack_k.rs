@@ -520,29 +520,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::WeightBlock;
-    use rand::{Rng, SeedableRng, rngs::StdRng};
-
-    fn random_q4k(rng: &mut StdRng, rows: usize, cols: usize) -> Vec<BlockQ4K> {
-        let ty = silica_gguf::GgmlType::Q4_K;
-        let x: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let rb = cols / QK_K * ty.block_bytes();
-        let mut bytes = vec![0u8; rows * rb];
-        for (src, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(rb)) {
-            silica_quant::quantize_row(ty, src, dst).unwrap();
-        }
-        bytemuck::cast_slice::<u8, BlockQ4K>(&bytes).to_vec()
-    }
-
-    fn random_q8k(rng: &mut StdRng, cols: usize) -> Vec<BlockQ8K> {
-        let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-3.0f32..3.0)).collect();
-        let mut b = vec![BlockQ8K::zeroed(); cols / QK_K];
-        crate::q8::quantize_row_q8_k(&x, &mut b);
-        b
-    }
-
-    fn bits<const N: usize>(v: [[f32; 8]; N]) -> [[u32; 8]; N] {
-        v.map(|r| r.map(f32::to_bits))
-    }
+    use crate::test_util::{bits, random_q8k, random_rows};
+    use rand::{SeedableRng, rngs::StdRng};
 
     /// `Σ |terms|` of row `r` times token `y`: the scale of the f32 rounding differences.
     fn magnitude(w: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
@@ -568,7 +547,7 @@ mod tests {
     fn packed_q4k_products_equal_the_reference() {
         let mut rng = StdRng::seed_from_u64(21);
         for (rows, cols) in [(8, 256), (16, 768), (24, 2048)] {
-            let w = random_q4k(&mut rng, rows, cols);
+            let w = random_rows::<BlockQ4K>(&mut rng, silica_gguf::GgmlType::Q4_K, rows, cols);
             let p = PackedQ4K::pack(&w, rows, cols).unwrap();
             assert_eq!((p.rows(), p.cols()), (rows, cols));
             assert_eq!(p.size_bytes(), rows / 8 * cols / QK_K * size_of::<BlockQ4_Kx8>());

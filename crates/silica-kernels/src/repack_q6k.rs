@@ -403,29 +403,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::WeightBlock;
-    use rand::{Rng, SeedableRng, rngs::StdRng};
-
-    fn random_q6k(rng: &mut StdRng, rows: usize, cols: usize) -> Vec<BlockQ6K> {
-        let ty = silica_gguf::GgmlType::Q6_K;
-        let x: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let rb = cols / QK_K * ty.block_bytes();
-        let mut bytes = vec![0u8; rows * rb];
-        for (src, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(rb)) {
-            silica_quant::quantize_row(ty, src, dst).unwrap();
-        }
-        bytemuck::cast_slice::<u8, BlockQ6K>(&bytes).to_vec()
-    }
-
-    fn random_q8k(rng: &mut StdRng, cols: usize) -> Vec<BlockQ8K> {
-        let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-3.0f32..3.0)).collect();
-        let mut b = vec![BlockQ8K::zeroed(); cols / QK_K];
-        crate::q8::quantize_row_q8_k(&x, &mut b);
-        b
-    }
-
-    fn bits<const N: usize>(v: [[f32; 8]; N]) -> [[u32; 8]; N] {
-        v.map(|r| r.map(f32::to_bits))
-    }
+    use crate::test_util::{bits, random_q8k, random_rows};
+    use rand::{SeedableRng, rngs::StdRng};
 
     /// Every level kernel this CPU has, for `N` tokens.
     fn every_level<const N: usize>(w: &[BlockQ6_Kx8], x: [&[BlockQ8K]; N]) -> Vec<(String, [[f32; 8]; N])> {
@@ -444,7 +423,7 @@ mod tests {
     #[test]
     fn packing_keeps_every_level_and_scale() {
         let mut rng = StdRng::seed_from_u64(3);
-        let w = random_q6k(&mut rng, 8, QK_K);
+        let w = random_rows::<BlockQ6K>(&mut rng, silica_gguf::GgmlType::Q6_K, 8, QK_K);
         let b = BlockQ6_Kx8::pack(std::array::from_fn(|j| &w[j]));
         for (j, src) in w.iter().enumerate() {
             let u = levels(src);
@@ -463,7 +442,7 @@ mod tests {
     fn packed_q6k_products_equal_the_reference() {
         let mut rng = StdRng::seed_from_u64(22);
         for (rows, cols) in [(8, 256), (16, 768), (24, 2048)] {
-            let w = random_q6k(&mut rng, rows, cols);
+            let w = random_rows::<BlockQ6K>(&mut rng, silica_gguf::GgmlType::Q6_K, rows, cols);
             let p = PackedQ6K::pack(&w, rows, cols).unwrap();
             assert_eq!(p.size_bytes(), rows * cols / QK_K * size_of::<BlockQ6K>());
             let nb = cols / QK_K;

@@ -1,0 +1,41 @@
+//! Inputs the unit tests of the repacked kernels share: random quantized weights and activations from a seeded
+//! generator, and f32 results as bits for exact comparisons.
+#![allow(clippy::unwrap_used)]
+
+use bytemuck::{Pod, Zeroable};
+use rand::{Rng, rngs::StdRng};
+use silica_gguf::GgmlType;
+
+use crate::{BlockQ8_0, BlockQ8K, QK, QK_K};
+
+/// `rows × cols` uniform values in −1..1 quantized to `ty` by silica-quant, as row-major blocks `B`.
+pub(crate) fn random_rows<B: Pod>(rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> Vec<B> {
+    let x: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let rb = cols / ty.block_len() * ty.block_bytes();
+    let mut bytes = vec![0u8; rows * rb];
+    for (src, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(rb)) {
+        silica_quant::quantize_row(ty, src, dst).unwrap();
+    }
+    bytemuck::cast_slice::<u8, B>(&bytes).to_vec()
+}
+
+/// One activation row of `cols` uniform values in −3..3 as Q8_0 blocks.
+pub(crate) fn random_q8_0(rng: &mut StdRng, cols: usize) -> Vec<BlockQ8_0> {
+    let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+    let mut b = vec![BlockQ8_0::zeroed(); cols / QK];
+    crate::q8::quantize_row_q8_0(&x, &mut b);
+    b
+}
+
+/// One activation row of `cols` uniform values in −3..3 as Q8_K blocks.
+pub(crate) fn random_q8k(rng: &mut StdRng, cols: usize) -> Vec<BlockQ8K> {
+    let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+    let mut b = vec![BlockQ8K::zeroed(); cols / QK_K];
+    crate::q8::quantize_row_q8_k(&x, &mut b);
+    b
+}
+
+/// Eight-row results as bits, so that `assert_eq!` compares them exactly.
+pub(crate) fn bits<const N: usize>(v: [[f32; 8]; N]) -> [[u32; 8]; N] {
+    v.map(|r| r.map(f32::to_bits))
+}
