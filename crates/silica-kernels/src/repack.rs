@@ -411,6 +411,7 @@ mod x86 {
 
     use crate::cpu::x86::{Level, best};
 
+    /// Whether this CPU has the eight-row kernels (AVX2, FMA, F16C), and AVX-512 VNNI where `needs_vnni`.
     pub(super) fn available(needs_vnni: bool) -> bool {
         if needs_vnni {
             best() == Some(Level::Avx512Vnni)
@@ -530,12 +531,7 @@ mod x86 {
                             acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[k]);
                         }
                     }
-                    let mut out = [[0f32; 8]; N];
-                    for k in 0..N {
-                        // SAFETY: `out[k]` is 32 writable bytes; unaligned store.
-                        unsafe { _mm256_storeu_ps(out[k].as_mut_ptr(), acc[k]) };
-                    }
-                    out
+                    crate::repack_k::x86::store(acc)
                 }
             }
         };

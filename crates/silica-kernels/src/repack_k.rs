@@ -324,6 +324,17 @@ pub(crate) mod x86 {
         out
     }
 
+    /// The eight-row integer sums of the zmm kernels: each token's low and high halves added.
+    #[target_feature(enable = "avx2,avx512f")]
+    #[inline]
+    pub(crate) fn fold_halves<const N: usize>(isum: [__m512i; N]) -> [__m256i; N] {
+        let mut out = [_mm256_setzero_si256(); N];
+        for (o, s) in out.iter_mut().zip(isum) {
+            *o = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64::<1>(s));
+        }
+        out
+    }
+
     /// The helpers of one ymm level of the eight-row k-quant kernels (this module's Q4_K and
     /// [`crate::repack_q6k`]'s Q6_K): `dot`, `finish` and `bcast4`, compiled for the features `$feat`.
     macro_rules! ymm_helpers {
@@ -502,13 +513,7 @@ pub(crate) mod x86 {
                         }
                     }
                 }
-                let is: [__m256i; N] = std::array::from_fn(|k| {
-                    _mm256_add_epi32(
-                        _mm512_castsi512_si256(isum[k]),
-                        _mm512_extracti64x4_epi64::<1>(isum[k]),
-                    )
-                });
-                super::close_superblock(wb, ys, is, &mut acc);
+                super::close_superblock(wb, ys, super::fold_halves(isum), &mut acc);
             }
             super::store(acc)
         }

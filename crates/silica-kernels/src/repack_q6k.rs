@@ -385,13 +385,7 @@ mod x86 {
                         }
                     }
                 }
-                let is: [__m256i; N] = std::array::from_fn(|k| {
-                    _mm256_add_epi32(
-                        _mm512_castsi512_si256(isum[k]),
-                        _mm512_extracti64x4_epi64::<1>(isum[k]),
-                    )
-                });
-                super::close_superblock(wb, ys, is, &mut acc);
+                super::close_superblock(wb, ys, crate::repack_k::x86::fold_halves(isum), &mut acc);
             }
             super::store(acc)
         }
