@@ -363,9 +363,9 @@ trait RowGroupTiles: Sync {
         repack::join16(self.tile(g, t), self.tile(g + 1, t))
     }
 
-    /// Whether [`Self::tile16`] is faster than two [`Self::tile`]s: groups then go in pairs.
-    fn pairs(&self, n: usize) -> bool {
-        let _ = n;
+    /// Whether [`Self::tile16`] is faster than two [`Self::tile`]s for a product of `n` tokens: groups then go
+    /// in pairs.
+    fn pairs(&self, _n: usize) -> bool {
         false
     }
 }
