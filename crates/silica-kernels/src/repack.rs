@@ -15,7 +15,9 @@
 //! activation bytes as a broadcast memory operand does the work of two ymm ones. Measured on the test machine
 //! (AMD EPYC Zen 4, 2 threads, divan `pp` 512 tokens, the same run): Q4_0 600 → 975 GFLOP/s, Q8_0 520 → 840.
 //! For one token the weights come from DRAM, where reading two groups' blocks side by side streamed slower
-//! (32 against 42 GB/s, `examples/stream_dram.rs`), so generation keeps the eight-row kernel.
+//! (32 against 42 GB/s, `examples/stream_dram.rs`), so generation keeps the eight-row kernel, which for one
+//! token prefetches 4 KiB ahead of the block it reads (see `cpu::x86::PREFETCH_BYTES`: Q4_0 from 82–91% to
+//! 97–100% of the STREAM triad).
 //!
 //! The levels are used unsigned: Q4_0's nibbles (0..15) with `Σ (q − 8)·y = Σ q·y − 8·Σ y`, Q5_0's five-bit
 //! levels (0..31; the fifth bits are spread to bytes in the kernel) with `− 16·Σ y`, Q8_0's bytes
@@ -493,6 +495,10 @@ mod x86 {
                     let low = _mm256_set1_epi8(0x0F);
                     let mut acc = [_mm256_setzero_ps(); N];
                     for (i, wb) in w.iter().enumerate() {
+                        if N == 1 {
+                            // One token: the weights come from DRAM (module docs).
+                            crate::cpu::x86::prefetch_ahead(wb);
+                        }
                         // Levels of elements 4e..4e+4 of the eight rows, one vector per e.
                         let qs: *const u8 = bytemuck::bytes_of(wb)[16..].as_ptr();
                         let mut lv = [_mm256_setzero_si256(); 8];
