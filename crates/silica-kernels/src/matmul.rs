@@ -12,7 +12,7 @@
 
 use silica_gguf::GgmlType;
 
-use crate::pool::{SharedMut, ThreadPool, split};
+use crate::pool::{Guided, SharedMut, ThreadPool, split};
 use crate::repack::{self, Pack8, Packed};
 use crate::repack_k::{self, PackK8, PackedK};
 use crate::repack_q6k::BlockQ6_Kx8;
@@ -377,17 +377,19 @@ fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], til
     let optr = SharedMut::new(out);
     let groups = rows / 8;
     let per_unit = if tiles.pairs(n) { 2 } else { 1 };
+    let sched = Guided::new(groups.div_ceil(per_unit), pool.n_threads());
     pool.run(|ith, nth| {
-        for u in split(groups.div_ceil(per_unit), ith, nth) {
-            let g = per_unit * u;
-            let put = |t0: usize, v: &[&[f32]]| {
-                for (k, vk) in v.iter().enumerate() {
-                    // SAFETY: the unit's rows belong to this thread only; `slice` checks the bounds.
-                    unsafe { optr.slice((t0 + k) * rows + 8 * g, vk.len()) }.copy_from_slice(vk);
-                }
-            };
-            // One unit times the tokens from `t` on, `N` at a time: two groups where a second one is left.
-            macro_rules! tokens {
+        sched.for_each(ith, nth, |units| {
+            for u in units {
+                let g = per_unit * u;
+                let put = |t0: usize, v: &[&[f32]]| {
+                    for (k, vk) in v.iter().enumerate() {
+                        // SAFETY: the unit's rows belong to this thread only; `slice` checks the bounds.
+                        unsafe { optr.slice((t0 + k) * rows + 8 * g, vk.len()) }.copy_from_slice(vk);
+                    }
+                };
+                // One unit times the tokens from `t` on, `N` at a time: two groups where a second one is left.
+                macro_rules! tokens {
                 ($t:expr, [$($k:expr),+]) => {{
                     let ts = [$($t + $k),+];
                     if per_unit == 2 && g + 1 < groups {
@@ -399,18 +401,19 @@ fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], til
                     }
                 }};
             }
-            let mut t = 0;
-            while t + 4 <= n {
-                tokens!(t, [0, 1, 2, 3]);
-                t += 4;
+                let mut t = 0;
+                while t + 4 <= n {
+                    tokens!(t, [0, 1, 2, 3]);
+                    t += 4;
+                }
+                match n - t {
+                    3 => tokens!(t, [0, 1, 2]),
+                    2 => tokens!(t, [0, 1]),
+                    1 => tokens!(t, [0]),
+                    _ => {}
+                }
             }
-            match n - t {
-                3 => tokens!(t, [0, 1, 2]),
-                2 => tokens!(t, [0, 1]),
-                1 => tokens!(t, [0]),
-                _ => {}
-            }
-        }
+        });
     });
 }
 
