@@ -433,10 +433,12 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, it
     } = w;
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let n_group = s.n_head / s.n_head_kv;
-    let mut qr = vec![0f32; dk];
-    let mut kr = vec![0f32; dk.max(dv)];
-    let mut acc = vec![0f32; dv];
-    let mut tmp = vec![f16::ZERO; dv];
+    let mut scratch = SCRATCH.take();
+    let [qr, kr, acc, ..] = &mut scratch.f;
+    let (qr, kr, acc) = (zeroed(qr, dk), zeroed(kr, dk.max(dv)), zeroed(acc, dv));
+    let tmp = &mut scratch.h;
+    tmp.clear();
+    tmp.resize(dv, f16::ZERO);
     for task in split(m * s.n_head, ith, nth) {
         let (i, h) = (task / s.n_head, task % s.n_head);
         let g = h / n_group;
@@ -453,13 +455,13 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, it
         for j in j0..=p {
             let krow = &k[(g * s.n_ctx + j) * dk..][..dk];
             to_f32::<K, X86>(krow, &mut kr[..dk]);
-            let sc = s.scale * dot(&qr, &kr[..dk]);
+            let sc = s.scale * dot(qr, &kr[..dk]);
             let (mut ms, mut vs) = (1f32, 1f32);
             if sc > max {
                 ms = (max - sc).exp();
                 max = sc;
                 acc.iter_mut().for_each(|a| *a *= ms);
-                round_acc::<V, X86>(&mut acc, &mut tmp);
+                round_acc::<V, X86>(acc, tmp);
             } else {
                 vs = (sc - max).exp();
             }
@@ -468,7 +470,7 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, it
             for (a, &x) in acc.iter_mut().zip(&kr[..dv]) {
                 *a = x.mul_add(vs, *a);
             }
-            round_acc::<V, X86>(&mut acc, &mut tmp);
+            round_acc::<V, X86>(acc, tmp);
             sum = sum * ms + vs;
         }
         let inv = 1.0 / sum;
@@ -477,6 +479,25 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, it
             unsafe { optr.write((i * s.n_head + h) * dv + d, a * inv) };
         }
     }
+    SCRATCH.set(scratch);
+}
+
+/// Per-thread scratch of the attention workers, kept between calls so that a generated token allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    f: [Vec<f32>; 6],
+    h: Vec<f16>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::default();
+}
+
+/// `v` holding `n` zeros (allocating only when its capacity is smaller).
+fn zeroed(v: &mut Vec<f32>, n: usize) -> &mut Vec<f32> {
+    v.clear();
+    v.resize(n, 0.0);
+    v
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -499,12 +520,9 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
     let n_group = s.n_head / s.n_head_kv;
     let n_tiles = m.div_ceil(TILE_Q);
     let window_lo = |p: usize| s.first_key(p);
-    let mut kf: Vec<f32> = Vec::new();
-    let mut kt: Vec<f32> = Vec::new();
-    let mut vf: Vec<f32> = Vec::new();
-    let mut scores: Vec<f32> = Vec::new();
-    let mut acc = vec![0f32; dv];
-    let mut acc4 = vec![0f32; 4 * dv];
+    let mut scratch = SCRATCH.take();
+    let [kf, kt, vf, scores, acc, acc4] = &mut scratch.f;
+    let (acc, acc4) = (zeroed(acc, dv), zeroed(acc4, 4 * dv));
     for task in (ith..s.n_head * n_tiles).step_by(nth) {
         let (h, tile) = (task / n_tiles, task % n_tiles);
         let g = h / n_group;
@@ -561,7 +579,7 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                 scores.resize(4 * n, 0.0);
                 let qs: [&[f32]; 4] = std::array::from_fn(|r| &q[((i + r) * s.n_head + h) * dk..][..dk]);
                 // SAFETY: as above (AVX2 and FMA).
-                unsafe { qk_x86::qk4(qs, &kt, n, a, b, &mut scores) };
+                unsafe { qk_x86::qk4(qs, kt, n, a, b, scores) };
                 // Softmax weights over `a..b`, zero outside each query's own keys.
                 let mut inv = [0f32; 4];
                 for r in 0..4 {
@@ -574,7 +592,7 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                     inv[r] = 1.0 / sum;
                 }
                 // SAFETY: as above.
-                let o = unsafe { qk_x86::pv4(&scores, n, a, b, &vf, dv, &mut acc4) };
+                let o = unsafe { qk_x86::pv4(scores, n, a, b, vf, dv, acc4) };
                 for r in 0..4 {
                     for d in 0..dv {
                         // SAFETY: (i + r, h) belongs to this task only, and each task to one thread.
@@ -584,18 +602,19 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                 i += 4;
             }
         }
-        let _ = (&mut kt, &mut acc4);
+        let _ = (&kt, &acc4);
         for i in i..i1 {
             let p = s.p0 + i;
             let lo = window_lo(p);
             let qi = &q[(i * s.n_head + h) * dk..][..dk];
             scores.clear();
             scores.extend((lo..=p).map(|j| dot(qi, &kf[(j - j_lo) * dk..][..dk])));
-            let mut sc = std::mem::take(&mut scores);
+            let mut sc = std::mem::take(scores);
             finish(i, &mut sc, lo, p);
-            scores = sc;
+            *scores = sc;
         }
     }
+    SCRATCH.set(scratch);
 }
 
 /// The score and value micro-kernels of the prompt path (indices spelled out: they mirror the layouts).
