@@ -269,7 +269,7 @@ fn run_prompt(
             for (i, &(t, s, last)) in pass.iter().enumerate() {
                 batch.push(t, s, last || i + 1 == pass.len());
             }
-            engine.model().forward(&batch, kv)?;
+            engine.model().forward_logits(&batch, kv)?;
         }
     }
     Ok(())
@@ -288,7 +288,7 @@ fn run_gen(
         for (s, &t) in step.iter().enumerate() {
             batch.push(t, s, true);
         }
-        engine.model().forward(&batch, kv)?;
+        engine.model().forward_logits(&batch, kv)?;
         dev.synchronize()?;
     }
     Ok(())

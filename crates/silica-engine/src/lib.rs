@@ -250,14 +250,23 @@ impl Engine {
 
         let t0 = Instant::now();
         let n_batch = params.n_batch.max(1);
-        let mut logits = None;
+        // The last row of each pass's logits, copied into one buffer: with the cache's reused pass buffers, a
+        // generated token allocates nothing in the engine or the model (CPU).
+        let mut row: Vec<f32> = Vec::new();
+        let mut batch = Batch::default();
         for chunk in prompt_tokens.chunks(n_batch) {
-            logits = Some(self.model.forward(&Batch::single(chunk, 0, false), &mut kv)?);
+            batch.clear();
+            for (i, &t) in chunk.iter().enumerate() {
+                batch.push(t, 0, i + 1 == chunk.len());
+            }
+            last_row(self.model.forward_logits(&batch, &mut kv)?, &mut row)?;
         }
         for &t in &prompt_tokens {
             sampler.accept(t);
         }
-        let mut row: Vec<f32> = last_row(logits)?;
+        if row.is_empty() {
+            return Err(Error::Request("no logits".into()));
+        }
         timings.prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
 
         let t1 = Instant::now();
@@ -279,7 +288,9 @@ impl Engine {
                 break;
             }
             if i + 1 < params.n_predict {
-                row = last_row(Some(self.model.forward(&Batch::single(&[t], 0, false), &mut kv)?))?;
+                batch.clear();
+                batch.push(t, 0, true);
+                last_row(self.model.forward_logits(&batch, &mut kv)?, &mut row)?;
             }
         }
         let rest = decoder.finish();
@@ -299,10 +310,12 @@ impl Engine {
     }
 }
 
-fn last_row(logits: Option<silica_model::Tensor>) -> Result<Vec<f32>> {
-    let t = logits.ok_or_else(|| Error::Request("no logits".into()))?;
-    let n = t.dim(0).map_err(silica_model::Error::from)?;
-    Ok(t.get(n - 1)
-        .and_then(|r| r.to_vec1())
-        .map_err(silica_model::Error::from)?)
+/// Copies the last row of `logits` (`[n_outputs, n_vocab]`, one output per pass here) into `row`.
+fn last_row(logits: &[f32], row: &mut Vec<f32>) -> Result<()> {
+    row.clear();
+    row.extend_from_slice(logits);
+    if row.is_empty() {
+        return Err(Error::Request("no logits".into()));
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::hparams::{HParams, RopeType};
+use crate::native::{AttnDims, KvBuf, Workspace, rms_norm_rows, rope_rows, swiglu_rows};
 use crate::{Error, Result};
 
 /// Tokens to run in one forward pass, possibly from several independent sequences (llama.cpp `llama_batch`).
@@ -58,15 +59,31 @@ impl Batch {
 
 /// A preallocated KV cache: for each layer and sequence, keys `[n_head_kv, n_ctx, n_embd_head_k]` of `type_k`
 /// and values `[n_head_kv, n_ctx, n_embd_head_v]` of `type_v` (F32, F16 or BF16; F16 by default, as llama.cpp's
-/// `type_k`/`type_v`). Written in place, never grown.
+/// `type_k`/`type_v`). Written in place, never grown. On the CPU it also keeps the buffers of the forward pass
+/// (reused from pass to pass: a pass allocates nothing once they have grown to its size).
 #[derive(Debug)]
 pub struct KvCache {
-    k: Vec<Vec<Tensor>>, // [n_layer][n_seq] -> [n_head_kv, n_ctx, n_embd_head_k], type_k
-    v: Vec<Vec<Tensor>>, // [n_layer][n_seq] -> [n_head_kv, n_ctx, n_embd_head_v], type_v
-    n_past: Vec<usize>,  // [n_seq] tokens cached per sequence
+    store: KvStore,
+    n_past: Vec<usize>, // [n_seq] tokens cached per sequence
     n_ctx: usize,
     type_k: DType,
     type_v: DType,
+    n_head_kv: usize,
+    head_dim: (usize, usize), // keys, values
+    /// The CPU pass's activations (empty on other devices).
+    pub(crate) ws: Workspace,
+}
+
+/// Where the keys and values live: `[n_layer][n_seq]`, each `[n_head_kv, n_ctx, head_dim]`.
+#[derive(Debug)]
+enum KvStore {
+    /// Plain buffers on the CPU, read and written in place by silica-kernels.
+    Cpu { k: Vec<Vec<KvBuf>>, v: Vec<Vec<KvBuf>> },
+    /// candle tensors on a GPU device.
+    Device {
+        k: Vec<Vec<Tensor>>,
+        v: Vec<Vec<Tensor>>,
+    },
 }
 
 impl KvCache {
@@ -94,23 +111,87 @@ impl KvCache {
                 )));
             }
         }
-        let alloc = |hd: usize, dtype: DType| -> Result<Vec<Vec<Tensor>>> {
+        let per_layer = |f: &dyn Fn() -> Result<Tensor>| -> Result<Vec<Vec<Tensor>>> {
+            (0..hp.n_layer)
+                .map(|_| (0..n_seq).map(|_| f()).collect())
+                .collect()
+        };
+        let cpu = |hd: usize, dtype: DType| -> Vec<Vec<KvBuf>> {
             (0..hp.n_layer)
                 .map(|_| {
                     (0..n_seq)
-                        .map(|_| Ok(Tensor::zeros((hp.n_head_kv, n_ctx, hd), dtype, device)?))
+                        .map(|_| KvBuf::zeros(dtype, hp.n_head_kv * n_ctx * hd))
                         .collect()
                 })
                 .collect()
         };
+        let store = if device.is_cpu() {
+            KvStore::Cpu {
+                k: cpu(hp.n_embd_head_k, type_k),
+                v: cpu(hp.n_embd_head_v, type_v),
+            }
+        } else {
+            let (kd, vd) = (hp.n_embd_head_k, hp.n_embd_head_v);
+            KvStore::Device {
+                k: per_layer(&|| Ok(Tensor::zeros((hp.n_head_kv, n_ctx, kd), type_k, device)?))?,
+                v: per_layer(&|| Ok(Tensor::zeros((hp.n_head_kv, n_ctx, vd), type_v, device)?))?,
+            }
+        };
         Ok(KvCache {
-            k: alloc(hp.n_embd_head_k, type_k)?,
-            v: alloc(hp.n_embd_head_v, type_v)?,
+            store,
             n_past: vec![0; n_seq],
             n_ctx,
             type_k,
             type_v,
+            n_head_kv: hp.n_head_kv,
+            head_dim: (hp.n_embd_head_k, hp.n_embd_head_v),
+            ws: Workspace::default(),
         })
+    }
+
+    /// Whether the cache lives on the CPU (the native forward pass).
+    pub(crate) fn is_cpu(&self) -> bool {
+        matches!(self.store, KvStore::Cpu { .. })
+    }
+
+    /// Writes keys and values `[m, n_head_kv · head_dim]` (f32, token-major) of sequence `seq` at positions
+    /// `p0..p0 + m` of layer `il` (CPU cache).
+    pub(crate) fn write_cpu(&mut self, il: usize, seq: usize, p0: usize, k: &[f32], v: &[f32]) -> Result<()> {
+        let (n_ctx, n_head_kv, (dk, dv)) = (self.n_ctx, self.n_head_kv, self.head_dim);
+        let KvStore::Cpu { k: kc, v: vc } = &mut self.store else {
+            return Err(crate::native::not_cpu());
+        };
+        kc[il][seq].write(k, n_head_kv, dk, n_ctx, p0);
+        vc[il][seq].write(v, n_head_kv, dv, n_ctx, p0);
+        Ok(())
+    }
+
+    /// Attention of queries `q` (`[m, n_head · head_dim_k]`, positions `p0..p0 + m`, whose keys and values are
+    /// already written) over layer `p.il` of sequence `seq`'s CPU cache, into `out` (`[m, n_head · head_dim_v]`).
+    pub(crate) fn attend_cpu(
+        &self,
+        d: AttnDims,
+        p: AttnParams,
+        seq: usize,
+        p0: usize,
+        q: &[f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let KvStore::Cpu { k, v } = &self.store else {
+            return Err(crate::native::not_cpu());
+        };
+        let shape = silica_kernels::attention::AttnShape {
+            n_head: d.n_head,
+            n_head_kv: d.n_head_kv,
+            head_dim_k: self.head_dim.0,
+            head_dim_v: self.head_dim.1,
+            n_ctx: self.n_ctx,
+            p0,
+            n_swa: p.n_swa,
+            scale: p.kq_scale,
+        };
+        attention_cpu(shape, q, &k[p.il][seq], &v[p.il][seq], out);
+        Ok(())
     }
 
     /// Bytes [`KvCache::new`] allocates for these arguments, computed without allocating (to check memory
@@ -165,23 +246,32 @@ impl KvCache {
 
     /// Bytes allocated for keys and values.
     pub fn size_bytes(&self) -> usize {
-        let bytes = |ts: &[Vec<Tensor>]| -> usize {
-            ts.iter()
+        match &self.store {
+            KvStore::Cpu { k, v } => k.iter().chain(v).flatten().map(KvBuf::size_bytes).sum(),
+            KvStore::Device { k, v } => k
+                .iter()
+                .chain(v)
                 .flatten()
                 .map(|t| t.elem_count() * t.dtype().size_in_bytes())
-                .sum()
-        };
-        bytes(&self.k) + bytes(&self.v)
+                .sum(),
+        }
     }
 }
 
-/// Per forward pass: positions, the grouping of tokens by sequence and RoPE tables.
-#[derive(Debug)]
+/// Per forward pass: positions, the grouping of tokens by sequence and the rows whose logits are wanted. The
+/// CPU pass keeps one in its [`Workspace`] and refills it ([`BatchPlan::fill`]), so it allocates only when a
+/// batch is larger than any before.
+#[derive(Debug, Default)]
 pub(crate) struct BatchPlan {
     /// Position of each token.
     pub pos: Vec<usize>,
-    /// For each sequence present: `(seq, first position, token indices in batch order)`.
-    pub runs: Vec<(usize, usize, Vec<u32>)>,
+    /// For each sequence present: `(seq, first position, start, end)`, its token indices being
+    /// `order[start..end]` (batch order).
+    runs: Vec<(usize, usize, usize, usize)>,
+    /// Token indices grouped by sequence.
+    order: Vec<u32>,
+    /// Tokens per sequence id.
+    counts: Vec<usize>,
     /// Whether `runs` is a single sequence covering the batch in order (no gathers needed).
     pub contiguous: bool,
     /// Indices of the tokens whose logits are wanted.
@@ -199,6 +289,32 @@ impl BatchPlan {
         n_swa: usize,
         device: &Device,
     ) -> Result<Self> {
+        let mut plan = BatchPlan::default();
+        plan.fill(batch, kv, n_vocab)?;
+        // The CPU path masks inside silica-kernels' attention; only candle's path needs mask tensors.
+        if !device.is_cpu() {
+            let mut masks = Vec::with_capacity(plan.runs.len());
+            for (_, p0, idx) in plan.runs() {
+                let (m, n_kv) = (idx.len(), p0 + idx.len());
+                let full = causal_mask(p0, m, n_kv, 0, device)?;
+                let swa = if n_swa > 0 {
+                    Some(causal_mask(p0, m, n_kv, n_swa, device)?)
+                } else {
+                    None
+                };
+                masks.push((full, swa));
+            }
+            plan.masks = masks;
+        }
+        Ok(plan)
+    }
+
+    /// Plans `batch` against `kv`, reusing this plan's buffers (masks are left empty).
+    ///
+    /// # Errors
+    /// [`Error::InvalidBatch`] for an empty batch, mismatched lengths or an unknown sequence;
+    /// [`Error::TokenOutOfRange`]; [`Error::ContextFull`] if a sequence would pass `n_ctx`.
+    pub(crate) fn fill(&mut self, batch: &Batch, kv: &KvCache, n_vocab: usize) -> Result<()> {
         let n = batch.len();
         if n == 0 {
             return Err(Error::InvalidBatch("no tokens".into()));
@@ -211,8 +327,9 @@ impl BatchPlan {
                 batch.logits.len()
             )));
         }
-        let mut counts = vec![0usize; kv.n_seq()];
-        let mut pos = Vec::with_capacity(n);
+        self.counts.clear();
+        self.counts.resize(kv.n_seq(), 0);
+        self.pos.clear();
         for (&t, &s) in batch.tokens.iter().zip(&batch.seq) {
             if t as usize >= n_vocab {
                 return Err(Error::TokenOutOfRange { id: t, n_vocab });
@@ -223,11 +340,12 @@ impl BatchPlan {
                     kv.n_seq()
                 )));
             }
-            pos.push(kv.n_past(s) + counts[s]);
-            counts[s] += 1;
+            self.pos.push(kv.n_past(s) + self.counts[s]);
+            self.counts[s] += 1;
         }
-        let mut runs = Vec::new();
-        for (s, &c) in counts.iter().enumerate() {
+        self.runs.clear();
+        self.order.clear();
+        for (s, &c) in self.counts.iter().enumerate() {
             if c == 0 {
                 continue;
             }
@@ -239,33 +357,24 @@ impl BatchPlan {
                     n_ctx: kv.n_ctx(),
                 });
             }
-            let idx: Vec<u32> = (0..n as u32).filter(|&i| batch.seq[i as usize] == s).collect();
-            runs.push((s, kv.n_past(s), idx));
+            let start = self.order.len();
+            self.order
+                .extend((0..n as u32).filter(|&i| batch.seq[i as usize] == s));
+            self.runs.push((s, kv.n_past(s), start, self.order.len()));
         }
-        let contiguous = runs.len() == 1;
-        let outputs = (0..n as u32).filter(|&i| batch.logits[i as usize]).collect();
-        // The CPU path masks inside silica-kernels' attention; only candle's path needs mask tensors.
-        let masks = runs
+        self.contiguous = self.runs.len() == 1;
+        self.outputs.clear();
+        self.outputs
+            .extend((0..n as u32).filter(|&i| batch.logits[i as usize]));
+        self.masks.clear();
+        Ok(())
+    }
+
+    /// Each sequence present: `(seq, first position, its token indices in batch order)`.
+    pub(crate) fn runs(&self) -> impl Iterator<Item = (usize, usize, &[u32])> {
+        self.runs
             .iter()
-            .filter(|_| !device.is_cpu())
-            .map(|(_, p0, idx)| {
-                let (m, n_kv) = (idx.len(), p0 + idx.len());
-                let full = causal_mask(*p0, m, n_kv, 0, device)?;
-                let swa = if n_swa > 0 {
-                    Some(causal_mask(*p0, m, n_kv, n_swa, device)?)
-                } else {
-                    None
-                };
-                Ok((full, swa))
-            })
-            .collect::<Result<_>>()?;
-        Ok(BatchPlan {
-            pos,
-            runs,
-            contiguous,
-            outputs,
-            masks,
-        })
+            .map(|&(seq, p0, a, b)| (seq, p0, &self.order[a..b]))
     }
 }
 
@@ -276,11 +385,7 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<
     if x.device().is_cpu() {
         return cpu_f32(w, |wv| {
             cpu_map(x, |xs, out| {
-                let n = wv.len();
-                par_rows(out, n, |r0, part| {
-                    let xs = &xs[r0 * n..r0 * n + part.len()];
-                    silica_kernels::ops::rms_norm_mul(xs, wv, eps, part);
-                });
+                rms_norm_rows(xs, wv, eps, out);
                 Ok(())
             })
         });
@@ -297,20 +402,12 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> 
         let n = gate.dim(D::Minus1)?;
         return cpu_f32(&up, |u| {
             cpu_map(gate, |g, out| {
-                par_rows(out, n, |r0, part| {
-                    let at = r0 * n..r0 * n + part.len();
-                    silica_kernels::ops::swiglu(&g[at.clone()], &u[at], part);
-                });
+                swiglu_rows(g, u, n, out);
                 Ok(())
             })
         });
     }
     candle_nn::ops::silu(gate)? * up
-}
-
-/// [`silica_kernels::par_rows`] on the process pool: `out` (`[rows, row]`) split into whole rows per thread.
-fn par_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    silica_kernels::par_rows(silica_kernels::global_pool(), out, row, f);
 }
 
 /// Calls `f` with the f32 data of a CPU tensor (made contiguous).
@@ -353,9 +450,32 @@ pub(crate) fn rope_tables(
     device: &Device,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let half = n_rot / 2;
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    rope_tables_into(
+        pos,
+        n_rot,
+        (freq_base, freq_scale, freq_factors),
+        &mut cos,
+        &mut sin,
+    );
+    Ok((
+        Tensor::from_vec(cos, (pos.len(), half), device)?,
+        Tensor::from_vec(sin, (pos.len(), half), device)?,
+    ))
+}
+
+/// [`rope_tables`] into `cos` and `sin` (cleared first; they keep their allocations).
+pub(crate) fn rope_tables_into(
+    pos: &[usize],
+    n_rot: usize,
+    (freq_base, freq_scale, freq_factors): (f32, f32, Option<&[f32]>),
+    cos: &mut Vec<f32>,
+    sin: &mut Vec<f32>,
+) {
+    let half = n_rot / 2;
     let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
-    let mut cos = Vec::with_capacity(pos.len() * half);
-    let mut sin = Vec::with_capacity(pos.len() * half);
+    cos.clear();
+    sin.clear();
     for &p in pos {
         let mut theta = p as f32;
         for i in 0..half {
@@ -366,10 +486,6 @@ pub(crate) fn rope_tables(
             theta *= theta_scale;
         }
     }
-    Ok((
-        Tensor::from_vec(cos, (pos.len(), half), device)?,
-        Tensor::from_vec(sin, (pos.len(), half), device)?,
-    ))
 }
 
 /// Applies RoPE to `x`: `[n_tokens, n_heads, head_dim]` f32, returning the same shape.
@@ -380,12 +496,7 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ty: RopeType) -> cand
         return cpu_f32(cos, |c| {
             cpu_f32(sin, |s| {
                 cpu_map(x, |xs, out| {
-                    let (row, half) = (n_heads * head_dim, head_dim / 2);
-                    par_rows(out, row, |t0, part| {
-                        let (xs, nt) = (&xs[t0 * row..t0 * row + part.len()], part.len() / row);
-                        let (c, s) = (&c[t0 * half..(t0 + nt) * half], &s[t0 * half..(t0 + nt) * half]);
-                        silica_kernels::ops::rope(xs, n_heads, head_dim, c, s, ty == RopeType::Neox, part);
-                    });
+                    rope_rows(xs, n_heads, head_dim, (c, s), ty == RopeType::Neox, out);
                     Ok(())
                 })
             })
@@ -437,11 +548,11 @@ pub(crate) fn attention(
     let n_group = n_head / n_head_kv;
     let device = q.device().clone();
     let mut outs = Vec::with_capacity(plan.runs.len());
-    for (r, (seq, p0, idx)) in plan.runs.iter().enumerate() {
+    for (r, (seq, p0, idx)) in plan.runs().enumerate() {
         let (qs, ks, vs) = if plan.contiguous {
             (q.clone(), k.clone(), v.clone())
         } else {
-            let ids = Tensor::new(idx.as_slice(), &device)?;
+            let ids = Tensor::new(idx, &device)?;
             (
                 q.index_select(&ids, 0)?,
                 k.index_select(&ids, 0)?,
@@ -449,52 +560,58 @@ pub(crate) fn attention(
             )
         };
         let m = idx.len();
-        let kc = &kv.k[p.il][*seq];
-        let vc = &kv.v[p.il][*seq];
-        kc.slice_set(&ks.transpose(0, 1)?.to_dtype(kv.type_k)?.contiguous()?, 1, *p0)?;
-        vc.slice_set(&vs.transpose(0, 1)?.to_dtype(kv.type_v)?.contiguous()?, 1, *p0)?;
-        let o = if device.is_cpu() {
-            let shape = silica_kernels::attention::AttnShape {
-                n_head,
-                n_head_kv,
-                head_dim_k: hd,
-                head_dim_v: vc.dim(2)?,
-                n_ctx: kv.n_ctx,
-                p0: *p0,
-                n_swa: p.n_swa,
-                scale: p.kq_scale,
-            };
-            attention_cpu(shape, &qs.contiguous()?, kc, vc)?
-        } else {
-            let n_kv = p0 + m;
-            let keys = kc.narrow(1, 0, n_kv)?;
-            let vals = vc.narrow(1, 0, n_kv)?;
-            // [m, n_head, hd] -> [n_head_kv, n_group * m, hd]: query heads g·n_group.. share kv head g.
-            let mut qh = qs
-                .transpose(0, 1)?
-                .contiguous()?
-                .reshape((n_head_kv, n_group * m, hd))?;
-            // llama.cpp (flash attention on CPU) converts queries to the K type for the dot product with the keys;
-            // probabilities and the value sum stay f32. Measured: this keeps all 6 reference continuations equal
-            // or diverging only at near-ties (< 1% top-2 gap); rounding the probabilities too does not.
-            if kv.type_k != DType::F32 {
-                qh = qh.to_dtype(kv.type_k)?.to_dtype(DType::F32)?;
+        let o = match &kv.store {
+            KvStore::Cpu { .. } => {
+                // The native pass's cache and kernel, fed from tensors.
+                let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+                let wrap = candle_core::Error::wrap;
+                kv.write_cpu(p.il, seq, p0, &flat(&ks)?, &flat(&vs)?)
+                    .map_err(wrap)?;
+                let mut o = vec![0f32; m * n_head * kv.head_dim.1];
+                let d = AttnDims {
+                    n_head,
+                    n_head_kv,
+                    head_dim: hd,
+                };
+                kv.attend_cpu(d, p, seq, p0, &flat(&qs)?, &mut o).map_err(wrap)?;
+                Tensor::from_vec(o, (m, n_head * kv.head_dim.1), &device)?
             }
-            let (keys, vals) = (keys.to_dtype(DType::F32)?, vals.to_dtype(DType::F32)?); // [n_head_kv, n_kv, hd]
-            let scores = (qh.matmul(&keys.t()?)? * f64::from(p.kq_scale))?; // [n_head_kv, n_group*m, n_kv]
-            let (full_mask, swa_mask) = &plan.masks[r];
-            let mask = match (p.n_swa, swa_mask) {
-                (0, _) | (_, None) => full_mask,
-                (_, Some(w)) => w,
-            }; // [m, n_kv]
-            let scores = scores
-                .reshape((n_head_kv, n_group, m, n_kv))?
-                .broadcast_add(mask)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((n_head_kv, n_group * m, n_kv))?;
-            let o = probs.matmul(&vals)?; // [n_head_kv, n_group*m, hd]
-            o.reshape((n_head, m, hd))?
-                .transpose(0, 1)?
-                .reshape((m, n_head * hd))?
+            KvStore::Device { k: kcs, v: vcs } => {
+                let (kc, vc) = (&kcs[p.il][seq], &vcs[p.il][seq]);
+                kc.slice_set(&ks.transpose(0, 1)?.to_dtype(kv.type_k)?.contiguous()?, 1, p0)?;
+                vc.slice_set(&vs.transpose(0, 1)?.to_dtype(kv.type_v)?.contiguous()?, 1, p0)?;
+                let n_kv = p0 + m;
+                let keys = kc.narrow(1, 0, n_kv)?;
+                let vals = vc.narrow(1, 0, n_kv)?;
+                // [m, n_head, hd] -> [n_head_kv, n_group * m, hd]: query heads g·n_group.. share kv head g.
+                let mut qh = qs
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .reshape((n_head_kv, n_group * m, hd))?;
+                // llama.cpp (flash attention on CPU) converts queries to the K type for the dot product with the
+                // keys; probabilities and the value sum stay f32. Measured: this keeps all 6 reference
+                // continuations equal or diverging only at near-ties (< 1% top-2 gap); rounding the probabilities
+                // too does not.
+                if kv.type_k != DType::F32 {
+                    qh = qh.to_dtype(kv.type_k)?.to_dtype(DType::F32)?;
+                }
+                let (keys, vals) = (keys.to_dtype(DType::F32)?, vals.to_dtype(DType::F32)?); // [n_head_kv, n_kv, hd]
+                let scores = (qh.matmul(&keys.t()?)? * f64::from(p.kq_scale))?; // [n_head_kv, n_group*m, n_kv]
+                let (full_mask, swa_mask) = &plan.masks[r];
+                let mask = match (p.n_swa, swa_mask) {
+                    (0, _) | (_, None) => full_mask,
+                    (_, Some(w)) => w,
+                }; // [m, n_kv]
+                let scores = scores
+                    .reshape((n_head_kv, n_group, m, n_kv))?
+                    .broadcast_add(mask)?;
+                let probs =
+                    candle_nn::ops::softmax_last_dim(&scores)?.reshape((n_head_kv, n_group * m, n_kv))?;
+                let o = probs.matmul(&vals)?; // [n_head_kv, n_group*m, hd]
+                o.reshape((n_head, m, hd))?
+                    .transpose(0, 1)?
+                    .reshape((m, n_head * hd))?
+            }
         };
         outs.push(o);
     }
@@ -505,7 +622,7 @@ pub(crate) fn attention(
     let cat = Tensor::cat(&outs, 0)?;
     let mut inv = vec![0u32; n_tokens];
     let mut r = 0u32;
-    for (_, _, idx) in &plan.runs {
+    for (_, _, idx) in plan.runs() {
         for &i in idx {
             inv[i as usize] = r;
             r += 1;
@@ -514,51 +631,29 @@ pub(crate) fn attention(
     cat.index_select(&Tensor::new(inv.as_slice(), &device)?, 0)
 }
 
-/// One run's attention on the CPU with silica-kernels, reading the cache in place in its own element type.
+/// Attention on the CPU with silica-kernels, reading the cache in place in its own element types.
 ///
-/// `q`: `[m, n_head, head_dim_k]` f32 contiguous; `kc`, `vc`: the layer's cache tensors of the sequence. Returns
+/// `q`: `[m, n_head, head_dim_k]` f32; `k`, `v`: the layer's cache of the sequence; `out`:
 /// `[m, n_head · head_dim_v]` f32.
 fn attention_cpu(
     shape: silica_kernels::attention::AttnShape,
-    q: &Tensor,
-    kc: &Tensor,
-    vc: &Tensor,
-) -> candle_core::Result<Tensor> {
-    use candle_core::{CpuStorage, Storage};
+    q: &[f32],
+    k: &KvBuf,
+    v: &KvBuf,
+    out: &mut [f32],
+) {
     use silica_kernels::attention::attention as attn;
-    let m = q.dim(0)?;
-    let mut out = vec![0f32; m * shape.n_head * shape.head_dim_v];
-    let (qs, ql) = q.storage_and_layout();
-    let (ks, _) = kc.storage_and_layout();
-    let (vs, _) = vc.storage_and_layout();
-    let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) = (&*qs, &*ks, &*vs) else {
-        candle_core::bail!("attention_cpu: tensors are not on the CPU");
-    };
-    let (q0, q1) = ql
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("attention_cpu: non-contiguous queries".into()))?;
-    let q = &qs.as_slice::<f32>()?[q0..q1];
     let pool = silica_kernels::global_pool();
     macro_rules! run {
-        ($($kt:ident, $vt:ident => $k:ty, $v:ty;)*) => {
-            match (ks, vs) {
-                $((CpuStorage::$kt(k), CpuStorage::$vt(v)) => attn::<$k, $v>(pool, shape, q, k, v, &mut out),)*
-                _ => candle_core::bail!("attention_cpu: KV cache types {:?}/{:?}", kc.dtype(), vc.dtype()),
+        ($($kt:ident, $vt:ident;)*) => {
+            match (k, v) {
+                $((KvBuf::$kt(k), KvBuf::$vt(v)) => attn(pool, shape, q, k, v, out),)*
             }
         };
     }
     run! {
-        F16, F16 => half::f16, half::f16;
-        F32, F32 => f32, f32;
-        BF16, BF16 => half::bf16, half::bf16;
-        F16, F32 => half::f16, f32;
-        F32, F16 => f32, half::f16;
-        F16, BF16 => half::f16, half::bf16;
-        BF16, F16 => half::bf16, half::f16;
-        F32, BF16 => f32, half::bf16;
-        BF16, F32 => half::bf16, f32;
+        F16, F16; F32, F32; BF16, BF16; F16, F32; F32, F16; F16, BF16; BF16, F16; F32, BF16; BF16, F32;
     }
-    Tensor::from_vec(out, (m, shape.n_head * shape.head_dim_v), &Device::Cpu)
 }
 
 /// Additive mask `[m, n_kv]`: 0 where query `p0 + i` may see key `j`, −∞ elsewhere.

@@ -9,6 +9,7 @@ mod hparams;
 mod layers;
 pub mod loader;
 pub mod models;
+mod native;
 
 pub use candle_core::{DType, Device, Tensor};
 pub use error::{Error, LoadError, Result};

@@ -80,20 +80,24 @@ impl NativeMat {
         }
         let n = x.elem_count() / self.cols;
         let mut out = vec![0f32; n * self.rows];
-        let pool = silica_kernels::global_pool();
-        crate::layers::cpu_f32(x, |xs| {
-            SCRATCH
-                .with_borrow_mut(|s| match self.packed.as_deref() {
-                    Some(p) => p.matmul(pool, xs, n, &mut out, s),
-                    None => silica_kernels::QMatRef::new(self.ty, self.rows, self.cols, &self.bytes)
-                        .and_then(|w| silica_kernels::matmul(pool, &w, xs, n, &mut out, s)),
-                })
-                .map_err(candle_core::Error::wrap)
-        })?;
+        crate::layers::cpu_f32(x, |xs| self.forward_into(xs, n, &mut out))?;
         if let Some(d) = dims.last_mut() {
             *d = self.rows;
         }
         Tensor::from_vec(out, dims, &Device::Cpu)
+    }
+
+    /// `out = x · Wᵀ`: `x` `[n, cols]` → `out` `[n, rows]`, f32 row-major; the quantized activations go to the
+    /// thread's reused scratch, so nothing is allocated once the first call has sized it.
+    fn forward_into(&self, x: &[f32], n: usize, out: &mut [f32]) -> candle_core::Result<()> {
+        let pool = silica_kernels::global_pool();
+        SCRATCH
+            .with_borrow_mut(|s| match self.packed.as_deref() {
+                Some(p) => p.matmul(pool, x, n, out, s),
+                None => silica_kernels::QMatRef::new(self.ty, self.rows, self.cols, &self.bytes)
+                    .and_then(|w| silica_kernels::matmul(pool, &w, x, n, out, s)),
+            })
+            .map_err(candle_core::Error::wrap)
     }
 }
 
@@ -110,6 +114,34 @@ impl Linear {
                 act_dtype: Some(dt),
             } => w.forward(&x.to_dtype(*dt)?.to_dtype(DType::F32)?),
             LinearImpl::Candle { w, act_dtype: None } => w.forward(x),
+        }
+    }
+
+    /// `out = x · Wᵀ` on the CPU: `x` `[n, in]` → `out` `[n, out]`, f32 row-major. Products silica-kernels runs
+    /// ([`Linear::is_native`]) allocate nothing; others (float weights, types without a native kernel) go
+    /// through candle tensors and copy the result into `out`.
+    ///
+    /// # Errors
+    /// `x` or `out` of the wrong length; candle's errors.
+    pub fn forward_into(&self, x: &[f32], n: usize, out: &mut [f32]) -> candle_core::Result<()> {
+        let inp = x.len() / n.max(1);
+        if x.len() != n * inp || out.len() != n * self.out_features {
+            candle_core::bail!(
+                "matmul: input of {} values and output of {} for {n} tokens and {} outputs",
+                x.len(),
+                out.len(),
+                self.out_features
+            );
+        }
+        match &self.imp {
+            LinearImpl::Native(m) => m.forward_into(x, n, out),
+            LinearImpl::Candle { .. } => {
+                let y = self.forward(&Tensor::from_slice(x, (n, inp), &Device::Cpu)?)?;
+                crate::layers::cpu_f32(&y, |ys| {
+                    out.copy_from_slice(ys);
+                    Ok(())
+                })
+            }
         }
     }
 
@@ -140,8 +172,26 @@ impl Embedding {
         match self {
             Embedding::Candle(q) => q.embedding(&Tensor::new(tokens, device)?),
             Embedding::Native(m) => {
-                let row_bytes = m.bytes.len() / m.rows;
                 let mut out = vec![0f32; tokens.len() * m.cols];
+                self.rows_into(tokens, &mut out)?;
+                Tensor::from_vec(out, (tokens.len(), m.cols), device)
+            }
+        }
+    }
+
+    /// The rows of `tokens` written into `out` (`[n_tokens, n_embd]` f32, CPU): no allocation for the in-place
+    /// matrix; the candle one goes through a tensor.
+    pub(crate) fn rows_into(&self, tokens: &[u32], out: &mut [f32]) -> candle_core::Result<()> {
+        match self {
+            Embedding::Candle(_) => {
+                let t = self.rows(tokens, &Device::Cpu)?;
+                crate::layers::cpu_f32(&t, |ts| {
+                    out.copy_from_slice(ts);
+                    Ok(())
+                })
+            }
+            Embedding::Native(m) => {
+                let row_bytes = m.bytes.len() / m.rows;
                 for (&t, dst) in tokens.iter().zip(out.chunks_exact_mut(m.cols)) {
                     let t = t as usize;
                     if t >= m.rows {
@@ -150,7 +200,7 @@ impl Embedding {
                     silica_quant::dequantize_row(m.ty, &m.bytes[t * row_bytes..(t + 1) * row_bytes], dst)
                         .map_err(candle_core::Error::wrap)?;
                 }
-                Tensor::from_vec(out, (tokens.len(), m.cols), device)
+                Ok(())
             }
         }
     }

@@ -7,10 +7,14 @@ use candle_core::{Device, Tensor};
 use silica_gguf::GgufFile;
 
 use crate::layers::{
-    AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, round_f16,
+    AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, rope_tables_into,
+    round_f16,
 };
 use crate::loader::{Embedding, Linear, Loader, tn};
-use crate::{HParams, LoadError, Result};
+use crate::native::{
+    self, AttnDims, Workspace, add_rows, fit, gelu_f16_rows, mul_rows, rms_norm_t, rope_rows, scale_rows,
+};
+use crate::{HParams, LoadError, Result, RopeType};
 
 #[derive(Debug)]
 struct Layer {
@@ -144,5 +148,107 @@ impl Gemma3 {
             x = (f + sa)?;
         }
         super::head(&x, kv, &plan, &self.output_norm, eps, &self.output)
+    }
+
+    /// The CPU pass on the cache's buffers ([`crate::native`]): [`Gemma3::forward`]'s steps on slices, with the
+    /// logits left in the cache's workspace.
+    pub(crate) fn forward_cpu(&self, batch: &Batch, kv: &mut KvCache) -> Result<()> {
+        native::check_rope(&self.hp)?;
+        let mut ws = std::mem::take(&mut kv.ws);
+        let r = self.pass_cpu(batch, kv, &mut ws);
+        kv.ws = ws;
+        r
+    }
+
+    fn pass_cpu(&self, batch: &Batch, kv: &mut KvCache, ws: &mut Workspace) -> Result<()> {
+        let hp = &self.hp;
+        ws.plan.fill(batch, kv, hp.n_vocab)?;
+        let n = batch.len();
+        let (e, nq, nkv, ff, hd) = (
+            hp.n_embd,
+            hp.n_embd_q(),
+            hp.n_embd_k_gqa(),
+            hp.n_ff,
+            hp.n_embd_head_k,
+        );
+        let eps = hp.f_norm_rms_eps;
+        let neox = hp.rope_type == RopeType::Neox;
+        let [cos, sin, cos_swa, sin_swa] = &mut ws.rope;
+        let pos = &ws.plan.pos;
+        rope_tables_into(
+            pos,
+            hp.n_rot,
+            (hp.rope_freq_base, hp.rope_freq_scale, None),
+            cos,
+            sin,
+        );
+        rope_tables_into(
+            pos,
+            hp.n_rot,
+            (hp.rope_freq_base_swa, 1.0, None),
+            cos_swa,
+            sin_swa,
+        );
+        let x = fit(&mut ws.x, n * e);
+        native::embed(&self.token_embd, &batch.tokens, x)?;
+        if let Some(s) = hp.embd_scale {
+            scale_rows(x, s, e);
+        }
+        for (il, l) in self.layers.iter().enumerate() {
+            let swa = hp.swa_layers[il];
+            let tables = if swa {
+                (&cos_swa[..], &sin_swa[..])
+            } else {
+                (&cos[..], &sin[..])
+            };
+            let h = fit(&mut ws.h, n * e);
+            rms_norm_t(x, &l.attn_norm, eps, h)?;
+            let (q, k, v) = (
+                fit(&mut ws.q, n * nq),
+                fit(&mut ws.k, n * nkv),
+                fit(&mut ws.v, n * nkv),
+            );
+            let t = fit(&mut ws.t, n * nq.max(ff));
+            // Raw products into q and k, per-head norms into t, RoPE back into q and k.
+            l.attn_q.forward_into(h, n, q)?;
+            rms_norm_t(q, &l.attn_q_norm, eps, &mut t[..n * nq])?;
+            rope_rows(&t[..n * nq], hp.n_head, hd, tables, neox, q);
+            // llama.cpp scales queries before attention and runs attention with kq_scale 1.
+            scale_rows(q, hp.f_attention_scale, nq);
+            l.attn_k.forward_into(h, n, k)?;
+            rms_norm_t(k, &l.attn_k_norm, eps, &mut t[..n * nkv])?;
+            rope_rows(&t[..n * nkv], hp.n_head_kv, hd, tables, neox, k);
+            l.attn_v.forward_into(h, n, v)?;
+            let params = AttnParams {
+                il,
+                kq_scale: 1.0,
+                n_swa: if swa { hp.n_swa } else { 0 },
+            };
+            let a = fit(&mut ws.a, n * nq);
+            native::attention(
+                AttnDims::of(hp),
+                (q, k, v),
+                kv,
+                &ws.plan,
+                params,
+                &mut ws.gather,
+                a,
+            )?;
+            let o = fit(&mut ws.o, n * e);
+            l.attn_output.forward_into(a, n, o)?;
+            rms_norm_t(o, &l.attn_post_norm, eps, h)?;
+            add_rows(x, h, e);
+            rms_norm_t(x, &l.ffn_norm, eps, h)?;
+            let (g, u) = (fit(&mut ws.g, n * ff), fit(&mut ws.u, n * ff));
+            l.ffn_gate.forward_into(h, n, g)?;
+            gelu_f16_rows(g, ff);
+            l.ffn_up.forward_into(h, n, u)?;
+            let t = &mut t[..n * ff];
+            mul_rows(g, u, ff, t);
+            l.ffn_down.forward_into(t, n, o)?;
+            rms_norm_t(o, &l.ffn_post_norm, eps, h)?;
+            add_rows(x, h, e);
+        }
+        native::head(kv, (&self.output_norm, eps), &self.output, e, ws)
     }
 }

@@ -4,9 +4,12 @@
 use candle_core::{Device, Tensor};
 use silica_gguf::GgufFile;
 
-use crate::layers::{AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, swiglu};
+use crate::layers::{
+    AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, rope_tables_into, swiglu,
+};
 use crate::loader::{Embedding, Linear, Loader, tn};
-use crate::{HParams, LoadError, Result};
+use crate::native::{self, AttnDims, Workspace, add_rows, fit, rms_norm_t, rope_rows, swiglu_rows};
+use crate::{HParams, LoadError, Result, RopeType};
 
 #[derive(Debug)]
 struct Layer {
@@ -112,5 +115,77 @@ impl Llama {
             x = (x + l.ffn_down.forward(&swiglu(&g, &u)?)?)?;
         }
         super::head(&x, kv, &plan, &self.output_norm, hp.f_norm_rms_eps, &self.output)
+    }
+
+    /// The CPU pass on the cache's buffers ([`crate::native`]): [`Llama::forward`]'s steps on slices, with the
+    /// logits left in the cache's workspace.
+    pub(crate) fn forward_cpu(&self, batch: &Batch, kv: &mut KvCache) -> Result<()> {
+        native::check_rope(&self.hp)?;
+        let mut ws = std::mem::take(&mut kv.ws);
+        let r = self.pass_cpu(batch, kv, &mut ws);
+        kv.ws = ws;
+        r
+    }
+
+    fn pass_cpu(&self, batch: &Batch, kv: &mut KvCache, ws: &mut Workspace) -> Result<()> {
+        let hp = &self.hp;
+        ws.plan.fill(batch, kv, hp.n_vocab)?;
+        let n = batch.len();
+        let (e, nq, nkv, ff, hd) = (
+            hp.n_embd,
+            hp.n_embd_q(),
+            hp.n_embd_k_gqa(),
+            hp.n_ff,
+            hp.n_embd_head_k,
+        );
+        let eps = hp.f_norm_rms_eps;
+        let neox = hp.rope_type == RopeType::Neox;
+        let [cos, sin, ..] = &mut ws.rope;
+        let freqs = (hp.rope_freq_base, hp.rope_freq_scale, self.rope_freqs.as_deref());
+        rope_tables_into(&ws.plan.pos, hp.n_rot, freqs, cos, sin);
+        let x = fit(&mut ws.x, n * e);
+        native::embed(&self.token_embd, &batch.tokens, x)?;
+        for (il, l) in self.layers.iter().enumerate() {
+            let h = fit(&mut ws.h, n * e);
+            rms_norm_t(x, &l.attn_norm, eps, h)?;
+            let (q, k, v) = (
+                fit(&mut ws.q, n * nq),
+                fit(&mut ws.k, n * nkv),
+                fit(&mut ws.v, n * nkv),
+            );
+            let t = fit(&mut ws.t, n * nq.max(ff));
+            l.attn_q.forward_into(h, n, &mut t[..n * nq])?;
+            rope_rows(&t[..n * nq], hp.n_head, hd, (cos, sin), neox, q);
+            l.attn_k.forward_into(h, n, &mut t[..n * nkv])?;
+            rope_rows(&t[..n * nkv], hp.n_head_kv, hd, (cos, sin), neox, k);
+            l.attn_v.forward_into(h, n, v)?;
+            let params = AttnParams {
+                il,
+                kq_scale: hp.f_attention_scale,
+                n_swa: 0,
+            };
+            let a = fit(&mut ws.a, n * nq);
+            native::attention(
+                AttnDims::of(hp),
+                (q, k, v),
+                kv,
+                &ws.plan,
+                params,
+                &mut ws.gather,
+                a,
+            )?;
+            let o = fit(&mut ws.o, n * e);
+            l.attn_output.forward_into(a, n, o)?;
+            add_rows(x, o, e);
+            rms_norm_t(x, &l.ffn_norm, eps, h)?;
+            let (g, u) = (fit(&mut ws.g, n * ff), fit(&mut ws.u, n * ff));
+            l.ffn_gate.forward_into(h, n, g)?;
+            l.ffn_up.forward_into(h, n, u)?;
+            let t = &mut t[..n * ff];
+            swiglu_rows(g, u, ff, t);
+            l.ffn_down.forward_into(t, n, o)?;
+            add_rows(x, o, e);
+        }
+        native::head(kv, (&self.output_norm, eps), &self.output, e, ws)
     }
 }

@@ -62,11 +62,52 @@ impl Model {
     /// Runs one batch, appending its keys and values to `kv`.
     ///
     /// Returns f32 logits `[n_outputs, n_vocab]`, one row per token with `batch.logits[i]` set, in batch order.
+    /// On the CPU this is [`Model::forward_logits`] copied into a new tensor.
     ///
     /// # Errors
     /// [`crate::Error::ContextFull`] if a sequence would pass `n_ctx` (nothing is written then),
     /// [`crate::Error::InvalidBatch`], [`crate::Error::TokenOutOfRange`], candle errors.
     pub fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Tensor> {
+        if !kv.is_cpu() {
+            return self.forward_graph(batch, kv);
+        }
+        let n_vocab = self.hparams().n_vocab;
+        let logits = self.forward_logits(batch, kv)?;
+        Ok(Tensor::from_slice(
+            logits,
+            (logits.len() / n_vocab, n_vocab),
+            &Device::Cpu,
+        )?)
+    }
+
+    /// [`Model::forward`], returning the logits `[n_outputs, n_vocab]` (f32, row-major) as a slice of the
+    /// cache's buffers. On the CPU the pass runs on those buffers ([`KvCache`] keeps them), so once a pass of
+    /// this size has run, nothing is allocated; on other devices the logits tensor is copied into them.
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn forward_logits<'k>(&self, batch: &Batch, kv: &'k mut KvCache) -> Result<&'k [f32]> {
+        if kv.is_cpu() {
+            match self {
+                Model::Llama(m) => m.forward_cpu(batch, kv)?,
+                Model::Gemma3(m) => m.forward_cpu(batch, kv)?,
+            }
+        } else {
+            let t = self.forward_graph(batch, kv)?.flatten_all()?.to_vec1::<f32>()?;
+            kv.ws.logits.clear();
+            kv.ws.logits.extend_from_slice(&t);
+        }
+        let len = batch.logits.iter().filter(|&&l| l).count() * self.hparams().n_vocab;
+        Ok(&kv.ws.logits[..len])
+    }
+
+    /// Runs one batch through candle's tensor graph: the path of GPU devices, which on the CPU calls the same
+    /// silica-kernels as [`Model::forward_logits`] through tensors allocated per operation. Kept runnable on the
+    /// CPU so that tests check the two passes give the same logits.
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn forward_graph(&self, batch: &Batch, kv: &mut KvCache) -> Result<Tensor> {
         match self {
             Model::Llama(m) => m.forward(batch, kv),
             Model::Gemma3(m) => m.forward(batch, kv),
@@ -107,10 +148,9 @@ pub const GREEDY_TOP: usize = 4;
 pub type GreedyStep = (u32, [(u32, f32); GREEDY_TOP]);
 
 /// Advances each sequence's `n_past` once the whole pass has succeeded.
-fn commit(kv: &mut KvCache, plan: &BatchPlan) {
-    for (seq, p0, idx) in &plan.runs {
-        let n_past = p0 + idx.len();
-        kv.advance(*seq, n_past);
+pub(crate) fn commit(kv: &mut KvCache, plan: &BatchPlan) {
+    for (seq, p0, idx) in plan.runs() {
+        kv.advance(seq, p0 + idx.len());
     }
 }
 

@@ -1,0 +1,316 @@
+//! The CPU forward pass on plain buffers: what each architecture's `forward_cpu` is built from.
+//!
+//! On the CPU every step of a pass reads and writes slices of a [`Workspace`] that lives in the [`KvCache`] and
+//! keeps its buffers from pass to pass, and keys and values go straight into the cache's [`KvBuf`]s: once the
+//! first pass of a given size has grown the buffers, a pass allocates nothing (llama.cpp plans its compute
+//! buffer once per graph shape in the same way, `ggml_gallocr`). The steps are the ones the candle graph of
+//! `forward_graph` runs on the CPU, with the same silica-kernels calls in the same order, so the two give the
+//! same bits (tested in `tests/forward.rs`).
+
+use candle_core::{DType, Tensor};
+use half::{bf16, f16};
+
+use crate::layers::{AttnParams, BatchPlan, KvCache, cpu_f32};
+use crate::loader::{Embedding, Linear};
+use crate::{Error, HParams, Result};
+
+/// One layer's keys or values of one sequence on the CPU: `[n_head_kv, n_ctx, head_dim]` row-major, in the
+/// cache's type (llama.cpp's `type_k` / `type_v`).
+#[derive(Debug)]
+pub(crate) enum KvBuf {
+    /// `f32` cache.
+    F32(Vec<f32>),
+    /// `f16` cache (llama.cpp's default).
+    F16(Vec<f16>),
+    /// `bf16` cache.
+    BF16(Vec<bf16>),
+}
+
+impl KvBuf {
+    /// `n` zeros of `dtype` (F32, F16 or BF16: [`KvCache::new`] checked it).
+    pub(crate) fn zeros(dtype: DType, n: usize) -> Self {
+        match dtype {
+            DType::F32 => KvBuf::F32(vec![0.0; n]),
+            DType::BF16 => KvBuf::BF16(vec![bf16::ZERO; n]),
+            _ => KvBuf::F16(vec![f16::ZERO; n]),
+        }
+    }
+
+    /// Bytes held.
+    pub(crate) fn size_bytes(&self) -> usize {
+        match self {
+            KvBuf::F32(b) => 4 * b.len(),
+            KvBuf::F16(b) => 2 * b.len(),
+            KvBuf::BF16(b) => 2 * b.len(),
+        }
+    }
+
+    /// Writes `src` (`[m, n_head_kv, head_dim]` f32, token-major, as the K/V products give it) at positions
+    /// `p0..p0 + m` of every head, rounded to the cache type (round to nearest even, as ggml's `cpy` to F16).
+    pub(crate) fn write(&mut self, src: &[f32], n_head_kv: usize, hd: usize, n_ctx: usize, p0: usize) {
+        use half::slice::HalfFloatSliceExt;
+        let m = src.len() / (n_head_kv * hd);
+        for i in 0..m {
+            for h in 0..n_head_kv {
+                let s = &src[(i * n_head_kv + h) * hd..][..hd];
+                let at = (h * n_ctx + p0 + i) * hd;
+                match self {
+                    KvBuf::F32(b) => b[at..at + hd].copy_from_slice(s),
+                    KvBuf::F16(b) => b[at..at + hd].convert_from_f32_slice(s),
+                    KvBuf::BF16(b) => b[at..at + hd].convert_from_f32_slice(s),
+                }
+            }
+        }
+    }
+}
+
+/// The activations of one CPU pass, kept between passes: each field grows to the largest pass seen and is used
+/// through [`fit`]. Widths as named: `e` = `n_embd`, `nq` = `n_head · head_dim`, `nkv` = `n_head_kv · head_dim`,
+/// `ff` = `n_ff`; `n` tokens, `n_out` of them with logits; all f32, row-major.
+#[derive(Debug, Default)]
+pub(crate) struct Workspace {
+    /// The residual stream `[n, e]`.
+    pub x: Vec<f32>,
+    /// Normed input of the next product `[n, e]`.
+    pub h: Vec<f32>,
+    /// A product's output before it is added to the residual `[n, e]`.
+    pub o: Vec<f32>,
+    /// Queries `[n, nq]`.
+    pub q: Vec<f32>,
+    /// Keys `[n, nkv]`.
+    pub k: Vec<f32>,
+    /// Values `[n, nkv]`.
+    pub v: Vec<f32>,
+    /// Attention output `[n, nq]`.
+    pub a: Vec<f32>,
+    /// Scratch the size of the widest row (`[n, max(nq, ff)]`): RoPE and per-head norm outputs, SwiGLU.
+    pub t: Vec<f32>,
+    /// FFN gate `[n, ff]`.
+    pub g: Vec<f32>,
+    /// FFN up `[n, ff]`.
+    pub u: Vec<f32>,
+    /// RoPE tables `[n, n_rot / 2]`, and those of sliding-window layers where they differ.
+    pub rope: [Vec<f32>; 4],
+    /// One sequence's queries, keys, values and attention output gathered from a batch of several.
+    pub gather: [Vec<f32>; 4],
+    /// Logits `[n_out, n_vocab]`.
+    pub logits: Vec<f32>,
+    /// The plan of the pass, refilled each time.
+    pub plan: BatchPlan,
+}
+
+/// The first `len` values of `v`, grown (zero-filled) only when `v` is shorter.
+pub(crate) fn fit(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// Runs `f` on the process pool over whole rows of `out` ([`silica_kernels::par_rows`]).
+pub(crate) fn par_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    silica_kernels::par_rows(silica_kernels::global_pool(), out, row, f);
+}
+
+/// RMSNorm times `w` of each row of `x` into `out` (`[rows, w.len()]` both; ggml `rms_norm` then `mul`).
+pub(crate) fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let n = w.len();
+    par_rows(out, n, |r0, part| {
+        silica_kernels::ops::rms_norm_mul(&x[r0 * n..r0 * n + part.len()], w, eps, part);
+    });
+}
+
+/// [`rms_norm_rows`] with the weight in a CPU tensor.
+pub(crate) fn rms_norm_t(x: &[f32], w: &Tensor, eps: f32, out: &mut [f32]) -> candle_core::Result<()> {
+    cpu_f32(w, |wv| {
+        rms_norm_rows(x, wv, eps, out);
+        Ok(())
+    })
+}
+
+/// `silu(gate) · up` of rows of width `row` into `out` (ggml `swiglu`).
+pub(crate) fn swiglu_rows(gate: &[f32], up: &[f32], row: usize, out: &mut [f32]) {
+    par_rows(out, row, |r0, part| {
+        let at = r0 * row..r0 * row + part.len();
+        silica_kernels::ops::swiglu(&gate[at.clone()], &up[at], part);
+    });
+}
+
+/// RoPE of `x` (`[n_tokens, n_heads, head_dim]`) into `out` with tables `cos`, `sin` (`[n_tokens, head_dim/2]`).
+pub(crate) fn rope_rows(
+    x: &[f32],
+    n_heads: usize,
+    head_dim: usize,
+    (cos, sin): (&[f32], &[f32]),
+    neox: bool,
+    out: &mut [f32],
+) {
+    let (row, half) = (n_heads * head_dim, head_dim / 2);
+    par_rows(out, row, |t0, part| {
+        let (xs, nt) = (&x[t0 * row..t0 * row + part.len()], part.len() / row);
+        let (c, s) = (
+            &cos[t0 * half..(t0 + nt) * half],
+            &sin[t0 * half..(t0 + nt) * half],
+        );
+        silica_kernels::ops::rope(xs, n_heads, head_dim, c, s, neox, part);
+    });
+}
+
+/// `x += y`, element-wise, split over the pool by rows of width `row`.
+pub(crate) fn add_rows(x: &mut [f32], y: &[f32], row: usize) {
+    par_rows(x, row, |r0, part| {
+        for (a, &b) in part.iter_mut().zip(&y[r0 * row..]) {
+            *a += b;
+        }
+    });
+}
+
+/// The shape of one attention call on the CPU.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttnDims {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Head width (keys and values).
+    pub head_dim: usize,
+}
+
+impl AttnDims {
+    /// The attention shape of `hp`.
+    pub(crate) fn of(hp: &HParams) -> Self {
+        AttnDims {
+            n_head: hp.n_head,
+            n_head_kv: hp.n_head_kv,
+            head_dim: hp.n_embd_head_k,
+        }
+    }
+}
+
+/// Causal attention of a batch on the CPU: writes each run's keys and values into its sequence's cache, then
+/// attends over the cache in place (`silica_kernels::attention`). `q` `[n, n_head·hd]`, `k`, `v`
+/// `[n, n_head_kv·hd]`, `out` `[n, n_head·hd]`; tokens of several sequences are gathered per run into
+/// `gather` and scattered back.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention(
+    d: AttnDims,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    kv: &mut KvCache,
+    plan: &BatchPlan,
+    p: AttnParams,
+    gather: &mut [Vec<f32>; 4],
+    out: &mut [f32],
+) -> Result<()> {
+    let (wq, wkv) = (d.n_head * d.head_dim, d.n_head_kv * d.head_dim);
+    for (seq, p0, idx) in plan.runs() {
+        let m = idx.len();
+        if plan.contiguous {
+            kv.write_cpu(p.il, seq, p0, k, v)?;
+            kv.attend_cpu(d, p, seq, p0, q, out)?;
+            continue;
+        }
+        let [gq, gk, gv, ga] = gather;
+        let (gq, gk, gv) = (fit(gq, m * wq), fit(gk, m * wkv), fit(gv, m * wkv));
+        for (r, &i) in idx.iter().enumerate() {
+            let i = i as usize;
+            gq[r * wq..][..wq].copy_from_slice(&q[i * wq..][..wq]);
+            gk[r * wkv..][..wkv].copy_from_slice(&k[i * wkv..][..wkv]);
+            gv[r * wkv..][..wkv].copy_from_slice(&v[i * wkv..][..wkv]);
+        }
+        let ga = fit(ga, m * wq);
+        kv.write_cpu(p.il, seq, p0, gk, gv)?;
+        kv.attend_cpu(d, p, seq, p0, gq, ga)?;
+        for (r, &i) in idx.iter().enumerate() {
+            out[i as usize * wq..][..wq].copy_from_slice(&ga[r * wq..][..wq]);
+        }
+    }
+    Ok(())
+}
+
+/// Token embeddings of the batch into `x` (`[n, n_embd]`).
+pub(crate) fn embed(token_embd: &Embedding, tokens: &[u32], x: &mut [f32]) -> Result<()> {
+    Ok(token_embd.rows_into(tokens, x)?)
+}
+
+/// Commits the pass to the cache, then final norm and output projection of the rows whose logits are wanted:
+/// `ws.x` `[n, e]` → `ws.logits` `[n_out, n_vocab]`.
+pub(crate) fn head(
+    kv: &mut KvCache,
+    (output_norm, eps): (&Tensor, f32),
+    output: &Linear,
+    e: usize,
+    ws: &mut Workspace,
+) -> Result<()> {
+    let plan = &ws.plan;
+    crate::models::commit(kv, plan);
+    let n = plan.pos.len();
+    let n_out = plan.outputs.len();
+    let x = &ws.x[..n * e];
+    let rows = fit(&mut ws.o, n_out * e);
+    for (r, &i) in plan.outputs.iter().enumerate() {
+        rows[r * e..][..e].copy_from_slice(&x[i as usize * e..][..e]);
+    }
+    let h = fit(&mut ws.h, n_out * e);
+    rms_norm_t(rows, output_norm, eps, h)?;
+    let logits = fit(&mut ws.logits, n_out * output.out_features());
+    output.forward_into(h, n_out, logits)?;
+    Ok(())
+}
+
+/// The CPU pass rotates whole heads (`n_rot == head_dim`), as silica-kernels' RoPE does.
+///
+/// # Errors
+/// [`Error::InvalidBatch`] naming both widths otherwise.
+pub(crate) fn check_rope(hp: &HParams) -> Result<()> {
+    if hp.n_rot != hp.n_embd_head_k {
+        return Err(Error::InvalidBatch(format!(
+            "rope.dimension_count {} differs from the head width {}: partial RoPE is not supported",
+            hp.n_rot, hp.n_embd_head_k
+        )));
+    }
+    Ok(())
+}
+
+/// `out = a · b`, element-wise, over the pool by rows of width `row` (ggml `mul`).
+pub(crate) fn mul_rows(a: &[f32], b: &[f32], row: usize, out: &mut [f32]) {
+    par_rows(out, row, |r0, part| {
+        let at = r0 * row..r0 * row + part.len();
+        for ((o, &x), &y) in part.iter_mut().zip(&a[at.clone()]).zip(&b[at]) {
+            *o = x * y;
+        }
+    });
+}
+
+/// `x *= s`, element-wise, over the pool by rows of width `row` (candle's `affine(s, 0)`, ggml `scale`).
+pub(crate) fn scale_rows(x: &mut [f32], s: f32, row: usize) {
+    par_rows(x, row, |_, part| part.iter_mut().for_each(|v| *v = *v * s + 0.0));
+}
+
+/// GELU (tanh approximation, Hendrycks & Gimpel 2016) of each value rounded to f16, the result rounded to f16
+/// again, in place: ggml's CPU GELU is a table over f16 inputs (`ggml_table_gelu_f16`), and the graph path
+/// computes `round_f16(gelu(round_f16(x)))` with candle's f32 formula (`candle-core` `op.rs`, `Gelu::f32`),
+/// which this table holds for all 65 536 f16 inputs.
+pub(crate) fn gelu_f16_rows(x: &mut [f32], row: usize) {
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<Vec<f16>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        #[allow(clippy::excessive_precision)]
+        const SQRT_TWO_OVER_PI: f32 = 0.79788456080286535587989211986876373;
+        (0..=u16::MAX)
+            .map(|b| {
+                let v = f16::from_bits(b).to_f32();
+                f16::from_f32(0.5 * v * (1.0 + f32::tanh(SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v))))
+            })
+            .collect()
+    });
+    par_rows(x, row, |_, part| {
+        for v in part {
+            *v = table[usize::from(f16::from_f32(*v).to_bits())].to_f32();
+        }
+    });
+}
+
+/// An error for a CPU pass given a cache that lives on another device.
+pub(crate) fn not_cpu() -> Error {
+    Error::InvalidBatch("the KV cache is not on the CPU but the model is".into())
+}
