@@ -1,13 +1,13 @@
 //! The sampler following this very process while it burns CPU and touches memory. Peak RSS is process-wide, so
 //! this runs in its own test binary, away from the probe tests' large arrays.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, unsafe_code)]
 
 #[cfg(target_os = "linux")]
 #[test]
 fn sampler_sees_cpu_and_memory_of_this_process() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use silica_telemetry::{EnergySources, EnergySummary, OnSample, Sampler, SamplerConfig};
 
@@ -25,10 +25,20 @@ fn sampler_sees_cpu_and_memory_of_this_process() {
     };
     let sampler = Sampler::start(cfg, sources, Some(on_sample)).unwrap();
 
-    // ~300 ms of one busy core.
-    let t0 = Instant::now();
+    // 300 ms of this thread's own CPU time (not wall time, which a loaded host stretches).
+    let thread_cpu_s = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime");
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    };
+    let cpu0 = thread_cpu_s();
     let mut x = 1u64;
-    while t0.elapsed() < Duration::from_millis(300) {
+    while thread_cpu_s() - cpu0 < 0.3 {
         for _ in 0..10_000 {
             x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
         }
@@ -50,8 +60,9 @@ fn sampler_sees_cpu_and_memory_of_this_process() {
     assert!(trace.samples.iter().all(|s| s.process.is_some()));
 
     let s = trace.summary();
-    let util = s.cpu_util.unwrap();
-    assert!(util > 0.5, "cpu_util {util}");
+    let (cpu, util) = (s.cpu_time_s.unwrap(), s.cpu_util.unwrap());
+    assert!(cpu >= 0.28, "cpu_time_s {cpu}");
+    assert!((util - cpu / s.duration_s).abs() < 1e-9, "cpu_util {util}");
     let first_peak = trace.samples[0].process.unwrap().peak_rss_bytes;
     let peak = s.peak_rss_bytes.unwrap();
     assert!(peak >= first_peak + (60 << 20), "{first_peak} -> {peak}");
