@@ -1,6 +1,8 @@
-//! Model architectures for silica on candle: hyperparameters from GGUF metadata ([`HParams`]), weights loaded
-//! with declared shapes, a preallocated [`KvCache`], and batched forward passes over several independent
-//! sequences ([`Batch`]). CPU by default; the `cuda` and `metal` features pass through to candle.
+//! Model architectures for silica: hyperparameters from GGUF metadata ([`HParams`]), weights loaded with declared
+//! shapes, a preallocated [`KvCache`], and batched forward passes over several independent sequences
+//! ([`Batch`]). On the CPU a pass runs silica-kernels on buffers the cache keeps ([`Model::forward_logits`]: no
+//! allocation per generated token); on GPUs it is candle's tensor graph ([`Model::forward_graph`]; the `cuda`
+//! and `metal` features pass through to candle).
 //!
 //! Supported `general.architecture` values: `llama` (Llama 2/3, SmolLM2, Mistral) and `gemma3`.
 
