@@ -23,7 +23,7 @@ pub fn rms_norm_mul(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// SwiGLU: `out = silu(gate) · up` with `silu(g) = g / (1 + e^−g)` (ggml `swiglu`).
+/// SwiGLU in place: `gate = silu(gate) · up` with `silu(g) = g / (1 + e^−g)` (ggml `swiglu`).
 ///
 /// `e^x` is the standard library's: SwiGLU is 1–2.5% of prefill time, and [`crate::vexp`]'s eight-lane `e^x`
 /// (within 2 ulp of it) here moved free-running greedy decoding of a SmolLM2 Q4_K_M file off llama.cpp's
@@ -32,31 +32,23 @@ pub fn rms_norm_mul(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 ///
 /// # Panics
 /// If the lengths disagree.
-pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    assert!(gate.len() == up.len() && up.len() == out.len(), "swiglu: lengths");
-    for ((y, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *y = g / (1.0 + (-g).exp()) * u;
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    assert!(gate.len() == up.len(), "swiglu: lengths");
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
     }
 }
 
-/// RoPE over `x` `[n_tokens, n_heads, head_dim]` (row-major f32) with per-token tables `cos`, `sin`
+/// RoPE in place over `x` `[n_tokens, n_heads, head_dim]` (row-major f32) with per-token tables `cos`, `sin`
 /// `[n_tokens, head_dim / 2]`: NORM pairs `(2i, 2i + 1)` (ggml `rope`, Llama) or NEOX pairs `(i, i + head_dim / 2)`
 /// (Gemma, GPT-NeoX); `y0 = x0·cos − x1·sin`, `y1 = x0·sin + x1·cos` in f32, as candle's and ggml's kernels.
 ///
 /// # Panics
 /// If the lengths disagree or `head_dim` is odd.
-pub fn rope(
-    x: &[f32],
-    n_heads: usize,
-    head_dim: usize,
-    cos: &[f32],
-    sin: &[f32],
-    neox: bool,
-    out: &mut [f32],
-) {
+pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, cos: &[f32], sin: &[f32], neox: bool) {
     let half = head_dim / 2;
     assert!(
-        head_dim.is_multiple_of(2) && x.len() == out.len() && cos.len() == sin.len(),
+        head_dim.is_multiple_of(2) && cos.len() == sin.len(),
         "rope: lengths"
     );
     let n_tokens = x.len() / (n_heads * head_dim).max(1);
@@ -68,12 +60,12 @@ pub fn rope(
         let (c, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
         for h in 0..n_heads {
             let base = (t * n_heads + h) * head_dim;
-            let (src, dst) = (&x[base..base + head_dim], &mut out[base..base + head_dim]);
+            let v = &mut x[base..base + head_dim];
             for i in 0..half {
                 let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
-                let (x0, x1) = (src[a], src[b]);
-                dst[a] = x0 * c[i] - x1 * sn[i];
-                dst[b] = x0 * sn[i] + x1 * c[i];
+                let (x0, x1) = (v[a], v[b]);
+                v[a] = x0 * c[i] - x1 * sn[i];
+                v[b] = x0 * sn[i] + x1 * c[i];
             }
         }
     }
@@ -98,18 +90,19 @@ mod tests {
         // One token, one head of width 4; angles 90° and 0°.
         let x = [1.0f32, 2.0, 3.0, 4.0];
         let (cos, sin) = ([0.0f32, 1.0], [1.0f32, 0.0]);
-        let mut y = [0f32; 4];
-        rope(&x, 1, 4, &cos, &sin, false, &mut y);
+        let mut y = x;
+        rope(&mut y, 1, 4, &cos, &sin, false);
         assert_eq!(y, [-2.0, 1.0, 3.0, 4.0]); // (1, 2) turned by 90°, (3, 4) unchanged
-        rope(&x, 1, 4, &cos, &sin, true, &mut y);
+        let mut y = x;
+        rope(&mut y, 1, 4, &cos, &sin, true);
         assert_eq!(y, [-3.0, 2.0, 1.0, 4.0]); // (1, 3) turned by 90°, (2, 4) unchanged
     }
 
     #[test]
     fn swiglu_matches_the_formula() {
         let (g, u) = ([-2.0f32, 0.0, 3.0], [1.5f32, 2.0, -1.0]);
-        let mut y = [0f32; 3];
-        swiglu(&g, &u, &mut y);
+        let mut y = g;
+        swiglu(&mut y, &u);
         for i in 0..3 {
             let want = f64::from(g[i]) / (1.0 + (-f64::from(g[i])).exp()) * f64::from(u[i]);
             assert!((f64::from(y[i]) - want).abs() < 1e-6);

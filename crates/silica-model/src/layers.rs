@@ -402,7 +402,8 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> 
         let n = gate.dim(D::Minus1)?;
         return cpu_f32(&up, |u| {
             cpu_map(gate, |g, out| {
-                swiglu_rows(g, u, n, out);
+                out.copy_from_slice(g);
+                swiglu_rows(out, u, n);
                 Ok(())
             })
         });
@@ -496,7 +497,8 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ty: RopeType) -> cand
         return cpu_f32(cos, |c| {
             cpu_f32(sin, |s| {
                 cpu_map(x, |xs, out| {
-                    rope_rows(xs, n_heads, head_dim, (c, s), ty == RopeType::Neox, out);
+                    out.copy_from_slice(xs);
+                    rope_rows(out, n_heads, head_dim, (c, s), ty == RopeType::Neox);
                     Ok(())
                 })
             })

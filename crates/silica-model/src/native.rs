@@ -71,9 +71,9 @@ impl KvBuf {
 pub(crate) struct Workspace {
     /// The residual stream `[n, e]`.
     pub x: Vec<f32>,
-    /// Normed input of the next product `[n, e]`.
+    /// Normed input of the next product, or a product's output on its way into the residual `[n, e]`.
     pub h: Vec<f32>,
-    /// A product's output before it is added to the residual `[n, e]`.
+    /// A product's output before its norm (Gemma 3's post-norms) `[n, e]`.
     pub o: Vec<f32>,
     /// Queries `[n, nq]`.
     pub q: Vec<f32>,
@@ -83,11 +83,11 @@ pub(crate) struct Workspace {
     pub v: Vec<f32>,
     /// Attention output `[n, nq]`.
     pub a: Vec<f32>,
-    /// Scratch the size of the widest row (`[n, max(nq, ff)]`): RoPE and per-head norm outputs, SwiGLU.
+    /// Per-head norm outputs `[n, nq]` (Gemma 3).
     pub t: Vec<f32>,
-    /// FFN gate `[n, ff]`.
+    /// FFN gate of one token block `[block, ff]` ([`ffn_blocks`]).
     pub g: Vec<f32>,
-    /// FFN up `[n, ff]`.
+    /// FFN up of one token block `[block, ff]`.
     pub u: Vec<f32>,
     /// RoPE tables `[n, n_rot / 2]`, and those of sliding-window layers where they differ.
     pub rope: [Vec<f32>; 4],
@@ -128,32 +128,43 @@ pub(crate) fn rms_norm_t(x: &[f32], w: &Tensor, eps: f32, out: &mut [f32]) -> ca
     })
 }
 
-/// `silu(gate) · up` of rows of width `row` into `out` (ggml `swiglu`).
-pub(crate) fn swiglu_rows(gate: &[f32], up: &[f32], row: usize, out: &mut [f32]) {
-    par_rows(out, row, |r0, part| {
-        let at = r0 * row..r0 * row + part.len();
-        silica_kernels::ops::swiglu(&gate[at.clone()], &up[at], part);
+/// `gate = silu(gate) · up` in place, rows of width `row` split over the pool (ggml `swiglu`).
+pub(crate) fn swiglu_rows(gate: &mut [f32], up: &[f32], row: usize) {
+    par_rows(gate, row, |r0, part| {
+        silica_kernels::ops::swiglu(part, &up[r0 * row..r0 * row + part.len()]);
     });
 }
 
-/// RoPE of `x` (`[n_tokens, n_heads, head_dim]`) into `out` with tables `cos`, `sin` (`[n_tokens, head_dim/2]`).
+/// RoPE in place of `x` (`[n_tokens, n_heads, head_dim]`) with tables `cos`, `sin` (`[n_tokens, head_dim/2]`).
 pub(crate) fn rope_rows(
-    x: &[f32],
+    x: &mut [f32],
     n_heads: usize,
     head_dim: usize,
     (cos, sin): (&[f32], &[f32]),
     neox: bool,
-    out: &mut [f32],
 ) {
     let (row, half) = (n_heads * head_dim, head_dim / 2);
-    par_rows(out, row, |t0, part| {
-        let (xs, nt) = (&x[t0 * row..t0 * row + part.len()], part.len() / row);
+    par_rows(x, row, |t0, part| {
+        let nt = part.len() / row;
         let (c, s) = (
             &cos[t0 * half..(t0 + nt) * half],
             &sin[t0 * half..(t0 + nt) * half],
         );
-        silica_kernels::ops::rope(xs, n_heads, head_dim, c, s, neox, part);
+        silica_kernels::ops::rope(part, n_heads, head_dim, c, s, neox);
     });
+}
+
+/// Bytes each FFN buffer ([`Workspace::g`], [`Workspace::u`]) may take: prefill runs the FFN over blocks of
+/// tokens of at most this many `n_ff`-wide rows, which keeps peak memory near `file + KV cache` (llama 7B shape,
+/// 512 tokens: the two `[512, 11008]` buffers were 45 MB of the 95 MB above it). Each block re-reads the FFN
+/// weights, which the compute of a block of ~100 tokens hides.
+pub(crate) const FFN_BLOCK_BYTES: usize = 4 << 20;
+
+/// The token blocks of an `n`-token pass through an FFN of width `ff` ([`FFN_BLOCK_BYTES`]): `(first, count)`,
+/// counts a multiple of 4 (the products' token tile) except the last.
+pub(crate) fn ffn_blocks(n: usize, ff: usize) -> impl Iterator<Item = (usize, usize)> {
+    let per = (FFN_BLOCK_BYTES / (4 * ff.max(1)) / 4 * 4).max(4);
+    (0..n).step_by(per).map(move |t0| (t0, per.min(n - t0)))
 }
 
 /// `x += y`, element-wise, split over the pool by rows of width `row`.
@@ -271,12 +282,11 @@ pub(crate) fn check_rope(hp: &HParams) -> Result<()> {
     Ok(())
 }
 
-/// `out = a · b`, element-wise, over the pool by rows of width `row` (ggml `mul`).
-pub(crate) fn mul_rows(a: &[f32], b: &[f32], row: usize, out: &mut [f32]) {
-    par_rows(out, row, |r0, part| {
-        let at = r0 * row..r0 * row + part.len();
-        for ((o, &x), &y) in part.iter_mut().zip(&a[at.clone()]).zip(&b[at]) {
-            *o = x * y;
+/// `a *= b`, element-wise, over the pool by rows of width `row` (ggml `mul`).
+pub(crate) fn mul_rows(a: &mut [f32], b: &[f32], row: usize) {
+    par_rows(a, row, |r0, part| {
+        for (x, &y) in part.iter_mut().zip(&b[r0 * row..]) {
+            *x *= y;
         }
     });
 }

@@ -208,16 +208,17 @@ impl Gemma3 {
                 fit(&mut ws.k, n * nkv),
                 fit(&mut ws.v, n * nkv),
             );
-            let t = fit(&mut ws.t, n * nq.max(ff));
-            // Raw products into q and k, per-head norms into t, RoPE back into q and k.
-            l.attn_q.forward_into(h, n, q)?;
-            rms_norm_t(q, &l.attn_q_norm, eps, &mut t[..n * nq])?;
-            rope_rows(&t[..n * nq], hp.n_head, hd, tables, neox, q);
+            let t = fit(&mut ws.t, n * nq);
+            // Raw products into t, per-head norms into q and k, then RoPE in place.
+            l.attn_q.forward_into(h, n, t)?;
+            rms_norm_t(t, &l.attn_q_norm, eps, q)?;
+            rope_rows(q, hp.n_head, hd, tables, neox);
             // llama.cpp scales queries before attention and runs attention with kq_scale 1.
             scale_rows(q, hp.f_attention_scale, nq);
-            l.attn_k.forward_into(h, n, k)?;
-            rms_norm_t(k, &l.attn_k_norm, eps, &mut t[..n * nkv])?;
-            rope_rows(&t[..n * nkv], hp.n_head_kv, hd, tables, neox, k);
+            let t = &mut t[..n * nkv];
+            l.attn_k.forward_into(h, n, t)?;
+            rms_norm_t(t, &l.attn_k_norm, eps, k)?;
+            rope_rows(k, hp.n_head_kv, hd, tables, neox);
             l.attn_v.forward_into(h, n, v)?;
             let params = AttnParams {
                 il,
@@ -239,13 +240,15 @@ impl Gemma3 {
             rms_norm_t(o, &l.attn_post_norm, eps, h)?;
             add_rows(x, h, e);
             rms_norm_t(x, &l.ffn_norm, eps, h)?;
-            let (g, u) = (fit(&mut ws.g, n * ff), fit(&mut ws.u, n * ff));
-            l.ffn_gate.forward_into(h, n, g)?;
-            gelu_f16_rows(g, ff);
-            l.ffn_up.forward_into(h, n, u)?;
-            let t = &mut t[..n * ff];
-            mul_rows(g, u, ff, t);
-            l.ffn_down.forward_into(t, n, o)?;
+            for (t0, m) in native::ffn_blocks(n, ff) {
+                let (g, u) = (fit(&mut ws.g, m * ff), fit(&mut ws.u, m * ff));
+                let hb = &h[t0 * e..(t0 + m) * e];
+                l.ffn_gate.forward_into(hb, m, g)?;
+                gelu_f16_rows(g, ff);
+                l.ffn_up.forward_into(hb, m, u)?;
+                mul_rows(g, u, ff);
+                l.ffn_down.forward_into(g, m, &mut o[t0 * e..(t0 + m) * e])?;
+            }
             rms_norm_t(o, &l.ffn_post_norm, eps, h)?;
             add_rows(x, h, e);
         }

@@ -153,11 +153,10 @@ impl Llama {
                 fit(&mut ws.k, n * nkv),
                 fit(&mut ws.v, n * nkv),
             );
-            let t = fit(&mut ws.t, n * nq.max(ff));
-            l.attn_q.forward_into(h, n, &mut t[..n * nq])?;
-            rope_rows(&t[..n * nq], hp.n_head, hd, (cos, sin), neox, q);
-            l.attn_k.forward_into(h, n, &mut t[..n * nkv])?;
-            rope_rows(&t[..n * nkv], hp.n_head_kv, hd, (cos, sin), neox, k);
+            l.attn_q.forward_into(h, n, q)?;
+            rope_rows(q, hp.n_head, hd, (cos, sin), neox);
+            l.attn_k.forward_into(h, n, k)?;
+            rope_rows(k, hp.n_head_kv, hd, (cos, sin), neox);
             l.attn_v.forward_into(h, n, v)?;
             let params = AttnParams {
                 il,
@@ -174,17 +173,20 @@ impl Llama {
                 &mut ws.gather,
                 a,
             )?;
-            let o = fit(&mut ws.o, n * e);
-            l.attn_output.forward_into(a, n, o)?;
-            add_rows(x, o, e);
+            // `h` is free once Q, K and V are made: it takes each product's output on its way into `x`.
+            l.attn_output.forward_into(a, n, h)?;
+            add_rows(x, h, e);
             rms_norm_t(x, &l.ffn_norm, eps, h)?;
-            let (g, u) = (fit(&mut ws.g, n * ff), fit(&mut ws.u, n * ff));
-            l.ffn_gate.forward_into(h, n, g)?;
-            l.ffn_up.forward_into(h, n, u)?;
-            let t = &mut t[..n * ff];
-            swiglu_rows(g, u, ff, t);
-            l.ffn_down.forward_into(t, n, o)?;
-            add_rows(x, o, e);
+            // Block by block, each block's output replacing its own input rows of `h`.
+            for (t0, m) in native::ffn_blocks(n, ff) {
+                let (g, u) = (fit(&mut ws.g, m * ff), fit(&mut ws.u, m * ff));
+                let hb = &mut h[t0 * e..(t0 + m) * e];
+                l.ffn_gate.forward_into(hb, m, g)?;
+                l.ffn_up.forward_into(hb, m, u)?;
+                swiglu_rows(g, u, ff);
+                l.ffn_down.forward_into(g, m, hb)?;
+            }
+            add_rows(x, h, e);
         }
         native::head(kv, (&self.output_norm, eps), &self.output, e, ws)
     }
