@@ -113,6 +113,8 @@ pub fn run_case(
     if !opts.delay.is_zero() {
         std::thread::sleep(opts.delay);
     }
+    // The previous case's freed buffers go back to the OS first, so this case's peak is its own.
+    silica_telemetry::process::trim_heap();
     silica_telemetry::process::reset_peak_rss();
     let n_seq = case.n_parallel as usize;
     let mut kv =

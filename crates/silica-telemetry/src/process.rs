@@ -7,6 +7,23 @@ pub fn reset_peak_rss() -> bool {
     fs_err::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// Gives the heap's free memory back to the OS (glibc `malloc_trim(0)`); returns whether it ran (glibc only).
+///
+/// silica's binary tells glibc to keep freed memory for reuse (`silica_kernels::keep_freed_memory`), so memory a
+/// finished benchmark case freed stays resident; trimming before [`reset_peak_rss`] makes the next case's peak
+/// its own rather than the largest earlier case's.
+#[allow(unsafe_code)]
+pub fn trim_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free heap memory to the OS, under glibc's arena locks.
+    unsafe {
+        libc::malloc_trim(0);
+        true
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
+
 /// This process's peak resident set size in bytes (`VmHWM` of `/proc/self/status`, as the sampler reads it), since
 /// start or the last [`reset_peak_rss`]; `None` where the OS does not say.
 pub fn peak_rss_bytes() -> Option<u64> {
