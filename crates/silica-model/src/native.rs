@@ -268,6 +268,51 @@ pub(crate) fn head(
     Ok(())
 }
 
+/// The widths of a pass ([`Workspace`]'s names): `e` = `n_embd`, `nq` = `n_head · head_dim`, `nkv` =
+/// `n_head_kv · head_dim`, `ff` = `n_ff`, `hd` = `head_dim`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Widths {
+    pub e: usize,
+    pub nq: usize,
+    pub nkv: usize,
+    pub ff: usize,
+    pub hd: usize,
+}
+
+impl Widths {
+    /// The widths of `hp`.
+    pub(crate) fn of(hp: &HParams) -> Self {
+        Widths {
+            e: hp.n_embd,
+            nq: hp.n_embd_q(),
+            nkv: hp.n_embd_k_gqa(),
+            ff: hp.n_ff,
+            hd: hp.n_embd_head_k,
+        }
+    }
+}
+
+/// Runs an architecture's CPU `pass` on the cache's [`Workspace`] (taken out of the cache for the pass and put
+/// back after, also on error), with the plan of `batch` filled in.
+///
+/// # Errors
+/// Partial RoPE ([`check_rope`]), the plan's errors, then `pass`'s.
+pub(crate) fn run_pass(
+    hp: &HParams,
+    batch: &crate::Batch,
+    kv: &mut KvCache,
+    pass: impl FnOnce(&mut Workspace, &mut KvCache) -> Result<()>,
+) -> Result<()> {
+    check_rope(hp)?;
+    let mut ws = std::mem::take(&mut kv.ws);
+    let r = ws
+        .plan
+        .fill(batch, kv, hp.n_vocab)
+        .and_then(|()| pass(&mut ws, kv));
+    kv.ws = ws;
+    r
+}
+
 /// The CPU pass rotates whole heads (`n_rot == head_dim`), as silica-kernels' RoPE does.
 ///
 /// # Errors

@@ -8,7 +8,7 @@ use crate::layers::{
     AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, rope_tables_into, swiglu,
 };
 use crate::loader::{Embedding, Linear, Loader, tn};
-use crate::native::{self, AttnDims, Workspace, add_rows, fit, rms_norm_t, rope_rows, swiglu_rows};
+use crate::native::{self, AttnDims, Widths, Workspace, add_rows, fit, rms_norm_t, rope_rows, swiglu_rows};
 use crate::{HParams, LoadError, Result, RopeType};
 
 #[derive(Debug)]
@@ -120,24 +120,13 @@ impl Llama {
     /// The CPU pass on the cache's buffers ([`crate::native`]): [`Llama::forward`]'s steps on slices, with the
     /// logits left in the cache's workspace.
     pub(crate) fn forward_cpu(&self, batch: &Batch, kv: &mut KvCache) -> Result<()> {
-        native::check_rope(&self.hp)?;
-        let mut ws = std::mem::take(&mut kv.ws);
-        let r = self.pass_cpu(batch, kv, &mut ws);
-        kv.ws = ws;
-        r
+        native::run_pass(&self.hp, batch, kv, |ws, kv| self.pass_cpu(batch, kv, ws))
     }
 
     fn pass_cpu(&self, batch: &Batch, kv: &mut KvCache, ws: &mut Workspace) -> Result<()> {
         let hp = &self.hp;
-        ws.plan.fill(batch, kv, hp.n_vocab)?;
         let n = batch.len();
-        let (e, nq, nkv, ff, hd) = (
-            hp.n_embd,
-            hp.n_embd_q(),
-            hp.n_embd_k_gqa(),
-            hp.n_ff,
-            hp.n_embd_head_k,
-        );
+        let Widths { e, nq, nkv, ff, hd } = Widths::of(hp);
         let eps = hp.f_norm_rms_eps;
         let neox = hp.rope_type == RopeType::Neox;
         let [cos, sin, ..] = &mut ws.rope;
