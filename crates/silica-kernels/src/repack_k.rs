@@ -3,7 +3,8 @@
 //! are silica's own).
 //!
 //! A [`BlockQ4_Kx8`] holds super-block `i` (256 values) of eight consecutive rows: their `d` and `dmin`, their
-//! 6-bit sub-block scales and mins unpacked to one byte each at pack time, and their nibbles arranged so that one
+//! 6-bit sub-block scales and mins rearranged so that the kernels unpack eight rows' values with a few byte-lane
+//! masks and shifts (the copy is exactly the file's size), and their nibbles arranged so that one
 //! 32-byte load gives, for four consecutive elements of two sub-blocks (low and high nibbles), the levels of all
 //! eight rows (lane `j` = row `j`, as [`crate::repack::BlockQ4_0x8`]). An integer dot product of that vector with
 //! the four matching activation bytes broadcast to all lanes (`vpdpbusd`, or `vpmaddubsw` + `vpmaddwd` on AVX2)
@@ -39,7 +40,7 @@ use half::f16;
 use crate::blocks::{BlockQ4K, BlockQ8K, QK_K};
 use crate::kquants::unpack_scales_mins;
 
-/// Super-block `i` of eight rows of a Q4_K matrix, repacked (1184 bytes; eight [`BlockQ4K`] are 1152).
+/// Super-block `i` of eight rows of a Q4_K matrix, repacked (1152 bytes, as eight [`BlockQ4K`]).
 ///
 /// Sub-block `sb` (0..8) of a row holds its elements `32·sb .. 32·sb + 32`.
 ///
@@ -47,9 +48,12 @@ use crate::kquants::unpack_scales_mins;
 ///   element `4c + t` of sub-block `2p + 1` in its high nibble (`p` in 0..4, `c` in 0..8, `t` in 0..4). That is
 ///   source byte `32·p + 4·c + t` of row `j`'s [`BlockQ4K::qs`], moved; one 32-byte load at `256·p + 32·c` gives
 ///   lane `j` = row `j`.
-/// * `scales[sb][j]`: row `j`'s 6-bit scale of sub-block `sb` (ggml's `get_scale_min_k4`), one byte.
-/// * `mins[q][2·j + h]`: row `j`'s 6-bit min of sub-block `2q + h` (`h` in 0..2), one byte; widened to i16,
-///   one 32-byte vector per `q` pairs with the two sub-block sums of the activations (`vpmaddwd`).
+/// * The 6-bit sub-block scales and mins (ggml's `get_scale_min_k4`) of the sub-block pair `p` (sub-blocks `2p`
+///   and `2p + 1`), one byte per row `j` in each of three 8-byte arrays: `sc_lo[p][j]` = low four bits of the
+///   scale of `2p` | those of `2p + 1` << 4; `mn_lo[p][j]` the same for the mins; `hi[p][j]` = the top two bits
+///   of scale `2p`, scale `2p + 1`, min `2p`, min `2p + 1` at bits 0, 2, 4, 6. The kernels unpack the eight rows'
+///   values of a pair with a few byte-lane masks and shifts ([`BlockQ4_Kx8::scale`], [`BlockQ4_Kx8::min`] are
+///   the scalar reading). Kept unpacked, one byte each, they made the copy 2.8% larger than the file's tensor.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
 pub struct BlockQ4_Kx8 {
@@ -57,15 +61,17 @@ pub struct BlockQ4_Kx8 {
     pub d: [f16; 8],
     /// Super-block scales of the sub-block mins, one per row.
     pub dmin: [f16; 8],
-    /// Sub-block scales `[sub-block][row]`, unpacked (0..64).
-    pub scales: [[u8; 8]; 8],
-    /// Sub-block mins `[sub-block pair][2·row + which]`, unpacked (0..64).
-    pub mins: [[u8; 16]; 4],
+    /// Low four bits of the sub-block scales, `[pair][row]`, as described above.
+    pub sc_lo: [[u8; 8]; 4],
+    /// Low four bits of the sub-block mins, `[pair][row]`.
+    pub mn_lo: [[u8; 8]; 4],
+    /// Top two bits of the pair's two scales and two mins, `[pair][row]`.
+    pub hi: [[u8; 8]; 4],
     /// Nibbles, interleaved as described above.
     pub qs: [u8; 8 * QK_K / 2],
 }
 
-const _: () = assert!(size_of::<BlockQ4_Kx8>() == 8 * size_of::<BlockQ4K>() + 32);
+const _: () = assert!(size_of::<BlockQ4_Kx8>() == 8 * size_of::<BlockQ4K>());
 
 impl BlockQ4_Kx8 {
     /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s).
@@ -81,9 +87,11 @@ impl BlockQ4_Kx8 {
             b.d[j] = s.d;
             b.dmin[j] = s.dmin;
             let sm = unpack_scales_mins(&s.scales);
-            for sb in 0..8 {
-                b.scales[sb][j] = sm[sb];
-                b.mins[sb / 2][2 * j + sb % 2] = sm[8 + sb];
+            for p in 0..4 {
+                let (s0, s1, m0, m1) = (sm[2 * p], sm[2 * p + 1], sm[8 + 2 * p], sm[8 + 2 * p + 1]);
+                b.sc_lo[p][j] = (s0 & 0x0F) | (s1 & 0x0F) << 4;
+                b.mn_lo[p][j] = (m0 & 0x0F) | (m1 & 0x0F) << 4;
+                b.hi[p][j] = s0 >> 4 | (s1 >> 4) << 2 | (m0 >> 4) << 4 | (m1 >> 4) << 6;
             }
             for p in 0..4 {
                 for c in 0..8 {
@@ -101,9 +109,16 @@ impl BlockQ4_Kx8 {
         i32::from(if sb % 2 == 1 { byte >> 4 } else { byte & 0x0F })
     }
 
-    /// Row `j`'s min of sub-block `sb`.
+    /// Row `j`'s 6-bit scale of sub-block `sb`.
+    pub fn scale(&self, j: usize, sb: usize) -> i32 {
+        let (p, h) = (sb / 2, sb % 2);
+        i32::from((self.sc_lo[p][j] >> (4 * h)) & 0x0F | ((self.hi[p][j] >> (2 * h)) & 3) << 4)
+    }
+
+    /// Row `j`'s 6-bit min of sub-block `sb`.
     pub fn min(&self, j: usize, sb: usize) -> i32 {
-        i32::from(self.mins[sb / 2][2 * j + sb % 2])
+        let (p, h) = (sb / 2, sb % 2);
+        i32::from((self.mn_lo[p][j] >> (4 * h)) & 0x0F | ((self.hi[p][j] >> (4 + 2 * h)) & 3) << 4)
     }
 }
 
@@ -201,7 +216,7 @@ pub fn gemm_q4k_ref<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [
                     let dot: i32 = (0..32)
                         .map(|e| wb.level(j, sb, e) * i32::from(yb.qs[32 * sb + e]))
                         .sum();
-                    isum += i32::from(wb.scales[sb][j]) * dot;
+                    isum += wb.scale(j, sb) * dot;
                     msum += wb.min(j, sb) * (i32::from(yb.bsums[2 * sb]) + i32::from(yb.bsums[2 * sb + 1]));
                 }
                 let b = wb.dmin[j].to_f32() * msum as f32;
@@ -272,12 +287,67 @@ pub(crate) mod x86 {
         }
     }
 
+    /// The 6-bit sub-block scales and mins of the eight rows, unpacked from [`BlockQ4_Kx8`]'s layout with a few
+    /// ymm masks and shifts (16-bit shifts: the masks clear what crosses from the neighbouring byte):
+    /// `scales[sb][j]` is row `j`'s scale of sub-block `sb`; `mins[q][2j + h]` row `j`'s min of sub-block
+    /// `2q + h`, the pairs the closing `vpmaddwd` takes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) fn unpack_scales_mins(wb: &BlockQ4_Kx8) -> ([[u8; 8]; 8], [[u8; 16]; 4]) {
+        // SAFETY: each field is 32 readable bytes; unaligned loads.
+        let (lo, mlo, hi) = unsafe {
+            (
+                _mm256_loadu_si256(wb.sc_lo.as_ptr().cast()),
+                _mm256_loadu_si256(wb.mn_lo.as_ptr().cast()),
+                _mm256_loadu_si256(wb.hi.as_ptr().cast()),
+            )
+        };
+        let nib = _mm256_set1_epi8(0x0F);
+        // (No closures here: they are not inlined into target-feature code.)
+        // Byte 8p + j of each: row j's value of sub-block 2p (even) or 2p + 1 (odd).
+        let s_even = _mm256_or_si256(
+            _mm256_and_si256(lo, nib),
+            _mm256_slli_epi16::<4>(_mm256_and_si256(hi, _mm256_set1_epi8(0x03))),
+        );
+        let s_odd = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(lo), nib),
+            _mm256_slli_epi16::<2>(_mm256_and_si256(hi, _mm256_set1_epi8(0x0C))),
+        );
+        let m_even = _mm256_or_si256(
+            _mm256_and_si256(mlo, nib),
+            _mm256_and_si256(hi, _mm256_set1_epi8(0x30)),
+        );
+        let m_odd = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(mlo), nib),
+            _mm256_srli_epi16::<2>(_mm256_and_si256(hi, _mm256_set1_epi8(0xC0_u8 as i8))),
+        );
+        // Scales: sub-block order 0..8 = pairs' (even, odd) in turn: interleave 8-byte halves.
+        let sc_a = _mm256_unpacklo_epi64(s_even, s_odd); // p0 even, p0 odd | p2 even, p2 odd
+        let sc_b = _mm256_unpackhi_epi64(s_even, s_odd); // p1 even, p1 odd | p3 even, p3 odd
+        // Mins: row by row (even, odd) within each pair.
+        let mn_a = _mm256_unpacklo_epi8(m_even, m_odd); // pair 0 | pair 2
+        let mn_b = _mm256_unpackhi_epi8(m_even, m_odd); // pair 1 | pair 3
+        let mut scales = [[0u8; 8]; 8];
+        let mut mins = [[0u8; 16]; 4];
+        // SAFETY: both arrays are 64 writable bytes; unaligned stores.
+        unsafe {
+            let sp = scales.as_mut_ptr().cast::<__m256i>();
+            _mm256_storeu_si256(sp, _mm256_permute2x128_si256::<0x20>(sc_a, sc_b));
+            _mm256_storeu_si256(sp.add(1), _mm256_permute2x128_si256::<0x31>(sc_a, sc_b));
+            let mp = mins.as_mut_ptr().cast::<__m256i>();
+            _mm256_storeu_si256(mp, _mm256_permute2x128_si256::<0x20>(mn_a, mn_b));
+            _mm256_storeu_si256(mp.add(1), _mm256_permute2x128_si256::<0x31>(mn_a, mn_b));
+        }
+        (scales, mins)
+    }
+
     /// Closes super-block `wb` for each token: `acc[k] += y_k.d · (d·isum_k − dmin·msum_k)` for the eight rows,
     /// with `msum = Σ_sb min[sb] · (bsums[2sb] + bsums[2sb+1])` (the order [`super::gemm_q4k_ref`] follows).
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     fn close_superblock<const N: usize>(
         wb: &BlockQ4_Kx8,
+        mins_u8: &[[u8; 16]; 4],
         ys: [&BlockQ8K; N],
         isum: [__m256i; N],
         acc: &mut [__m256; N],
@@ -290,10 +360,11 @@ pub(crate) mod x86 {
                 _mm256_cvtph_ps(_mm_loadu_si128(wb.dmin.as_ptr().cast())),
             )
         };
-        let mins: [__m256i; 4] = std::array::from_fn(|q| {
-            // SAFETY: `mins[q]` is 16 readable bytes; unaligned load.
-            _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(wb.mins[q].as_ptr().cast()) })
-        });
+        let mut mins = [_mm256_setzero_si256(); 4];
+        for (m, raw) in mins.iter_mut().zip(mins_u8) {
+            // SAFETY: `raw` is 16 readable bytes; unaligned load.
+            *m = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(raw.as_ptr().cast()) });
+        }
         for k in 0..N {
             // SAFETY: `bsums` is 32 readable bytes; unaligned load.
             let bs = unsafe { _mm256_loadu_si256(ys[k].bsums.as_ptr().cast()) };
@@ -425,13 +496,14 @@ pub(crate) mod x86 {
                     let low = _mm256_set1_epi8(0x0F);
                     let mut acc = [_mm256_setzero_ps(); N];
                     for (i, wb) in w.iter().enumerate() {
+                        let (scales, mins) = super::unpack_scales_mins(wb);
                         // SAFETY: the caller guarantees every `x[k]` has `w.len()` blocks; `i < w.len()`.
                         let ys: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
                         let mut isum = [_mm256_setzero_si256(); N];
                         for p in 0..4 {
                             let sc32: [__m256i; 2] = std::array::from_fn(|h| {
                                 // SAFETY: `scales[2p + h]` is 8 readable bytes; unaligned 64-bit load.
-                                let raw = unsafe { _mm_loadl_epi64(wb.scales[2 * p + h].as_ptr().cast()) };
+                                let raw = unsafe { _mm_loadl_epi64(scales[2 * p + h].as_ptr().cast()) };
                                 _mm256_cvtepu8_epi32(raw)
                             });
                             let sc16 = sc32.map(|s| _mm256_or_si256(s, _mm256_slli_epi32::<16>(s)));
@@ -452,7 +524,7 @@ pub(crate) mod x86 {
                                 }
                             }
                         }
-                        super::close_superblock(wb, ys, isum, &mut acc);
+                        super::close_superblock(wb, &mins, ys, isum, &mut acc);
                     }
                     super::store(acc)
                 }
@@ -482,13 +554,14 @@ pub(crate) mod x86 {
             let spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
             let mut acc = [_mm256_setzero_ps(); N];
             for (i, wb) in w.iter().enumerate() {
+                let (scales, mins) = super::unpack_scales_mins(wb);
                 // SAFETY: the caller guarantees every `x[k]` has `w.len()` blocks; `i < w.len()`.
                 let ys: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
                 let mut isum = [_mm512_setzero_si512(); N];
                 for p in 0..4 {
                     let sc: [__m512i; 2] = std::array::from_fn(|h| {
                         // SAFETY: `scales[2p + h]` is 8 readable bytes; unaligned 64-bit load.
-                        let raw = unsafe { _mm_loadl_epi64(wb.scales[2 * p + h].as_ptr().cast()) };
+                        let raw = unsafe { _mm_loadl_epi64(scales[2 * p + h].as_ptr().cast()) };
                         let s = _mm256_cvtepu8_epi32(raw);
                         _mm512_inserti64x4::<1>(_mm512_castsi256_si512(s), s)
                     });
@@ -513,7 +586,7 @@ pub(crate) mod x86 {
                         }
                     }
                 }
-                super::close_superblock(wb, ys, super::fold_halves(isum), &mut acc);
+                super::close_superblock(wb, &mins, ys, super::fold_halves(isum), &mut acc);
             }
             super::store(acc)
         }
@@ -526,7 +599,7 @@ mod tests {
     use super::*;
     use crate::WeightBlock;
     use crate::test_util::{bits, random_q8k, random_rows};
-    use rand::{SeedableRng, rngs::StdRng};
+    use rand::{Rng, SeedableRng, rngs::StdRng};
 
     /// `Σ |terms|` of row `r` times token `y`: the scale of the f32 rounding differences.
     fn magnitude(w: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
@@ -545,6 +618,44 @@ mod tests {
                 yb.d.abs() * per
             })
             .sum()
+    }
+
+    #[test]
+    fn packing_keeps_every_scale_and_min() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for _ in 0..50 {
+            // Any 12 bytes are a valid packing of eight 6-bit scales and mins (ggml's `get_scale_min_k4`).
+            let src: Vec<BlockQ4K> = (0..8)
+                .map(|_| {
+                    let mut b = BlockQ4K::zeroed();
+                    b.scales = std::array::from_fn(|_| rng.random());
+                    b
+                })
+                .collect();
+            let b = BlockQ4_Kx8::pack(std::array::from_fn(|j| &src[j]));
+            for (j, s) in src.iter().enumerate() {
+                let sm = unpack_scales_mins(&s.scales);
+                for sb in 0..8 {
+                    assert_eq!(b.scale(j, sb), i32::from(sm[sb]), "row {j} scale {sb}");
+                    assert_eq!(b.min(j, sb), i32::from(sm[8 + sb]), "row {j} min {sb}");
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            if x86::Level::Avx2.supported() {
+                // SAFETY: AVX2 is present (checked).
+                let (scales, mins) = unsafe { x86::unpack_scales_mins(&b) };
+                for j in 0..8 {
+                    for sb in 0..8 {
+                        assert_eq!(i32::from(scales[sb][j]), b.scale(j, sb), "row {j} scale {sb}");
+                        assert_eq!(
+                            i32::from(mins[sb / 2][2 * j + sb % 2]),
+                            b.min(j, sb),
+                            "row {j} min {sb}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
