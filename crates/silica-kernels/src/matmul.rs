@@ -254,8 +254,8 @@ impl<P: PackK8> RepackedMatrix for PackedK<P> {
 /// Repacks `w` eight rows at a time where this CPU has a repacked kernel for its type — Q4_0, Q5_0 and Q8_0
 /// ([`repack::has_fast_path`]), Q4_K and Q6_K ([`repack_k::has_fast_path_k`]) — and its shape allows (rows a
 /// multiple of 8; for the k-quants, columns a multiple of 256). `None` otherwise: the row-major [`matmul`] is then
-/// the faster one. The groups are packed in parallel on the process pool; the copy is the size of `w` (Q4_K: 2.8%
-/// more).
+/// the faster one. The groups are packed in parallel on the process pool; the copy is the size of `w` for every
+/// type.
 ///
 /// # Errors
 /// [`KernelError::Misaligned`] if `w`'s bytes are not aligned for its blocks.
