@@ -75,14 +75,8 @@ pub(crate) struct Workspace {
     pub h: Vec<f32>,
     /// A product's output before its norm (Gemma 3's post-norms) `[n, e]`.
     pub o: Vec<f32>,
-    /// Queries `[n, nq]`.
-    pub q: Vec<f32>,
-    /// Keys `[n, nkv]`.
-    pub k: Vec<f32>,
-    /// Values `[n, nkv]`.
-    pub v: Vec<f32>,
-    /// Attention output `[n, nq]`.
-    pub a: Vec<f32>,
+    /// Queries, keys, values and the attention output.
+    pub attn: AttnBufs,
     /// Per-head norm outputs `[n, nq]` (Gemma 3).
     pub t: Vec<f32>,
     /// FFN gate of one token block `[block, ff]` ([`ffn_blocks`]).
@@ -91,12 +85,25 @@ pub(crate) struct Workspace {
     pub u: Vec<f32>,
     /// RoPE tables `[n, n_rot / 2]`, and those of sliding-window layers where they differ.
     pub rope: [Vec<f32>; 4],
-    /// One sequence's queries, keys, values and attention output gathered from a batch of several.
-    pub gather: [Vec<f32>; 4],
     /// Logits `[n_out, n_vocab]`.
     pub logits: Vec<f32>,
     /// The plan of the pass, refilled each time.
     pub plan: BatchPlan,
+}
+
+/// The attention's buffers in a [`Workspace`] (widths as there).
+#[derive(Debug, Default)]
+pub(crate) struct AttnBufs {
+    /// Queries `[n, nq]`.
+    pub q: Vec<f32>,
+    /// Keys `[n, nkv]`.
+    pub k: Vec<f32>,
+    /// Values `[n, nkv]`.
+    pub v: Vec<f32>,
+    /// Attention output `[n, nq]`.
+    pub a: Vec<f32>,
+    /// One sequence's queries, keys, values and attention output gathered from a batch of several.
+    pub gather: [Vec<f32>; 4],
 }
 
 /// The first `len` values of `v`, grown (zero-filled) only when `v` is shorter.
@@ -198,21 +205,22 @@ impl AttnDims {
     }
 }
 
-/// Causal attention of a batch on the CPU: writes each run's keys and values into its sequence's cache, then
-/// attends over the cache in place (`silica_kernels::attention`). `q` `[n, n_head·hd]`, `k`, `v`
-/// `[n, n_head_kv·hd]`, `out` `[n, n_head·hd]`; tokens of several sequences are gathered per run into
-/// `gather` and scattered back.
-#[allow(clippy::too_many_arguments)]
+/// Causal attention of the pass's `n` tokens on the CPU, from `b.q` (`[n, n_head·hd]`), `b.k`, `b.v`
+/// (`[n, n_head_kv·hd]`) into `b.a` (`[n, n_head·hd]`): writes each run's keys and values into its sequence's
+/// cache, then attends over the cache in place (`silica_kernels::attention`); tokens of several sequences are
+/// gathered per run into `b.gather` and scattered back.
 pub(crate) fn attention(
-    d: AttnDims,
-    (q, k, v): (&[f32], &[f32], &[f32]),
+    hp: &HParams,
+    n: usize,
     kv: &mut KvCache,
     plan: &BatchPlan,
     p: AttnParams,
-    gather: &mut [Vec<f32>; 4],
-    out: &mut [f32],
+    b: &mut AttnBufs,
 ) -> Result<()> {
+    let d = AttnDims::of(hp);
     let (wq, wkv) = (d.n_head * d.head_dim, d.n_head_kv * d.head_dim);
+    let (q, k, v) = (&b.q[..n * wq], &b.k[..n * wkv], &b.v[..n * wkv]);
+    let out = fit(&mut b.a, n * wq);
     for (seq, p0, idx) in plan.runs() {
         let m = idx.len();
         if plan.contiguous {
@@ -220,7 +228,7 @@ pub(crate) fn attention(
             kv.attend_cpu(d, p, seq, p0, q, out)?;
             continue;
         }
-        let [gq, gk, gv, ga] = gather;
+        let [gq, gk, gv, ga] = &mut b.gather;
         let (gq, gk, gv) = (fit(gq, m * wq), fit(gk, m * wkv), fit(gv, m * wkv));
         for (r, &i) in idx.iter().enumerate() {
             let i = i as usize;

@@ -12,8 +12,7 @@ use crate::layers::{
 };
 use crate::loader::{Embedding, Linear, Loader, tn};
 use crate::native::{
-    self, AttnDims, Widths, Workspace, add_rows, fit, gelu_f16_rows, mul_rows, rms_norm_t, rope_rows,
-    scale_rows,
+    self, Widths, Workspace, add_rows, fit, gelu_f16_rows, mul_rows, rms_norm_t, rope_rows, scale_rows,
 };
 use crate::{HParams, LoadError, Result, RopeType};
 
@@ -151,13 +150,9 @@ impl Gemma3 {
         super::head(&x, kv, &plan, &self.output_norm, eps, &self.output)
     }
 
-    /// The CPU pass on the cache's buffers ([`crate::native`]): [`Gemma3::forward`]'s steps on slices, with the
-    /// logits left in the cache's workspace.
-    pub(crate) fn forward_cpu(&self, batch: &Batch, kv: &mut KvCache) -> Result<()> {
-        native::run_pass(&self.hp, batch, kv, |ws, kv| self.pass_cpu(batch, kv, ws))
-    }
-
-    fn pass_cpu(&self, batch: &Batch, kv: &mut KvCache, ws: &mut Workspace) -> Result<()> {
+    /// The CPU pass on the cache's workspace `ws` ([`crate::native`], which runs it through `run_pass` with the
+    /// plan filled in): [`Gemma3::forward`]'s steps on slices, the logits left in `ws.logits`.
+    pub(crate) fn forward_cpu(&self, batch: &Batch, kv: &mut KvCache, ws: &mut Workspace) -> Result<()> {
         let hp = &self.hp;
         let n = batch.len();
         let Widths { e, nq, nkv, ff, hd } = Widths::of(hp);
@@ -194,9 +189,9 @@ impl Gemma3 {
             let h = fit(&mut ws.h, n * e);
             rms_norm_t(x, &l.attn_norm, eps, h)?;
             let (q, k, v) = (
-                fit(&mut ws.q, n * nq),
-                fit(&mut ws.k, n * nkv),
-                fit(&mut ws.v, n * nkv),
+                fit(&mut ws.attn.q, n * nq),
+                fit(&mut ws.attn.k, n * nkv),
+                fit(&mut ws.attn.v, n * nkv),
             );
             let t = fit(&mut ws.t, n * nq);
             // Raw products into t, per-head norms into q and k, then RoPE in place.
@@ -215,16 +210,8 @@ impl Gemma3 {
                 kq_scale: 1.0,
                 n_swa: if swa { hp.n_swa } else { 0 },
             };
-            let a = fit(&mut ws.a, n * nq);
-            native::attention(
-                AttnDims::of(hp),
-                (q, k, v),
-                kv,
-                &ws.plan,
-                params,
-                &mut ws.gather,
-                a,
-            )?;
+            native::attention(hp, n, kv, &ws.plan, params, &mut ws.attn)?;
+            let a = &ws.attn.a[..n * nq];
             let o = fit(&mut ws.o, n * e);
             l.attn_output.forward_into(a, n, o)?;
             rms_norm_t(o, &l.attn_post_norm, eps, h)?;

@@ -8,7 +8,7 @@ use crate::layers::{
     AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, rope_tables_into, swiglu,
 };
 use crate::loader::{Embedding, Linear, Loader, tn};
-use crate::native::{self, AttnDims, Widths, Workspace, add_rows, fit, rms_norm_t, rope_rows, swiglu_rows};
+use crate::native::{self, Widths, Workspace, add_rows, fit, rms_norm_t, rope_rows, swiglu_rows};
 use crate::{HParams, LoadError, Result, RopeType};
 
 #[derive(Debug)]
@@ -117,13 +117,9 @@ impl Llama {
         super::head(&x, kv, &plan, &self.output_norm, hp.f_norm_rms_eps, &self.output)
     }
 
-    /// The CPU pass on the cache's buffers ([`crate::native`]): [`Llama::forward`]'s steps on slices, with the
-    /// logits left in the cache's workspace.
-    pub(crate) fn forward_cpu(&self, batch: &Batch, kv: &mut KvCache) -> Result<()> {
-        native::run_pass(&self.hp, batch, kv, |ws, kv| self.pass_cpu(batch, kv, ws))
-    }
-
-    fn pass_cpu(&self, batch: &Batch, kv: &mut KvCache, ws: &mut Workspace) -> Result<()> {
+    /// The CPU pass on the cache's workspace `ws` ([`crate::native`], which runs it through `run_pass` with the
+    /// plan filled in): [`Llama::forward`]'s steps on slices, the logits left in `ws.logits`.
+    pub(crate) fn forward_cpu(&self, batch: &Batch, kv: &mut KvCache, ws: &mut Workspace) -> Result<()> {
         let hp = &self.hp;
         let n = batch.len();
         let Widths { e, nq, nkv, ff, hd } = Widths::of(hp);
@@ -138,9 +134,9 @@ impl Llama {
             let h = fit(&mut ws.h, n * e);
             rms_norm_t(x, &l.attn_norm, eps, h)?;
             let (q, k, v) = (
-                fit(&mut ws.q, n * nq),
-                fit(&mut ws.k, n * nkv),
-                fit(&mut ws.v, n * nkv),
+                fit(&mut ws.attn.q, n * nq),
+                fit(&mut ws.attn.k, n * nkv),
+                fit(&mut ws.attn.v, n * nkv),
             );
             l.attn_q.forward_into(h, n, q)?;
             rope_rows(q, hp.n_head, hd, (cos, sin), neox);
@@ -152,16 +148,8 @@ impl Llama {
                 kq_scale: hp.f_attention_scale,
                 n_swa: 0,
             };
-            let a = fit(&mut ws.a, n * nq);
-            native::attention(
-                AttnDims::of(hp),
-                (q, k, v),
-                kv,
-                &ws.plan,
-                params,
-                &mut ws.gather,
-                a,
-            )?;
+            native::attention(hp, n, kv, &ws.plan, params, &mut ws.attn)?;
+            let a = &ws.attn.a[..n * nq];
             // `h` is free once Q, K and V are made: it takes each product's output on its way into `x`.
             l.attn_output.forward_into(a, n, h)?;
             add_rows(x, h, e);

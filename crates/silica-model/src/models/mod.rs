@@ -88,9 +88,14 @@ impl Model {
     /// As [`Model::forward`].
     pub fn forward_logits<'k>(&self, batch: &Batch, kv: &'k mut KvCache) -> Result<&'k [f32]> {
         if kv.is_cpu() {
+            let hp = self.hparams();
             match self {
-                Model::Llama(m) => m.forward_cpu(batch, kv)?,
-                Model::Gemma3(m) => m.forward_cpu(batch, kv)?,
+                Model::Llama(m) => {
+                    crate::native::run_pass(hp, batch, kv, |ws, kv| m.forward_cpu(batch, kv, ws))?
+                }
+                Model::Gemma3(m) => {
+                    crate::native::run_pass(hp, batch, kv, |ws, kv| m.forward_cpu(batch, kv, ws))?
+                }
             }
         } else {
             let t = self.forward_graph(batch, kv)?.flatten_all()?.to_vec1::<f32>()?;
