@@ -4,7 +4,7 @@
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::hparams::{HParams, RopeType};
-use crate::native::{AttnDims, KvBuf, Workspace, rms_norm_rows, rope_rows, swiglu_rows};
+use crate::native::{KvBuf, Workspace, rms_norm_rows, rope_rows, swiglu_rows};
 use crate::{Error, Result};
 
 /// Tokens to run in one forward pass, possibly from several independent sequences (llama.cpp `llama_batch`).
@@ -166,11 +166,12 @@ impl KvCache {
         Ok(())
     }
 
-    /// Attention of queries `q` (`[m, n_head · head_dim_k]`, positions `p0..p0 + m`, whose keys and values are
-    /// already written) over layer `p.il` of sequence `seq`'s CPU cache, into `out` (`[m, n_head · head_dim_v]`).
+    /// Attention of `n_head` query heads `q` (`[m, n_head · head_dim_k]`, positions `p0..p0 + m`, whose keys and
+    /// values are already written) over layer `p.il` of sequence `seq`'s CPU cache, into `out`
+    /// (`[m, n_head · head_dim_v]`).
     pub(crate) fn attend_cpu(
         &self,
-        d: AttnDims,
+        n_head: usize,
         p: AttnParams,
         seq: usize,
         p0: usize,
@@ -181,8 +182,8 @@ impl KvCache {
             return Err(crate::native::not_cpu());
         };
         let shape = silica_kernels::attention::AttnShape {
-            n_head: d.n_head,
-            n_head_kv: d.n_head_kv,
+            n_head,
+            n_head_kv: self.n_head_kv,
             head_dim_k: self.head_dim.0,
             head_dim_v: self.head_dim.1,
             n_ctx: self.n_ctx,
@@ -570,12 +571,8 @@ pub(crate) fn attention(
                 kv.write_cpu(p.il, seq, p0, &flat(&ks)?, &flat(&vs)?)
                     .map_err(wrap)?;
                 let mut o = vec![0f32; m * n_head * kv.head_dim.1];
-                let d = AttnDims {
-                    n_head,
-                    n_head_kv,
-                    head_dim: hd,
-                };
-                kv.attend_cpu(d, p, seq, p0, &flat(&qs)?, &mut o).map_err(wrap)?;
+                kv.attend_cpu(n_head, p, seq, p0, &flat(&qs)?, &mut o)
+                    .map_err(wrap)?;
                 Tensor::from_vec(o, (m, n_head * kv.head_dim.1), &device)?
             }
             KvStore::Device { k: kcs, v: vcs } => {

@@ -5,13 +5,13 @@
 //! first pass of a given size has grown the buffers, a pass allocates nothing (llama.cpp plans its compute
 //! buffer once per graph shape in the same way, `ggml_gallocr`). The steps are the ones the candle graph of
 //! `forward_graph` runs on the CPU, with the same silica-kernels calls in the same order, so the two give the
-//! same bits (tested in `tests/forward.rs`).
+//! same bits (tested in `tests/it/consistency.rs`).
 
 use candle_core::{DType, Tensor};
 use half::{bf16, f16};
 
 use crate::layers::{AttnParams, BatchPlan, KvCache, cpu_f32};
-use crate::loader::{Embedding, Linear};
+use crate::loader::Linear;
 use crate::{Error, HParams, Result};
 
 /// One layer's keys or values of one sequence on the CPU: `[n_head_kv, n_ctx, head_dim]` row-major, in the
@@ -183,28 +183,6 @@ pub(crate) fn add_rows(x: &mut [f32], y: &[f32], row: usize) {
     });
 }
 
-/// The shape of one attention call on the CPU.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AttnDims {
-    /// Query heads.
-    pub n_head: usize,
-    /// Key/value heads.
-    pub n_head_kv: usize,
-    /// Head width (keys and values).
-    pub head_dim: usize,
-}
-
-impl AttnDims {
-    /// The attention shape of `hp`.
-    pub(crate) fn of(hp: &HParams) -> Self {
-        AttnDims {
-            n_head: hp.n_head,
-            n_head_kv: hp.n_head_kv,
-            head_dim: hp.n_embd_head_k,
-        }
-    }
-}
-
 /// Causal attention of the pass's `n` tokens on the CPU, from `b.q` (`[n, n_head·hd]`), `b.k`, `b.v`
 /// (`[n, n_head_kv·hd]`) into `b.a` (`[n, n_head·hd]`): writes each run's keys and values into its sequence's
 /// cache, then attends over the cache in place (`silica_kernels::attention`); tokens of several sequences are
@@ -217,15 +195,14 @@ pub(crate) fn attention(
     p: AttnParams,
     b: &mut AttnBufs,
 ) -> Result<()> {
-    let d = AttnDims::of(hp);
-    let (wq, wkv) = (d.n_head * d.head_dim, d.n_head_kv * d.head_dim);
+    let (wq, wkv, n_head) = (hp.n_embd_q(), hp.n_embd_k_gqa(), hp.n_head);
     let (q, k, v) = (&b.q[..n * wq], &b.k[..n * wkv], &b.v[..n * wkv]);
     let out = fit(&mut b.a, n * wq);
     for (seq, p0, idx) in plan.runs() {
         let m = idx.len();
         if plan.contiguous {
             kv.write_cpu(p.il, seq, p0, k, v)?;
-            kv.attend_cpu(d, p, seq, p0, q, out)?;
+            kv.attend_cpu(n_head, p, seq, p0, q, out)?;
             continue;
         }
         let [gq, gk, gv, ga] = &mut b.gather;
@@ -238,17 +215,12 @@ pub(crate) fn attention(
         }
         let ga = fit(ga, m * wq);
         kv.write_cpu(p.il, seq, p0, gk, gv)?;
-        kv.attend_cpu(d, p, seq, p0, gq, ga)?;
+        kv.attend_cpu(n_head, p, seq, p0, gq, ga)?;
         for (r, &i) in idx.iter().enumerate() {
             out[i as usize * wq..][..wq].copy_from_slice(&ga[r * wq..][..wq]);
         }
     }
     Ok(())
-}
-
-/// Token embeddings of the batch into `x` (`[n, n_embd]`).
-pub(crate) fn embed(token_embd: &Embedding, tokens: &[u32], x: &mut [f32]) -> Result<()> {
-    Ok(token_embd.rows_into(tokens, x)?)
 }
 
 /// Commits the pass to the cache, then final norm and output projection of the rows whose logits are wanted:

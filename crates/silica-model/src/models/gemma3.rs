@@ -175,7 +175,7 @@ impl Gemma3 {
             sin_swa,
         );
         let x = fit(&mut ws.x, n * e);
-        native::embed(&self.token_embd, &batch.tokens, x)?;
+        self.token_embd.rows_into(&batch.tokens, x)?;
         if let Some(s) = hp.embd_scale {
             scale_rows(x, s, e);
         }

@@ -129,7 +129,7 @@ impl Llama {
         let freqs = (hp.rope_freq_base, hp.rope_freq_scale, self.rope_freqs.as_deref());
         rope_tables_into(&ws.plan.pos, hp.n_rot, freqs, cos, sin);
         let x = fit(&mut ws.x, n * e);
-        native::embed(&self.token_embd, &batch.tokens, x)?;
+        self.token_embd.rows_into(&batch.tokens, x)?;
         for (il, l) in self.layers.iter().enumerate() {
             let h = fit(&mut ws.h, n * e);
             rms_norm_t(x, &l.attn_norm, eps, h)?;
