@@ -250,8 +250,8 @@ impl Engine {
 
         let t0 = Instant::now();
         let n_batch = params.n_batch.max(1);
-        // The last row of each pass's logits, copied into one buffer: with the cache's reused pass buffers, a
-        // generated token allocates nothing in the engine or the model (CPU).
+        // Each pass's logits are copied into one buffer: with the cache's reused pass buffers, a generated token
+        // allocates nothing in the engine or the model (CPU).
         let mut row: Vec<f32> = Vec::new();
         let mut batch = Batch::default();
         for chunk in prompt_tokens.chunks(n_batch) {
@@ -259,7 +259,7 @@ impl Engine {
             for (i, &t) in chunk.iter().enumerate() {
                 batch.push(t, 0, i + 1 == chunk.len());
             }
-            last_row(self.model.forward_logits(&batch, &mut kv)?, &mut row)?;
+            last_row(self.model.forward_logits(&batch, &mut kv)?, &mut row);
         }
         for &t in &prompt_tokens {
             sampler.accept(t);
@@ -290,7 +290,7 @@ impl Engine {
             if i + 1 < params.n_predict {
                 batch.clear();
                 batch.push(t, 0, true);
-                last_row(self.model.forward_logits(&batch, &mut kv)?, &mut row)?;
+                last_row(self.model.forward_logits(&batch, &mut kv)?, &mut row);
             }
         }
         let rest = decoder.finish();
@@ -310,12 +310,9 @@ impl Engine {
     }
 }
 
-/// Copies the last row of `logits` (`[n_outputs, n_vocab]`, one output per pass here) into `row`.
-fn last_row(logits: &[f32], row: &mut Vec<f32>) -> Result<()> {
+/// Copies a pass's logits (`[1, n_vocab]`: each pass here asks for its last token's only) into `row`, which
+/// keeps its allocation.
+fn last_row(logits: &[f32], row: &mut Vec<f32>) {
     row.clear();
     row.extend_from_slice(logits);
-    if row.is_empty() {
-        return Err(Error::Request("no logits".into()));
-    }
-    Ok(())
 }
