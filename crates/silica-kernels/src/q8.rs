@@ -35,14 +35,19 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
 pub fn quantize_row_q8_0_ref(x: &[f32], out: &mut [BlockQ8_0]) {
     assert_eq!(x.len(), out.len() * QK, "quantize_row_q8_0: row length");
     for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        b.d = f16::from_f32(d);
-        for (q, &v) in b.qs.iter_mut().zip(xb) {
-            *q = nearest_int(v * id) as i8;
-        }
+        b.d = f16::from_f32(quantize_block_q8(xb, &mut b.qs));
     }
+}
+
+/// One block of 32 values to 8-bit levels with ggml's x86 rounding (`127/amax`, round half to even); returns the
+/// block's scale `d = amax / 127` in f32 (Q8_0 and Q8_1 store it as f16).
+fn quantize_block_q8(xb: &[f32], qs: &mut [i8; QK]) -> f32 {
+    let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    for (q, &v) in qs.iter_mut().zip(xb) {
+        *q = nearest_int(v * id) as i8;
+    }
+    amax / 127.0
 }
 
 /// Quantizes `x` (`[32·out.len()]` f32) to Q8_1 blocks.
@@ -52,15 +57,9 @@ pub fn quantize_row_q8_0_ref(x: &[f32], out: &mut [BlockQ8_0]) {
 pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
     assert_eq!(x.len(), out.len() * QK, "quantize_row_q8_1: row length");
     for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let d = quantize_block_q8(xb, &mut b.qs);
         b.d = f16::from_f32(d);
-        let mut sum = 0i32;
-        for (q, &v) in b.qs.iter_mut().zip(xb) {
-            *q = nearest_int(v * id) as i8;
-            sum += i32::from(*q);
-        }
+        let sum: i32 = b.qs.iter().map(|&q| i32::from(q)).sum();
         b.s = f16::from_f32(d * sum as f32);
     }
 }
