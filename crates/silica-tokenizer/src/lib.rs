@@ -45,6 +45,7 @@ mod merge;
 mod partition;
 mod spm;
 mod stream;
+mod strtab;
 mod unicode;
 mod vocab;
 
@@ -248,7 +249,8 @@ impl Tokenizer {
             if !parse_special && t.attr.intersects(TokenAttr::CONTROL | TokenAttr::UNKNOWN) {
                 continue;
             }
-            frags = partition::cut_token(text, frags, id, &t.text, t.attr);
+            let piece = v.text(id).unwrap_or_default();
+            frags = partition::cut_token(text, frags, id, piece, t.attr);
         }
         frags
     }
@@ -399,7 +401,7 @@ impl Tokenizer {
 
     /// The vocabulary text of `id` (`▁` and GPT-2 byte characters as stored), or `None` out of range.
     pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.vocab.tokens.get(id as usize).map(|t| t.text.as_str())
+        self.vocab.text(id)
     }
 
     /// The id whose vocabulary text is exactly `text` (the last one, if the text repeats).

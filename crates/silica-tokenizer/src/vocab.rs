@@ -1,12 +1,11 @@
 //! The vocabulary read from GGUF `tokenizer.ggml.*` metadata, with the token attributes, special ids and
 //! end-of-generation set that llama.cpp `llama_vocab::impl::load` derives from it.
 
-use std::collections::HashMap;
-
 use silica_gguf::{Array, Metadata, Value, keys};
 
 use crate::bpe::PreTokenizer;
 use crate::partition::SpecialTrie;
+use crate::strtab::{Overflow, StrTable};
 use crate::unicode;
 use crate::{Error, Result, TokenAttr, TokenizerKind};
 
@@ -31,7 +30,6 @@ mod extra_keys {
 /// One vocabulary entry.
 #[derive(Clone, Debug)]
 pub(crate) struct TokenData {
-    pub(crate) text: String,
     pub(crate) score: f32,
     pub(crate) attr: TokenAttr,
 }
@@ -63,9 +61,12 @@ pub(crate) struct Vocab {
     /// BPE pre-tokenizer (`None` for SentencePiece).
     pub(crate) pre: Option<PreTokenizer>,
     pub(crate) tokens: Vec<TokenData>,
-    token_to_id: HashMap<String, u32>,
-    /// BPE merges: `"left right"` → rank (the line's index in `tokenizer.ggml.merges`).
-    merges: HashMap<String, u32>,
+    /// Every token's vocabulary text, entry = id; a repeated text finds its last id.
+    texts: StrTable,
+    /// BPE merge lines `"left right"`, first occurrence of each; `merge_ranks[entry]` is the line's index in
+    /// `tokenizer.ggml.merges`.
+    merges: StrTable,
+    merge_ranks: Vec<u32>,
     /// SentencePiece byte-fallback tokens (`<0xXX>`, else the byte itself as a token).
     byte_tokens: [Option<u32>; 256],
     pub(crate) ids: SpecialIds,
@@ -263,46 +264,57 @@ impl Vocab {
         let types = read_types(meta, n_vocab)?;
 
         let mut tokens = Vec::with_capacity(n_vocab);
-        let mut token_to_id = HashMap::with_capacity(n_vocab);
+        let text_bytes = texts.iter().map(String::len).sum();
+        let mut token_texts = StrTable::with_capacity(n_vocab, text_bytes);
+        let too_long = |_: Overflow| Error::ArrayLength {
+            key: keys::TOKENIZER_TOKENS,
+            len: text_bytes,
+            n_vocab: u32::MAX as usize,
+        };
         for (i, text) in texts.iter().enumerate() {
-            let text = if text.is_empty() {
-                format!("[EMPTY_{i}]")
-            } else {
-                text.clone()
-            };
             // a repeated text maps to its last id (`token_to_id[word] = i`); recent llama.cpp rejects such
             // vocabularies, but the tiny test fixtures have them
-            token_to_id.insert(text.clone(), i as u32);
+            if text.is_empty() {
+                token_texts.push(&format!("[EMPTY_{i}]")).map_err(too_long)?;
+            } else {
+                token_texts.push(text).map_err(too_long)?;
+            }
             tokens.push(TokenData {
-                text,
                 score: scores.as_ref().map_or(0.0, |s| s[i]),
                 attr: types.as_ref().map_or(TokenAttr::NORMAL, |t| attr_of_type(t[i])),
             });
         }
 
-        let merges = match kind {
-            TokenizerKind::Bpe => {
-                let lines = meta.get_string_array(keys::TOKENIZER_MERGES)?;
-                let mut merges = HashMap::with_capacity(lines.len());
-                for (rank, line) in lines.iter().enumerate() {
-                    // llama.cpp splits at the first space after the first byte; a line without one can never
-                    // match a pair of symbols
-                    if line.as_bytes().get(1..).is_some_and(|rest| rest.contains(&b' ')) {
-                        merges.entry(line.clone()).or_insert(rank as u32);
-                    }
+        let mut merges = StrTable::default();
+        let mut merge_ranks = Vec::new();
+        if kind == TokenizerKind::Bpe {
+            let lines = meta.get_string_array(keys::TOKENIZER_MERGES)?;
+            let bytes = lines.iter().map(String::len).sum();
+            merges = StrTable::with_capacity(lines.len(), bytes);
+            for (rank, line) in lines.iter().enumerate() {
+                // llama.cpp splits at the first space after the first byte; a line without one can never
+                // match a pair of symbols. A repeated line keeps its first rank.
+                if line.as_bytes().get(1..).is_some_and(|rest| rest.contains(&b' '))
+                    && merges.find(line).is_none()
+                {
+                    merges.push(line).map_err(|_| Error::ArrayLength {
+                        key: keys::TOKENIZER_MERGES,
+                        len: bytes,
+                        n_vocab: u32::MAX as usize,
+                    })?;
+                    merge_ranks.push(rank as u32);
                 }
-                merges
             }
-            TokenizerKind::Spm => HashMap::new(),
-        };
+        }
 
         let mut vocab = Vocab {
             kind,
             pre_name: pre_key.unwrap_or("default").to_owned(),
             pre,
             tokens,
-            token_to_id,
+            texts: token_texts,
             merges,
+            merge_ranks,
             byte_tokens: [None; 256],
             ids,
             add_bos,
@@ -397,7 +409,7 @@ impl Vocab {
     /// visits when it walks `token_to_id`.
     fn canonical_ids(&self) -> Vec<u32> {
         (0..self.tokens.len() as u32)
-            .filter(|&id| self.token_id(&self.tokens[id as usize].text) == Some(id))
+            .filter(|&id| self.token_id(self.texts.at(id)) == Some(id))
             .collect()
     }
 
@@ -407,15 +419,13 @@ impl Vocab {
     fn detect_special_tokens(&mut self) {
         let canonical = self.canonical_ids();
         let tokens = &mut self.tokens;
+        let text = |id: u32| self.texts.at(id);
         let ids = &mut self.ids;
         let mark = |slot: &mut Option<u32>, texts: &[&str], tokens: &mut [TokenData]| {
             if slot.is_some() {
                 return;
             }
-            if let Some(&id) = canonical
-                .iter()
-                .find(|&&id| texts.contains(&tokens[id as usize].text.as_str()))
-            {
+            if let Some(&id) = canonical.iter().find(|&&id| texts.contains(&text(id))) {
                 *slot = Some(id);
                 tokens[id as usize].attr.insert(TokenAttr::CONTROL);
             }
@@ -431,7 +441,7 @@ impl Vocab {
 
         for &id in &canonical {
             let t = &mut tokens[id as usize];
-            if t.attr.contains(TokenAttr::CONTROL) && t.text.contains("unused") {
+            if t.attr.contains(TokenAttr::CONTROL) && text(id).contains("unused") {
                 t.attr.insert(TokenAttr::UNUSED);
             }
         }
@@ -442,19 +452,18 @@ impl Vocab {
             .collect();
         for &id in &canonical {
             let t = &mut tokens[id as usize];
-            if EOG_TEXTS.contains(&t.text.as_str()) {
+            if EOG_TEXTS.contains(&text(id)) {
                 eog.push(id);
                 t.attr.insert(TokenAttr::CONTROL);
             }
         }
         // gpt-oss: these are always rendered
         for &id in &canonical {
-            let t = &mut tokens[id as usize];
             if matches!(
-                t.text.as_str(),
+                text(id),
                 "<|channel|>" | "<|message|>" | "<|start|>" | "<|constrain|>"
             ) {
-                t.attr = TokenAttr::USER_DEFINED;
+                tokens[id as usize].attr = TokenAttr::USER_DEFINED;
             }
         }
         eog.extend([ids.eos, ids.eot, ids.eom].into_iter().flatten());
@@ -462,20 +471,20 @@ impl Vocab {
         eog.dedup();
 
         // o200k_harmony / solar-open: `<|end|>` ends a message, not the generation
-        if let Some(end) = find_text(tokens, &eog, "<|end|>") {
-            let call = find_text(tokens, &eog, "<|call|>").is_some()
-                || find_text(tokens, &eog, "<|calls|>").is_some();
-            let ret = find_text(tokens, &eog, "<|return|>").is_some();
-            let flush = find_text(tokens, &eog, "<|flush|>").is_some();
+        if let Some(end) = find_text(&self.texts, &eog, "<|end|>") {
+            let call = find_text(&self.texts, &eog, "<|call|>").is_some()
+                || find_text(&self.texts, &eog, "<|calls|>").is_some();
+            let ret = find_text(&self.texts, &eog, "<|return|>").is_some();
+            let flush = find_text(&self.texts, &eog, "<|flush|>").is_some();
             if call && (ret || flush) {
                 eog.retain(|&id| id != end);
                 tokens[end as usize].attr = TokenAttr::USER_DEFINED;
             }
         }
         // gemma4 / plamo: `</s>` is an ordinary token there
-        if let Some(s) = find_text(tokens, &eog, "</s>")
-            && (find_text(tokens, &eog, "<|tool_response>").is_some()
-                || find_text(tokens, &eog, "<|plamo:eos|>").is_some())
+        if let Some(s) = find_text(&self.texts, &eog, "</s>")
+            && (find_text(&self.texts, &eog, "<|tool_response>").is_some()
+                || find_text(&self.texts, &eog, "<|plamo:eos|>").is_some())
         {
             eog.retain(|&id| id != s);
             tokens[s as usize].attr = TokenAttr::NORMAL;
@@ -489,8 +498,8 @@ impl Vocab {
             .filter(|&id| self.tokens[id as usize].attr.intersects(special))
             .collect();
         // longest first; llama.cpp's std::sort leaves equal lengths in unspecified order, this keeps id order
-        cache.sort_by_key(|&id| std::cmp::Reverse(self.tokens[id as usize].text.len()));
-        self.special_trie = SpecialTrie::new(cache.iter().map(|&id| self.tokens[id as usize].text.as_str()));
+        cache.sort_by_key(|&id| std::cmp::Reverse(self.texts.at(id).len()));
+        self.special_trie = SpecialTrie::new(cache.iter().map(|&id| self.texts.at(id)));
         self.special_cache = cache;
     }
 
@@ -499,19 +508,19 @@ impl Vocab {
         let mut pieces = Vec::new();
         let mut offsets = Vec::with_capacity(self.tokens.len() + 1);
         offsets.push(0u32);
-        for (id, t) in self.tokens.iter().enumerate() {
-            let a = t.attr;
+        for (id, t) in (0u32..).zip(&self.tokens) {
+            let (a, text) = (t.attr, self.texts.at(id));
             if a.intersects(TokenAttr(
                 TokenAttr::UNKNOWN.0 | TokenAttr::CONTROL.0 | TokenAttr::USER_DEFINED.0,
             )) {
-                pieces.extend_from_slice(t.text.as_bytes());
+                pieces.extend_from_slice(text.as_bytes());
             } else if a.contains(TokenAttr::NORMAL) {
                 match self.kind {
-                    TokenizerKind::Spm => pieces.extend_from_slice(t.text.replace('▁', " ").as_bytes()),
-                    TokenizerKind::Bpe => decode_byte_level(&t.text, &mut pieces),
+                    TokenizerKind::Spm => pieces.extend_from_slice(text.replace('▁', " ").as_bytes()),
+                    TokenizerKind::Bpe => decode_byte_level(text, &mut pieces),
                 }
             } else if a.contains(TokenAttr::BYTE) {
-                pieces.push(byte_of_token(id as u32, &t.text)?);
+                pieces.push(byte_of_token(id, text)?);
             }
             let end = u32::try_from(pieces.len()).map_err(|_| Error::ArrayLength {
                 key: keys::TOKENIZER_TOKENS,
@@ -562,7 +571,12 @@ impl Vocab {
     }
 
     pub(crate) fn token_id(&self, text: &str) -> Option<u32> {
-        self.token_to_id.get(text).copied()
+        self.texts.find(text)
+    }
+
+    /// The vocabulary text of `id`, or `None` out of range.
+    pub(crate) fn text(&self, id: u32) -> Option<&str> {
+        self.texts.get(id)
     }
 
     pub(crate) fn score(&self, id: u32) -> f32 {
@@ -570,7 +584,7 @@ impl Vocab {
     }
 
     pub(crate) fn merge_rank(&self, key: &str) -> Option<u32> {
-        self.merges.get(key).copied()
+        self.merges.find(key).map(|i| self.merge_ranks[i as usize])
     }
 
     pub(crate) fn byte_token(&self, b: u8) -> Option<u32> {
@@ -585,8 +599,8 @@ impl Vocab {
 }
 
 /// The first id in `eog` whose text is `text`.
-fn find_text(tokens: &[TokenData], eog: &[u32], text: &str) -> Option<u32> {
-    eog.iter().copied().find(|&id| tokens[id as usize].text == text)
+fn find_text(texts: &StrTable, eog: &[u32], text: &str) -> Option<u32> {
+    eog.iter().copied().find(|&id| texts.at(id) == text)
 }
 
 /// `tokenizer.ggml.scores`: float32 or int32 (llama.cpp accepts both), at least one per token.
