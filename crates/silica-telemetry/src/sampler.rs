@@ -1149,16 +1149,24 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn sampling_ends_quietly_when_the_process_exits() {
-        let mut child = std::process::Command::new("sleep").arg("0.2").spawn().unwrap();
+        // The child lives until it is killed, after two samples have seen it: a child that ends by itself could
+        // be gone before the first sample on a loaded machine.
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
         let cfg = SamplerConfig {
             pid: child.id(),
             interval: Duration::from_millis(10),
         };
         let sampler = Sampler::start(cfg, EnergySources::default(), None).unwrap();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) && sampler.n_samples() < 2 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(sampler.n_samples() >= 2, "no two samples in 30 s");
+        child.kill().unwrap();
         // The child becomes a zombie until reaped, which already counts as exited.
         child.wait().unwrap();
         let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) && !sampler.handle.as_ref().unwrap().is_finished() {
+        while t.elapsed() < Duration::from_secs(30) && !sampler.handle.as_ref().unwrap().is_finished() {
             std::thread::sleep(Duration::from_millis(10));
         }
         let n_before_stop = sampler.n_samples();
