@@ -35,6 +35,11 @@ impl StrTable {
         }
     }
 
+    /// Bytes of text in all entries.
+    pub(crate) fn text_bytes(&self) -> usize {
+        self.text.len()
+    }
+
     /// Entry `i`, or `None` out of range.
     pub(crate) fn get(&self, i: u32) -> Option<&str> {
         let i = i as usize;

@@ -505,7 +505,7 @@ impl Vocab {
 
     /// Renders every token as llama.cpp `token_to_piece(id, special = true)` does and caches the bytes.
     fn build_pieces(&mut self) -> Result<()> {
-        let mut pieces = Vec::new();
+        let mut pieces = Vec::with_capacity(self.texts.text_bytes());
         let mut offsets = Vec::with_capacity(self.tokens.len() + 1);
         offsets.push(0u32);
         for (id, t) in (0u32..).zip(&self.tokens) {
@@ -516,7 +516,14 @@ impl Vocab {
                 pieces.extend_from_slice(text.as_bytes());
             } else if a.contains(TokenAttr::NORMAL) {
                 match self.kind {
-                    TokenizerKind::Spm => pieces.extend_from_slice(text.replace('▁', " ").as_bytes()),
+                    TokenizerKind::Spm => {
+                        for (k, part) in text.split('▁').enumerate() {
+                            if k > 0 {
+                                pieces.push(b' ');
+                            }
+                            pieces.extend_from_slice(part.as_bytes());
+                        }
+                    }
                     TokenizerKind::Bpe => decode_byte_level(text, &mut pieces),
                 }
             } else if a.contains(TokenAttr::BYTE) {

@@ -105,6 +105,37 @@ fn invalid_utf8_and_duplicates() {
     assert!(matches!(err(b), Error::DuplicateKey { key } if key == "dup"));
 }
 
+/// A file with one key `tok` holding a string array whose elements are the given raw byte strings.
+fn string_array(elements: &[&[u8]]) -> Vec<u8> {
+    let mut b = header(3, 0, 1);
+    put_str(&mut b, "tok");
+    b.extend_from_slice(&9u32.to_le_bytes()); // array
+    b.extend_from_slice(&8u32.to_le_bytes()); // of strings
+    b.extend_from_slice(&(elements.len() as u64).to_le_bytes());
+    for e in elements {
+        b.extend_from_slice(&(e.len() as u64).to_le_bytes());
+        b.extend_from_slice(e);
+    }
+    b
+}
+
+#[test]
+fn a_bad_array_element_is_named_by_index_and_key() {
+    let ok = GgufFile::from_bytes(string_array(&[b"a", b"", b"\xe2\x96\x81b"]), "ok.gguf").unwrap();
+    assert_eq!(ok.metadata().get_string_array("tok").unwrap(), ["a", "", "▁b"]);
+
+    let e = err(string_array(&[b"a", b"b", &[0xff, 0xfe], b"c"]));
+    assert!(
+        matches!(&e, Error::InvalidUtf8 { what, .. } if what == "element 2 of `tok`"),
+        "{e}"
+    );
+    // The last element claims more bytes than the file has.
+    let mut b = string_array(&[b"a", b"bc"]);
+    b.truncate(b.len() - 1);
+    let e = err(b);
+    assert!(e.to_string().contains("element 1 of `tok`"), "{e}");
+}
+
 fn one_tensor(n_dims: u32, ne: &[u64], ty: u32, offset: u64, data_len: usize) -> Vec<u8> {
     let mut b = header(3, 1, 0);
     put_str(&mut b, "blk.0.attn_q.weight");
