@@ -40,8 +40,10 @@ pub(crate) mod x86 {
     /// The hardware prefetchers alone kept the eight-row Q4_0 kernel at 82–91% of the STREAM triad from DRAM; a
     /// software prefetch 4 KiB ahead brought it to 97–100% (`examples/stream_dram.rs`, AMD EPYC Zen 4, 2 threads,
     /// alternating runs: 42.7 → 45.7 GB/s at 47 GB/s triad, 60 → 67 GB/s at 69). 2.3 KiB did as well, 9 and 18
-    /// KiB worse. The k-quant kernels do not use it: Q4_K gained nothing and Q6_K lost 8% (its 1680-byte blocks
-    /// ask for 27 lines at once).
+    /// KiB worse. The one-token Q4_K and Q6_K kernels prefetch the same distance ahead, but a quarter of a block
+    /// per quarter of its work ([`prefetch_ahead_part`]): asking for a whole 1152- or 1680-byte block at its
+    /// start gained nothing (Q4_K) or lost 8% (Q6_K), spread over the block it gained 7–12% (Q4_K, 40 → 43–48
+    /// GB/s) and 12–15% (Q6_K, 42 → 48 GB/s) at a 47 GB/s triad; 8 KiB ahead did no better.
     pub(crate) const PREFETCH_BYTES: usize = 4096;
 
     /// Asks for the cache lines `PREFETCH_BYTES` after `block`, as many as `block` spans: a hint that never faults,
@@ -56,6 +58,22 @@ pub(crate) mod x86 {
             // SAFETY: a prefetch is a hint: it never faults, whatever the address.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
             off += 64;
+        }
+    }
+
+    /// Asks for the `PARTS`-th part `part` of the cache lines `PREFETCH_BYTES` after `block`: a kernel that walks
+    /// a block in `PARTS` steps calls this once per step, spreading the block's requests over its work instead
+    /// of issuing them all at its start. A hint that never faults, so the address may lie past the matrix.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(crate) fn prefetch_ahead_part<T, const PARTS: usize>(block: &T, part: usize) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let lines = size_of::<T>().div_ceil(64);
+        let (from, to) = (lines * part / PARTS, lines * (part + 1) / PARTS);
+        let p = (block as *const T).cast::<i8>().wrapping_add(PREFETCH_BYTES);
+        for l in from..to {
+            // SAFETY: a prefetch is a hint: it never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64 * l)) };
         }
     }
 

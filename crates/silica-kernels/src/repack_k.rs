@@ -501,6 +501,9 @@ pub(crate) mod x86 {
                         let ys: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
                         let mut isum = [_mm256_setzero_si256(); N];
                         for p in 0..4 {
+                            if N == 1 {
+                                crate::cpu::x86::prefetch_ahead_part::<_, 4>(wb, p);
+                            }
                             let sc32: [__m256i; 2] = std::array::from_fn(|h| {
                                 // SAFETY: `scales[2p + h]` is 8 readable bytes; unaligned 64-bit load.
                                 let raw = unsafe { _mm_loadl_epi64(scales[2 * p + h].as_ptr().cast()) };

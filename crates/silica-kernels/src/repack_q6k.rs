@@ -253,6 +253,9 @@ mod x86 {
                         let ys: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
                         let mut isum = [_mm256_setzero_si256(); N];
                         for p in 0..4 {
+                            if N == 1 {
+                                crate::cpu::x86::prefetch_ahead_part::<_, 4>(wb, p);
+                            }
                             // lv[h][c]: unsigned levels of chunk c of part 2p + h, eight rows.
                             let mut lv = [[_mm256_setzero_si256(); 8]; 2];
                             for c2 in 0..4 {
