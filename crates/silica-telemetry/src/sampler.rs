@@ -376,10 +376,19 @@ fn run(
                 process_exited = true;
                 None
             }
-            Err(e) => {
-                note.get_or_insert_with(|| format!("reading process {}: {e}", cfg.pid));
-                None
-            }
+            // A process caught mid-exit can fail a read in other ways (a file already empty or cut short): when a
+            // second read finds it gone, it has exited; only an error that stays is worth a note.
+            Err(e) => match read_process(cfg.pid) {
+                Ok(p) => Some(p),
+                Err(Error::ProcessGone { .. }) => {
+                    process_exited = true;
+                    None
+                }
+                Err(_) => {
+                    note.get_or_insert_with(|| format!("reading process {}: {e}", cfg.pid));
+                    None
+                }
+            },
         };
         let sample = Sample {
             at,
