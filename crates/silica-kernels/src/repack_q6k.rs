@@ -56,6 +56,31 @@ pub struct BlockQ6_Kx8 {
 
 const _: () = assert!(size_of::<BlockQ6_Kx8>() == 8 * size_of::<BlockQ6K>());
 
+/// Four bytes of `b` at `at`, as a little-endian word.
+#[inline(always)]
+fn word(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Writes `w` as four little-endian bytes of `b` at `at`.
+#[inline(always)]
+fn put_word(b: &mut [u8], at: usize, w: u32) {
+    b[at..at + 4].copy_from_slice(&w.to_le_bytes());
+}
+
+/// Per byte: the low nibble of `a` and of `b` (`odd` = false), or their high nibbles (`odd` = true), as the low
+/// and high nibble of the result.
+#[inline(always)]
+fn merge_nibbles(a: u32, b: u32, odd: bool) -> u32 {
+    const LO: u32 = 0x0F0F_0F0F;
+    if odd {
+        ((a >> 4) & LO) | (b & !LO)
+    } else {
+        (a & LO) | ((b & LO) << 4)
+    }
+}
+
+#[cfg(test)]
 /// Unsigned levels (`q ∈ 0..64`) of a Q6_K super-block in value order (`dequantize_row_q6_K`'s layout).
 fn levels(b: &BlockQ6K) -> [u8; QK_K] {
     crate::kquants::levels_q6k(b).map(|l| (l + 32) as u8)
@@ -69,19 +94,37 @@ impl BlockQ6_Kx8 {
         b
     }
 
-    /// [`Self::pack`] into `b`, which holds zeros.
+    /// [`Self::pack`] into `b` (every byte of `b` is written).
+    ///
+    /// Works on the source bits four bytes at a time, without decoding levels: part `p` holds the sub-blocks of
+    /// 32 that `dequantize_row_q6_K` reads from half `n = p / 2` of `ql`/`qh` — the low nibbles of `ql` for an
+    /// even part, the high ones for an odd part, and likewise the low or high four bits of `qh` — and both the
+    /// low-bit byte (levels `e` and `e + 32` of the part) and the high-bit byte (levels `4c + t` and `4c + 4 + t`
+    /// of each sub-block) merge two such nibbles ([`merge_nibbles`]). The layout is checked level by level
+    /// against [`Self::level`] in the tests.
     pub fn pack_into(src: [&BlockQ6K; 8], b: &mut Self) {
         for (j, s) in src.iter().enumerate() {
             b.d[j] = s.d;
             for (sb, &sc) in s.scales.iter().enumerate() {
                 b.scales[sb][j] = sc;
             }
-            let u = levels(s);
-            for (e, &v) in u.iter().enumerate() {
-                let (q, c, t) = (e / 32, (e % 32) / 4, e % 4);
-                let (p, h) = (q / 2, q % 2);
-                b.q[384 * p + 32 * c + 4 * j + t] |= (v & 15) << (4 * h);
-                b.q[384 * p + 256 + 32 * (c / 2) + 4 * j + t] |= (v >> 4) << (4 * (c % 2) + 2 * h);
+            for p in 0..4 {
+                let (n, odd) = (p / 2, p % 2 == 1);
+                for c in 0..8 {
+                    // Elements l = 4c..4c + 4 of the two quarters of half n: `ql[64n + l]`, `ql[64n + 32 + l]`.
+                    let a = word(&s.ql, 64 * n + 4 * c);
+                    let hi = word(&s.ql, 64 * n + 32 + 4 * c);
+                    put_word(&mut b.q, 384 * p + 32 * c + 4 * j, merge_nibbles(a, hi, odd));
+                }
+                for c2 in 0..4 {
+                    let h0 = word(&s.qh, 32 * n + 8 * c2);
+                    let h1 = word(&s.qh, 32 * n + 8 * c2 + 4);
+                    put_word(
+                        &mut b.q,
+                        384 * p + 256 + 32 * c2 + 4 * j,
+                        merge_nibbles(h0, h1, odd),
+                    );
+                }
             }
         }
     }
