@@ -77,6 +77,21 @@ pub(crate) mod x86 {
         }
     }
 
+    /// Asks for the cache lines `PREFETCH_BYTES` after `s`, as many as `s` spans: for kernels that walk a matrix
+    /// row by row in memory order. A hint that never faults, so the addresses may lie past the matrix.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(crate) fn prefetch_slice_ahead<T>(s: &[T]) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = s.as_ptr().cast::<i8>().wrapping_add(PREFETCH_BYTES);
+        let mut off = 0;
+        while off < size_of_val(s) {
+            // SAFETY: a prefetch is a hint: it never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
+            off += 64;
+        }
+    }
+
     /// The fastest supported level, detected once (`None`: no AVX2, use the scalar references).
     pub(crate) fn best() -> Option<Level> {
         static BEST: OnceLock<Option<Level>> = OnceLock::new();

@@ -495,6 +495,11 @@ fn typed<B: WeightBlock>(
         if n < 4 {
             for r in mine {
                 let wr = &blocks[r * nb_w..(r + 1) * nb_w];
+                #[cfg(target_arch = "x86_64")]
+                if n == 1 {
+                    // One token streams the weights from DRAM: ask for this row's bytes 4 KiB ahead.
+                    crate::cpu::x86::prefetch_slice_ahead(wr);
+                }
                 for t in 0..n {
                     let v = B::vec_dot(wr, &xq[t * nb_x..(t + 1) * nb_x]);
                     // SAFETY: row `r` belongs to this thread only; `t·rows + r < n·rows`.
