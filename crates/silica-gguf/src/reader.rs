@@ -714,6 +714,27 @@ impl TensorBytes {
         &self.bytes.as_slice()[self.range.clone()]
     }
 
+    /// Fills `out` with the tensor's bytes at `offset` without making mapped pages resident: `pread` from the
+    /// file for a mapped file (the bytes come from the page cache), a copy otherwise. For reading a few rows of a
+    /// tensor whose pages were released ([`TensorBytes::release_pages`]): touching them through the map would make
+    /// the kernel map whole runs of pages around each one again.
+    ///
+    /// # Errors
+    /// `InvalidInput` if `offset + out.len()` passes the tensor's end; the OS error of the read.
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) -> std::io::Result<()> {
+        let end = offset
+            .checked_add(out.len())
+            .filter(|&e| e <= self.range.len())
+            .ok_or(std::io::ErrorKind::InvalidInput)?;
+        match &*self.bytes {
+            Bytes::Mmap(m) => m.read_at(self.range.start + offset, out),
+            _ => {
+                out.copy_from_slice(&self.as_slice()[offset..end]);
+                Ok(())
+            }
+        }
+    }
+
     /// Drops the mapped pages that lie wholly inside this tensor from the process's resident set (after its data
     /// was copied elsewhere). The bytes stay readable: touching them reads the file again. No-op for owned or
     /// unmapped files.

@@ -64,14 +64,35 @@ pub(crate) struct NativeMat {
     /// The matrix repacked for this CPU's kernels (`silica_kernels::repack`: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K on x86-64):
     /// used instead of `bytes`, whose pages are released.
     packed: Option<Arc<dyn silica_kernels::RepackedMatrix>>,
+    /// Read rows with [`TensorBytes::read_at`] rather than through the map: set on token embeddings whose pages
+    /// were released because the tied output product repacked them.
+    rows_by_read: bool,
 }
 
 thread_local! {
     /// Quantized activations of the current matrix product, reused across calls (no allocation per token).
     static SCRATCH: std::cell::RefCell<silica_kernels::Scratch> = std::cell::RefCell::default();
+    /// One embedding row read from the file ([`NativeMat::rows_by_read`]), reused across calls.
+    static ROW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl NativeMat {
+    /// Repacks the matrix where silica-kernels has an eight-row kernel for its type (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K)
+    /// on this CPU, then releases its mapped pages so the process holds the weights once. Returns whether it did.
+    fn pack(&mut self, name: &str) -> Result<bool, LoadError> {
+        let packed = silica_kernels::QMatRef::new(self.ty, self.rows, self.cols, &self.bytes)
+            .and_then(|w| silica_kernels::repack(&w))
+            .map_err(|e| LoadError::Candle {
+                name: name.to_owned(),
+                source: candle_core::Error::wrap(e),
+            })?;
+        let Some(p) = packed else { return Ok(false) };
+        self.packed = Some(Arc::from(p));
+        // Best effort: if the kernel refuses, the pages only stay resident.
+        let _ = self.bytes.release_pages();
+        Ok(true)
+    }
+
     /// `x`: `[.., cols]` f32 on the CPU → `[.., rows]` f32.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut dims = x.dims().to_vec();
@@ -192,15 +213,27 @@ impl Embedding {
             }
             Embedding::Native(m) => {
                 let row_bytes = m.bytes.len() / m.rows;
-                for (&t, dst) in tokens.iter().zip(out.chunks_exact_mut(m.cols)) {
-                    let t = t as usize;
-                    if t >= m.rows {
-                        candle_core::bail!("token {t} out of range for {} embeddings", m.rows);
+                ROW.with_borrow_mut(|row| {
+                    if m.rows_by_read {
+                        row.resize(row_bytes, 0);
                     }
-                    silica_quant::dequantize_row(m.ty, &m.bytes[t * row_bytes..(t + 1) * row_bytes], dst)
-                        .map_err(candle_core::Error::wrap)?;
-                }
-                Ok(())
+                    for (&t, dst) in tokens.iter().zip(out.chunks_exact_mut(m.cols)) {
+                        let t = t as usize;
+                        if t >= m.rows {
+                            candle_core::bail!("token {t} out of range for {} embeddings", m.rows);
+                        }
+                        let src = if m.rows_by_read {
+                            m.bytes.read_at(t * row_bytes, row).map_err(|e| {
+                                candle_core::Error::Msg(format!("reading row {t} of {}: {e}", tn::TOKEN_EMBD))
+                            })?;
+                            &row[..]
+                        } else {
+                            &m.bytes[t * row_bytes..(t + 1) * row_bytes]
+                        };
+                        silica_quant::dequantize_row(m.ty, src, dst).map_err(candle_core::Error::wrap)?;
+                    }
+                    Ok(())
+                })
             }
         }
     }
@@ -275,32 +308,19 @@ impl<'a> Loader<'a> {
             return Ok(None);
         }
         let bytes = self.file.tensor_bytes(info)?;
-        // Matrices of the types silica-kernels repacks (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K) are copied eight rows at a time
-        // where the CPU has the kernel, and the mapped pages are then released so the process holds the weights
-        // once. The token embeddings are not repacked: their rows are read in place by `get_rows`.
-        let packed: Option<Arc<dyn silica_kernels::RepackedMatrix>> = if need_matmul {
-            silica_kernels::QMatRef::new(ty, rows, cols, &bytes)
-                .and_then(|w| silica_kernels::repack(&w))
-                .map_err(|e| LoadError::Candle {
-                    name: name.to_owned(),
-                    source: candle_core::Error::wrap(e),
-                })?
-                .map(Arc::from)
-        } else {
-            None
-        };
-
-        if packed.is_some() {
-            // Best effort: if the kernel refuses, the pages only stay resident.
-            let _ = bytes.release_pages();
-        }
-        Ok(Some(NativeMat {
+        let mut m = NativeMat {
             ty,
             rows,
             cols,
             bytes,
-            packed,
-        }))
+            packed: None,
+            rows_by_read: false,
+        };
+        // The token embeddings are not repacked: their rows are read in place by `get_rows`.
+        if need_matmul {
+            m.pack(name)?;
+        }
+        Ok(Some(m))
     }
 
     /// A matrix `[out, in]` (GGUF `ne = {in, out}`).
@@ -355,9 +375,12 @@ impl<'a> Loader<'a> {
     }
 
     /// `output.weight` `[n_vocab, n_embd]`, or the token embeddings when absent: many checkpoints tie them.
+    ///
+    /// A tied matrix the CPU kernels repack is multiplied from the repacked copy; the embeddings then read their
+    /// rows from the file ([`TensorBytes::read_at`]), so the released pages stay out of the process.
     pub(crate) fn output_or_tied(
         &self,
-        token_embd: &Embedding,
+        token_embd: &mut Embedding,
         n_vocab: usize,
         n_embd: usize,
     ) -> Result<Linear, LoadError> {
@@ -365,10 +388,15 @@ impl<'a> Loader<'a> {
             return Ok(o);
         }
         match token_embd {
-            Embedding::Native(m) if silica_kernels::supports(m.ty) => Ok(Linear {
-                imp: LinearImpl::Native(m.clone()),
-                out_features: n_vocab,
-            }),
+            Embedding::Native(m) if silica_kernels::supports(m.ty) => {
+                // The output product reads the whole matrix for every token, the embedding lookup a few rows.
+                let mut out = m.clone();
+                m.rows_by_read = out.pack(tn::TOKEN_EMBD)?;
+                Ok(Linear {
+                    imp: LinearImpl::Native(out),
+                    out_features: n_vocab,
+                })
+            }
             // A type silica-quant decodes but silica-kernels cannot multiply (F16...): candle multiplies a copy.
             Embedding::Native(_) => {
                 let q = self.qtensor(tn::TOKEN_EMBD, &[n_vocab, n_embd])?;

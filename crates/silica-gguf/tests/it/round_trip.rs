@@ -279,3 +279,35 @@ fn a_tensor_written_in_parts_equals_one_written_whole_and_overruns_are_refused()
     let err = sink.write_tensor_part("a", &b).unwrap_err().to_string();
     assert!(err.contains("32 bytes given, 12 declared"), "{err}");
 }
+
+#[test]
+fn read_at_gives_a_tensors_bytes_from_a_mapped_file_and_refuses_reads_past_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.gguf");
+    let mut w = GgufWriter::new();
+    w.add_tensor("x", GgmlType::F32, &[4]).unwrap();
+    w.add_tensor("y", GgmlType::F32, &[1024]).unwrap();
+    let y: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut sink = w.create(&out).unwrap();
+    sink.write_tensor("x", &[9; 16]).unwrap();
+    sink.write_tensor("y", &y).unwrap();
+    sink.finish().unwrap();
+
+    let mapped = GgufFile::open(&out).unwrap();
+    let owned = GgufFile::from_bytes(std::fs::read(&out).unwrap(), "m.gguf").unwrap();
+    for f in [&mapped, &owned] {
+        let t = f.tensor_bytes(f.tensor("y").unwrap()).unwrap();
+        // Released pages read the same through pread.
+        t.release_pages().unwrap();
+        let mut buf = [0u8; 100];
+        t.read_at(3000, &mut buf).unwrap();
+        assert_eq!(buf[..], y[3000..3100]);
+        let mut all = vec![0u8; 4096];
+        t.read_at(0, &mut all).unwrap();
+        assert_eq!(all, y);
+        let e = t.read_at(4000, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        let e = t.read_at(usize::MAX, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    }
+}

@@ -60,7 +60,7 @@ impl Gemma3 {
             hp.n_ff,
             hp.n_embd_head_k,
         );
-        let token_embd = ld.embedding(hp.n_vocab, e)?;
+        let mut token_embd = ld.embedding(hp.n_vocab, e)?;
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let b = |t| tn::blk(il, t);
@@ -81,7 +81,7 @@ impl Gemma3 {
             });
         }
         let output_norm = ld.vector(tn::OUTPUT_NORM, e)?;
-        let output = ld.output_or_tied(&token_embd, hp.n_vocab, e)?;
+        let output = ld.output_or_tied(&mut token_embd, hp.n_vocab, e)?;
         Ok(Gemma3 {
             hp,
             token_embd,

@@ -40,7 +40,7 @@ impl Llama {
     pub(crate) fn load(file: &GgufFile, hp: HParams, device: &Device) -> Result<Self, LoadError> {
         let ld = Loader::new(file, device);
         let (e, q, kv, ff) = (hp.n_embd, hp.n_embd_q(), hp.n_embd_k_gqa(), hp.n_ff);
-        let token_embd = ld.embedding(hp.n_vocab, e)?;
+        let mut token_embd = ld.embedding(hp.n_vocab, e)?;
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let b = |t| tn::blk(il, t);
@@ -58,7 +58,7 @@ impl Llama {
         }
         let output_norm = ld.vector(tn::OUTPUT_NORM, e)?;
         // `output.weight` is optional: many checkpoints tie it to `token_embd.weight`.
-        let output = ld.output_or_tied(&token_embd, hp.n_vocab, e)?;
+        let output = ld.output_or_tied(&mut token_embd, hp.n_vocab, e)?;
         let rope_freqs = match ld.optional_vector(tn::ROPE_FREQS, hp.n_rot / 2)? {
             Some(t) => Some(t.to_vec1::<f32>().map_err(|source| LoadError::Candle {
                 name: tn::ROPE_FREQS.into(),
