@@ -46,31 +46,13 @@ pub(crate) mod x86 {
     /// GB/s) and 12–15% (Q6_K, 42 → 48 GB/s) at a 47 GB/s triad; 8 KiB ahead did no better.
     pub(crate) const PREFETCH_BYTES: usize = 4096;
 
-    /// Asks for the cache lines `PREFETCH_BYTES` after `block`, as many as `block` spans: a hint that never faults,
-    /// so the address may lie past the end of the matrix.
+    /// Asks for the 64-byte lines `from..to` of the bytes `PREFETCH_BYTES` after `start`: a hint that never
+    /// faults, so the addresses may lie past the end of the matrix.
     #[inline(always)]
     #[allow(unsafe_code)]
-    pub(crate) fn prefetch_ahead<T>(block: &T) {
+    fn prefetch_lines(start: *const i8, from: usize, to: usize) {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = (block as *const T).cast::<i8>().wrapping_add(PREFETCH_BYTES);
-        let mut off = 0;
-        while off < size_of::<T>() {
-            // SAFETY: a prefetch is a hint: it never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
-            off += 64;
-        }
-    }
-
-    /// Asks for the `PARTS`-th part `part` of the cache lines `PREFETCH_BYTES` after `block`: a kernel that walks
-    /// a block in `PARTS` steps calls this once per step, spreading the block's requests over its work instead
-    /// of issuing them all at its start. A hint that never faults, so the address may lie past the matrix.
-    #[inline(always)]
-    #[allow(unsafe_code)]
-    pub(crate) fn prefetch_ahead_part<T, const PARTS: usize>(block: &T, part: usize) {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let lines = size_of::<T>().div_ceil(64);
-        let (from, to) = (lines * part / PARTS, lines * (part + 1) / PARTS);
-        let p = (block as *const T).cast::<i8>().wrapping_add(PREFETCH_BYTES);
+        let p = start.wrapping_add(PREFETCH_BYTES);
         for l in from..to {
             // SAFETY: a prefetch is a hint: it never faults, whatever the address.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64 * l)) };
@@ -78,18 +60,26 @@ pub(crate) mod x86 {
     }
 
     /// Asks for the cache lines `PREFETCH_BYTES` after `s`, as many as `s` spans: for kernels that walk a matrix
-    /// row by row in memory order. A hint that never faults, so the addresses may lie past the matrix.
+    /// (a row, or one block) in memory order.
     #[inline(always)]
-    #[allow(unsafe_code)]
     pub(crate) fn prefetch_slice_ahead<T>(s: &[T]) {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = s.as_ptr().cast::<i8>().wrapping_add(PREFETCH_BYTES);
-        let mut off = 0;
-        while off < size_of_val(s) {
-            // SAFETY: a prefetch is a hint: it never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
-            off += 64;
-        }
+        prefetch_lines(s.as_ptr().cast(), 0, size_of_val(s).div_ceil(64));
+    }
+
+    /// [`prefetch_slice_ahead`] of one block.
+    #[inline(always)]
+    pub(crate) fn prefetch_ahead<T>(block: &T) {
+        prefetch_slice_ahead(std::slice::from_ref(block));
+    }
+
+    /// Asks for the `PARTS`-th part `part` of the cache lines `PREFETCH_BYTES` after `block`: a kernel that walks
+    /// a block in `PARTS` steps calls this once per step, spreading the block's requests over its work instead
+    /// of issuing them all at its start.
+    #[inline(always)]
+    pub(crate) fn prefetch_ahead_part<T, const PARTS: usize>(block: &T, part: usize) {
+        let lines = size_of::<T>().div_ceil(64);
+        let start = (block as *const T).cast();
+        prefetch_lines(start, lines * part / PARTS, lines * (part + 1) / PARTS);
     }
 
     /// The fastest supported level, detected once (`None`: no AVX2, use the scalar references).
