@@ -100,7 +100,7 @@ impl BlockQ6_Kx8 {
     /// 32 that `dequantize_row_q6_K` reads from half `n = p / 2` of `ql`/`qh` — the low nibbles of `ql` for an
     /// even part, the high ones for an odd part, and likewise the low or high four bits of `qh` — and both the
     /// low-bit byte (levels `e` and `e + 32` of the part) and the high-bit byte (levels `4c + t` and `4c + 4 + t`
-    /// of each sub-block) merge two such nibbles ([`merge_nibbles`]). The layout is checked level by level
+    /// of each sub-block) merge two such nibbles. The layout is checked level by level
     /// against [`Self::level`] in the tests.
     pub fn pack_into(src: [&BlockQ6K; 8], b: &mut Self) {
         for (j, s) in src.iter().enumerate() {
