@@ -394,7 +394,8 @@ pub const TILE_Q: usize = 64;
 /// floats at head size 64 (64 KiB), stays in L2 while the tile's sixteen quads of queries use it. Against one
 /// quad at a time over all keys (each quad streaming a megabyte of keys and one of values from L3 at depth 4096):
 /// SmolLM2 Q4_0 pp512 at depth 4096 353–399 → 439–454 t/s, Llama 3.2 1B shape Q4_0 149–154 → 166–173
-/// (`silica bench -p 512 -n 0 -d 4096`, alternating, AMD EPYC Zen 4, 2 threads).
+/// (`silica bench -p 512 -n 0 -d 4096`, alternating, AMD EPYC Zen 4, 2 threads). The zmm micro-kernels
+/// ([`use_zmm`]) then took SmolLM2 from 420–429 to 504–515 t/s and the 1B shape from 170 to 192–195.
 const KEY_BLOCK: usize = 256;
 
 /// [`KEY_BLOCK`], or in tests the block size a test set (0: none), to check that blocking changes no bit.
@@ -407,6 +408,17 @@ fn key_block() -> usize {
         }
     }
     KEY_BLOCK
+}
+
+/// Whether the prompt path's micro-kernels run on zmm registers (AVX-512F; in tests, unless a test turned them
+/// off to compare). Every score and value sum is the same chain of FMAs in the same order on either width.
+#[cfg(target_arch = "x86_64")]
+fn use_zmm() -> bool {
+    #[cfg(test)]
+    if tests::ZMM_OFF.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    crate::cpu::x86::best() == Some(crate::cpu::x86::Level::Avx512Vnni)
 }
 
 /// The prompt path: per (head, tile of [`TILE_Q`] queries), the keys and values the tile can see are converted to
@@ -599,6 +611,7 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
             // the same operations in the same key order as one quad at a time would, so the results are equal.
             let n_quads = (i1 - i) / 4;
             let key_block = key_block();
+            let zmm = use_zmm();
             let range = |qd: usize| {
                 let i = i0 + 4 * qd;
                 (window_lo(s.p0 + i) - j_lo, s.p0 + i + 4 - j_lo)
@@ -613,8 +626,15 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                         let i = i0 + 4 * qd;
                         let qs: [&[f32]; 4] =
                             std::array::from_fn(|r| &q[((i + r) * s.n_head + h) * dk..][..dk]);
-                        // SAFETY: as above (AVX2 and FMA).
-                        unsafe { qk_x86::qk4(qs, kt, n, a, b, &mut scores[qd * 4 * n..][..4 * n]) };
+                        let sc = &mut scores[qd * 4 * n..][..4 * n];
+                        // SAFETY: as above (AVX2 and FMA; AVX-512F where `zmm`).
+                        unsafe {
+                            if zmm {
+                                qk_x86::qk4_zmm(qs, kt, n, a, b, sc);
+                            } else {
+                                qk_x86::qk4(qs, kt, n, a, b, sc);
+                            }
+                        }
                     }
                 }
             }
@@ -641,7 +661,13 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                         let w = &scores[qd * 4 * n..][..4 * n];
                         let out = &mut acc4[qd * 4 * dv..][..4 * dv];
                         // SAFETY: as above. A quad's first block starts its sums, later ones continue them.
-                        unsafe { qk_x86::pv4(w, n, a2, b2, vf, dv, out, a2 > a) };
+                        unsafe {
+                            if zmm {
+                                qk_x86::pv4_zmm(w, n, a2, b2, vf, dv, out, a2 > a);
+                            } else {
+                                qk_x86::pv4(w, n, a2, b2, vf, dv, out, a2 > a);
+                            }
+                        }
                     }
                 }
             }
@@ -804,6 +830,107 @@ mod qk_x86 {
             }
         }
     }
+
+    /// [`qk4`] 32 keys at a time on zmm registers, the last keys on [`qk4`]'s paths: each score is the same FMA
+    /// chain over `d` as there.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    pub(super) fn qk4_zmm(q: [&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &mut [f32]) {
+        let dk = q[0].len();
+        assert!(
+            kt.len() >= dk * n && scores.len() >= 4 * n && b <= n && a <= b,
+            "qk4_zmm: sizes"
+        );
+        let mut c = a;
+        while c + 32 <= b {
+            let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+            for d in 0..dk {
+                // SAFETY: `d·n + c + 32 ≤ (dk − 1)·n + b ≤ dk·n ≤ kt.len()`; unaligned loads.
+                let (k0, k1) = unsafe {
+                    let p = kt.as_ptr().add(d * n + c);
+                    (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+                };
+                for r in 0..4 {
+                    let qv = _mm512_set1_ps(q[r][d]);
+                    acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
+                }
+            }
+            for r in 0..4 {
+                // SAFETY: `r·n + c + 32 ≤ 4n ≤ scores.len()`; unaligned stores.
+                unsafe {
+                    let p = scores.as_mut_ptr().add(r * n + c);
+                    _mm512_storeu_ps(p, acc[r][0]);
+                    _mm512_storeu_ps(p.add(16), acc[r][1]);
+                }
+            }
+            c += 32;
+        }
+        qk4(q, kt, n, c, b, scores);
+    }
+
+    /// [`pv4`] 32 columns at a time on zmm registers: each `out[r·dv + d]` is the same FMA chain over the keys.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn pv4_zmm(
+        w: &[f32],
+        n: usize,
+        a: usize,
+        b: usize,
+        vf: &[f32],
+        dv: usize,
+        out: &mut [f32],
+        resume: bool,
+    ) {
+        assert!(
+            w.len() >= 4 * n && b <= n && vf.len() >= n * dv && out.len() >= 4 * dv,
+            "pv4_zmm: sizes"
+        );
+        let mut c0 = 0;
+        while c0 + 32 <= dv {
+            let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+            if resume {
+                for r in 0..4 {
+                    // SAFETY: `r·dv + c0 + 32 ≤ 4·dv ≤ out.len()`; unaligned loads.
+                    unsafe {
+                        let p = out.as_ptr().add(r * dv + c0);
+                        acc[r] = [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))];
+                    }
+                }
+            }
+            for j in a..b {
+                // SAFETY: `j·dv + c0 + 32 ≤ n·dv ≤ vf.len()`; unaligned loads.
+                let (v0, v1) = unsafe {
+                    let p = vf.as_ptr().add(j * dv + c0);
+                    (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+                };
+                for r in 0..4 {
+                    let x = _mm512_set1_ps(w[r * n + j]);
+                    acc[r][0] = _mm512_fmadd_ps(x, v0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(x, v1, acc[r][1]);
+                }
+            }
+            for r in 0..4 {
+                // SAFETY: `r·dv + c0 + 32 ≤ 4·dv ≤ out.len()`; unaligned stores.
+                unsafe {
+                    let p = out.as_mut_ptr().add(r * dv + c0);
+                    _mm512_storeu_ps(p, acc[r][0]);
+                    _mm512_storeu_ps(p.add(16), acc[r][1]);
+                }
+            }
+            c0 += 32;
+        }
+        for d in c0..dv {
+            for r in 0..4 {
+                let mut x = if resume { out[r * dv + d] } else { 0.0 };
+                for j in a..b {
+                    x = w[r * n + j].mul_add(vf[j * dv + d], x);
+                }
+                out[r * dv + d] = x;
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -845,6 +972,9 @@ mod tests {
     pub(super) static KEY_BLOCK_OVERRIDE: std::sync::atomic::AtomicUsize =
         std::sync::atomic::AtomicUsize::new(0);
 
+    /// Turns the prompt path's zmm micro-kernels off while a test compares them with the ymm ones.
+    pub(super) static ZMM_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
     #[test]
     fn key_blocks_of_any_size_give_the_same_bits() {
         let mut rng = StdRng::seed_from_u64(11);
@@ -880,6 +1010,12 @@ mod tests {
                     "key block {block}, window {n_swa}: results differ from one block"
                 );
             }
+            // The ymm micro-kernels give the same bits as the zmm ones (where the CPU has AVX-512F).
+            ZMM_OFF.store(true, std::sync::atomic::Ordering::Relaxed);
+            let ymm = run(KEY_BLOCK);
+            ZMM_OFF.store(false, std::sync::atomic::Ordering::Relaxed);
+            let same = whole.iter().zip(&ymm).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "window {n_swa}: the ymm kernels differ from the zmm ones");
             KEY_BLOCK_OVERRIDE.store(0, std::sync::atomic::Ordering::Relaxed);
             let want = reference(s, &q, &k, &v);
             for (a, b) in whole.iter().zip(&want) {
