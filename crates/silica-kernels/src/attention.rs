@@ -766,70 +766,93 @@ mod qk_x86 {
         }
     }
 
-    /// `out[r·dv + d] = Σ_{j∈a..b} w[r·n + j] · vf[j·dv + d]` for four queries, or with `resume`,
-    /// `out[r·dv + d] + Σ…`, continuing a sum over earlier keys in the same order of operations: each value vector
-    /// load serves four queries; accumulators stay in registers across the keys (16 columns at a time).
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn pv4(
-        w: &[f32],
-        n: usize,
-        a: usize,
-        b: usize,
-        vf: &[f32],
-        dv: usize,
-        out: &mut [f32],
-        resume: bool,
-    ) {
-        assert!(
-            w.len() >= 4 * n && b <= n && vf.len() >= n * dv && out.len() >= 4 * dv,
-            "pv4: sizes"
-        );
-        let mut c0 = 0;
-        while c0 + 16 <= dv {
-            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-            if resume {
-                for r in 0..4 {
-                    // SAFETY: `r·dv + c0 + 16 ≤ 4·dv ≤ out.len()`; unaligned loads.
-                    unsafe {
-                        let p = out.as_ptr().add(r * dv + c0);
-                        acc[r] = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))];
+    /// Defines a four-query value-sum kernel `$name` for the features `$feat`, `$w` columns per step in two
+    /// registers of `$w / 2` lanes: `out[r·dv + d] = Σ_{j∈a..b} w[r·n + j] · vf[j·dv + d]`, or with `resume`,
+    /// `out[r·dv + d] + Σ…`, continuing a sum over earlier keys in the same order of operations. Each value
+    /// vector load serves four queries; accumulators stay in registers across the keys; columns past the last
+    /// whole step are summed one at a time, by the same FMA chain.
+    macro_rules! pv4_kernel {
+        (
+            $(#[$doc:meta])*
+            $name:ident, $feat:literal, $w:literal,
+            $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident
+        ) => {
+            $(#[$doc])*
+            #[target_feature(enable = $feat)]
+            #[inline]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) fn $name(
+                w: &[f32],
+                n: usize,
+                a: usize,
+                b: usize,
+                vf: &[f32],
+                dv: usize,
+                out: &mut [f32],
+                resume: bool,
+            ) {
+                const H: usize = $w / 2;
+                assert!(
+                    w.len() >= 4 * n && b <= n && vf.len() >= n * dv && out.len() >= 4 * dv,
+                    concat!(stringify!($name), ": sizes")
+                );
+                let mut c0 = 0;
+                while c0 + $w <= dv {
+                    let mut acc = [[$zero(); 2]; 4];
+                    if resume {
+                        for r in 0..4 {
+                            // SAFETY: `r·dv + c0 + $w ≤ 4·dv ≤ out.len()`; unaligned loads.
+                            unsafe {
+                                let p = out.as_ptr().add(r * dv + c0);
+                                acc[r] = [$load(p), $load(p.add(H))];
+                            }
+                        }
+                    }
+                    for j in a..b {
+                        // SAFETY: `j·dv + c0 + $w ≤ n·dv ≤ vf.len()`; unaligned loads.
+                        let (v0, v1) = unsafe {
+                            let p = vf.as_ptr().add(j * dv + c0);
+                            ($load(p), $load(p.add(H)))
+                        };
+                        for r in 0..4 {
+                            let x = $set1(w[r * n + j]);
+                            acc[r][0] = $fma(x, v0, acc[r][0]);
+                            acc[r][1] = $fma(x, v1, acc[r][1]);
+                        }
+                    }
+                    for r in 0..4 {
+                        // SAFETY: `r·dv + c0 + $w ≤ 4·dv ≤ out.len()`; unaligned stores.
+                        unsafe {
+                            let p = out.as_mut_ptr().add(r * dv + c0);
+                            $store(p, acc[r][0]);
+                            $store(p.add(H), acc[r][1]);
+                        }
+                    }
+                    c0 += $w;
+                }
+                for d in c0..dv {
+                    for r in 0..4 {
+                        let mut x = if resume { out[r * dv + d] } else { 0.0 };
+                        for j in a..b {
+                            x = w[r * n + j].mul_add(vf[j * dv + d], x);
+                        }
+                        out[r * dv + d] = x;
                     }
                 }
             }
-            for j in a..b {
-                // SAFETY: `j·dv + c0 + 16 ≤ n·dv ≤ vf.len()`; unaligned loads.
-                let (v0, v1) = unsafe {
-                    let p = vf.as_ptr().add(j * dv + c0);
-                    (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
-                };
-                for r in 0..4 {
-                    let x = _mm256_set1_ps(w[r * n + j]);
-                    acc[r][0] = _mm256_fmadd_ps(x, v0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(x, v1, acc[r][1]);
-                }
-            }
-            for r in 0..4 {
-                // SAFETY: `r·dv + c0 + 16 ≤ 4·dv ≤ out.len()`; unaligned stores.
-                unsafe {
-                    let p = out.as_mut_ptr().add(r * dv + c0);
-                    _mm256_storeu_ps(p, acc[r][0]);
-                    _mm256_storeu_ps(p.add(8), acc[r][1]);
-                }
-            }
-            c0 += 16;
-        }
-        for d in c0..dv {
-            for r in 0..4 {
-                let mut x = if resume { out[r * dv + d] } else { 0.0 };
-                for j in a..b {
-                    x = w[r * n + j].mul_add(vf[j * dv + d], x);
-                }
-                out[r * dv + d] = x;
-            }
-        }
+        };
     }
+
+    pv4_kernel!(
+        /// The value sums of four queries on ymm registers (AVX2), 16 columns per step.
+        pv4, "avx2,fma", 16,
+        _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps
+    );
+    pv4_kernel!(
+        /// [`pv4`] on zmm registers (AVX-512F), 32 columns per step: each `out[r·dv + d]` is the same FMA chain.
+        pv4_zmm, "avx512f,avx2,fma", 32,
+        _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps
+    );
 
     /// [`qk4`] 32 keys at a time on zmm registers, the last keys on [`qk4`]'s paths: each score is the same FMA
     /// chain over `d` as there.
@@ -867,69 +890,6 @@ mod qk_x86 {
             c += 32;
         }
         qk4(q, kt, n, c, b, scores);
-    }
-
-    /// [`pv4`] 32 columns at a time on zmm registers: each `out[r·dv + d]` is the same FMA chain over the keys.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn pv4_zmm(
-        w: &[f32],
-        n: usize,
-        a: usize,
-        b: usize,
-        vf: &[f32],
-        dv: usize,
-        out: &mut [f32],
-        resume: bool,
-    ) {
-        assert!(
-            w.len() >= 4 * n && b <= n && vf.len() >= n * dv && out.len() >= 4 * dv,
-            "pv4_zmm: sizes"
-        );
-        let mut c0 = 0;
-        while c0 + 32 <= dv {
-            let mut acc = [[_mm512_setzero_ps(); 2]; 4];
-            if resume {
-                for r in 0..4 {
-                    // SAFETY: `r·dv + c0 + 32 ≤ 4·dv ≤ out.len()`; unaligned loads.
-                    unsafe {
-                        let p = out.as_ptr().add(r * dv + c0);
-                        acc[r] = [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))];
-                    }
-                }
-            }
-            for j in a..b {
-                // SAFETY: `j·dv + c0 + 32 ≤ n·dv ≤ vf.len()`; unaligned loads.
-                let (v0, v1) = unsafe {
-                    let p = vf.as_ptr().add(j * dv + c0);
-                    (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
-                };
-                for r in 0..4 {
-                    let x = _mm512_set1_ps(w[r * n + j]);
-                    acc[r][0] = _mm512_fmadd_ps(x, v0, acc[r][0]);
-                    acc[r][1] = _mm512_fmadd_ps(x, v1, acc[r][1]);
-                }
-            }
-            for r in 0..4 {
-                // SAFETY: `r·dv + c0 + 32 ≤ 4·dv ≤ out.len()`; unaligned stores.
-                unsafe {
-                    let p = out.as_mut_ptr().add(r * dv + c0);
-                    _mm512_storeu_ps(p, acc[r][0]);
-                    _mm512_storeu_ps(p.add(16), acc[r][1]);
-                }
-            }
-            c0 += 32;
-        }
-        for d in c0..dv {
-            for r in 0..4 {
-                let mut x = if resume { out[r * dv + d] } else { 0.0 };
-                for j in a..b {
-                    x = w[r * n + j].mul_add(vf[j * dv + d], x);
-                }
-                out[r * dv + d] = x;
-            }
-        }
     }
 }
 
