@@ -5,6 +5,7 @@
 //! to `general.alignment` (default 32), then the tensor data, each tensor at its offset from the data start.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -280,8 +281,8 @@ impl Header {
 
         let mut metadata = Metadata::new();
         for i in 0..n_kv {
-            let key = r.string(&format!("metadata key #{i}"))?;
-            let type_id = r.u32(&format!("type of `{key}`"))?;
+            let key = r.string(format_args!("metadata key #{i}"))?;
+            let type_id = r.u32(format_args!("type of `{key}`"))?;
             let ty = ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType {
                 key: key.clone(),
                 type_id,
@@ -308,8 +309,8 @@ impl Header {
         let mut tensors = Vec::with_capacity(n_tensors as usize);
         let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
         for i in 0..n_tensors {
-            let name = r.string(&format!("tensor name #{i}"))?;
-            let n_dims = r.u32(&format!("n_dims of `{name}`"))?;
+            let name = r.string(format_args!("tensor name #{i}"))?;
+            let n_dims = r.u32(format_args!("n_dims of `{name}`"))?;
             if n_dims as usize > MAX_DIMS || n_dims == 0 {
                 return Err(Error::LimitExceeded {
                     what: format!("n_dims of tensor `{name}`"),
@@ -319,14 +320,14 @@ impl Header {
             }
             let mut ne = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
-                ne.push(r.u64(&format!("dims of `{name}`"))?);
+                ne.push(r.u64(format_args!("dims of `{name}`"))?);
             }
-            let type_id = r.u32(&format!("type of `{name}`"))?;
+            let type_id = r.u32(format_args!("type of `{name}`"))?;
             let ty = GgmlType::from_id(type_id).ok_or_else(|| Error::UnknownType {
                 tensor: name.clone(),
                 type_id,
             })?;
-            let offset = r.u64(&format!("offset of `{name}`"))?;
+            let offset = r.u64(format_args!("offset of `{name}`"))?;
             let n_bytes = TensorInfo::data_bytes(&name, ty, &ne)?;
             if offset % alignment != 0 {
                 return Err(Error::MisalignedTensor {
@@ -540,10 +541,10 @@ impl GgufFile {
     }
 }
 
-fn cap(what: &str, value: u64, limit: u64) -> Result<()> {
+fn cap(what: impl Display, value: u64, limit: u64) -> Result<()> {
     if value > limit {
         return Err(Error::LimitExceeded {
-            what: what.to_owned(),
+            what: what.to_string(),
             value,
             limit,
         });
@@ -566,10 +567,13 @@ impl<'a> Reader<'a> {
         self.len - self.pos
     }
 
-    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+    // `what` names the value read, for errors only: a `Display` (`format_args!` where it has parts), so that
+    // nothing is formatted unless a read fails — once per string of a 262 144-token vocabulary, eager
+    // descriptions took about half of a Gemma 3 load.
+    fn take(&mut self, n: u64, what: impl Display) -> Result<&'a [u8]> {
         if n > self.remaining() || self.pos + n > self.buf.len() as u64 {
             return Err(Error::Truncated {
-                what: what.to_owned(),
+                what: what.to_string(),
                 offset: self.pos,
                 needed: n,
                 file_len: self.len,
@@ -580,35 +584,32 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+    fn array<const N: usize>(&mut self, what: impl Display) -> Result<[u8; N]> {
         let s = self.take(N as u64, what)?;
         let mut a = [0u8; N];
         a.copy_from_slice(s);
         Ok(a)
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32> {
+    fn u32(&mut self, what: impl Display) -> Result<u32> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64> {
+    fn u64(&mut self, what: impl Display) -> Result<u64> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
-    fn string(&mut self, what: &str) -> Result<String> {
+    fn string(&mut self, what: impl Display + Copy) -> Result<String> {
         let len = self.u64(what)?;
-        let limit = MAX_STRING_BYTES.min(self.remaining());
-        if len > limit {
-            return Err(Error::LimitExceeded {
-                what: format!("length of {what}"),
-                value: len,
-                limit,
-            });
-        }
+        cap(
+            format_args!("length of {what}"),
+            len,
+            MAX_STRING_BYTES.min(self.remaining()),
+        )?;
         let offset = self.pos;
         let bytes = self.take(len, what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| Error::InvalidUtf8 {
-            what: what.to_owned(),
+            what: what.to_string(),
             offset,
         })
     }
@@ -623,7 +624,7 @@ impl<'a> Reader<'a> {
             ValueType::I32 => Value::I32(i32::from_le_bytes(self.array(key)?)),
             ValueType::F32 => Value::F32(f32::from_le_bytes(self.array(key)?)),
             ValueType::Bool => Value::Bool(self.array::<1>(key)?[0] != 0),
-            ValueType::String => Value::String(self.string(&format!("value of `{key}`"))?),
+            ValueType::String => Value::String(self.string(format_args!("value of `{key}`"))?),
             ValueType::U64 => Value::U64(self.u64(key)?),
             ValueType::I64 => Value::I64(i64::from_le_bytes(self.array(key)?)),
             ValueType::F64 => Value::F64(f64::from_le_bytes(self.array(key)?)),
@@ -647,7 +648,7 @@ impl<'a> Reader<'a> {
         let n = self.u64(key)?;
         // A count is bounded by the bytes left: no allocation larger than the file itself.
         cap(
-            &format!("array length of `{key}`"),
+            format_args!("array length of `{key}`"),
             n,
             self.remaining() / ety.min_encoded_bytes(),
         )?;
@@ -676,17 +677,7 @@ impl<'a> Reader<'a> {
             ValueType::String => {
                 let mut v = Vec::with_capacity(n);
                 for i in 0..n {
-                    // The element's description is only written when reading it fails (a second read from the
-                    // same place, which fails the same way): formatting it for every element took a quarter of
-                    // the header parse of a 262 144-token vocabulary.
-                    let start = self.pos;
-                    match self.string("") {
-                        Ok(e) => v.push(e),
-                        Err(_) => {
-                            self.pos = start;
-                            v.push(self.string(&format!("element {i} of `{key}`"))?);
-                        }
-                    }
+                    v.push(self.string(format_args!("element {i} of `{key}`"))?);
                 }
                 Array::String(v)
             }
