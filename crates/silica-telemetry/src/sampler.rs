@@ -92,10 +92,25 @@ fn clk_tck() -> Result<u64> {
 /// `stat` is parsed after its last `)`, because the command name in field 2 may itself contain spaces and
 /// parentheses; field 3 (state) `Z` or `X` means the process has exited and not been reaped.
 ///
+/// A process caught mid-exit can fail a read in ways other than "gone" (a file already empty or cut short): a
+/// failed read is made once more, and if that one finds the process gone, [`Error::ProcessGone`] is returned.
+///
 /// # Errors
 ///
 /// As [`read_process`], and [`Error::ProcParse`] when `clk_tck` is 0.
 pub fn read_process_in(proc_root: &Path, pid: u32, clk_tck: u64) -> Result<ProcessStat> {
+    match read_process_once(proc_root, pid, clk_tck) {
+        Err(e) if !matches!(e, Error::ProcessGone { .. }) => match read_process_once(proc_root, pid, clk_tck)
+        {
+            Err(gone @ Error::ProcessGone { .. }) => Err(gone),
+            Ok(p) => Ok(p),
+            Err(_) => Err(e),
+        },
+        r => r,
+    }
+}
+
+fn read_process_once(proc_root: &Path, pid: u32, clk_tck: u64) -> Result<ProcessStat> {
     let dir = proc_root.join(pid.to_string());
     let stat_path = dir.join("stat");
     let stat = read_proc_file(&stat_path, pid)?;
@@ -376,19 +391,10 @@ fn run(
                 process_exited = true;
                 None
             }
-            // A process caught mid-exit can fail a read in other ways (a file already empty or cut short): when a
-            // second read finds it gone, it has exited; only an error that stays is worth a note.
-            Err(e) => match read_process(cfg.pid) {
-                Ok(p) => Some(p),
-                Err(Error::ProcessGone { .. }) => {
-                    process_exited = true;
-                    None
-                }
-                Err(_) => {
-                    note.get_or_insert_with(|| format!("reading process {}: {e}", cfg.pid));
-                    None
-                }
-            },
+            Err(e) => {
+                note.get_or_insert_with(|| format!("reading process {}: {e}", cfg.pid));
+                None
+            }
         };
         let sample = Sample {
             at,
