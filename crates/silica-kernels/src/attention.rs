@@ -616,25 +616,28 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                 let i = i0 + 4 * qd;
                 (window_lo(s.p0 + i) - j_lo, s.p0 + i + 4 - j_lo)
             };
+            // Block by block, each quad's share `a2..b2` of the block with its whole range `a..b`.
+            let shares = || {
+                (0..n).step_by(key_block).flat_map(move |kb| {
+                    let kb_end = kb.saturating_add(key_block).min(n);
+                    (0..n_quads).filter_map(move |qd| {
+                        let (a, b) = range(qd);
+                        let (a2, b2) = (a.max(kb), b.min(kb_end));
+                        (a2 < b2).then_some((qd, a, a2, b2))
+                    })
+                })
+            };
             scores.resize(n_quads * 4 * n, 0.0);
-            for kb in (0..n).step_by(key_block) {
-                let kb_end = kb.saturating_add(key_block).min(n);
-                for qd in 0..n_quads {
-                    let (a, b) = range(qd);
-                    let (a, b) = (a.max(kb), b.min(kb_end));
-                    if a < b {
-                        let i = i0 + 4 * qd;
-                        let qs: [&[f32]; 4] =
-                            std::array::from_fn(|r| &q[((i + r) * s.n_head + h) * dk..][..dk]);
-                        let sc = &mut scores[qd * 4 * n..][..4 * n];
-                        // SAFETY: as above (AVX2 and FMA; AVX-512F where `zmm`).
-                        unsafe {
-                            if zmm {
-                                qk_x86::qk4_zmm(qs, kt, n, a, b, sc);
-                            } else {
-                                qk_x86::qk4(qs, kt, n, a, b, sc);
-                            }
-                        }
+            for (qd, _, a2, b2) in shares() {
+                let i = i0 + 4 * qd;
+                let qs: [&[f32]; 4] = std::array::from_fn(|r| &q[((i + r) * s.n_head + h) * dk..][..dk]);
+                let sc = &mut scores[qd * 4 * n..][..4 * n];
+                // SAFETY: as above (AVX2 and FMA; AVX-512F where `zmm`).
+                unsafe {
+                    if zmm {
+                        qk_x86::qk4_zmm(qs, kt, n, a2, b2, sc);
+                    } else {
+                        qk_x86::qk4(qs, kt, n, a2, b2, sc);
                     }
                 }
             }
@@ -652,22 +655,15 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                     inv[qd][r] = 1.0 / sum;
                 }
             }
-            for kb in (0..n).step_by(key_block) {
-                let kb_end = kb.saturating_add(key_block).min(n);
-                for qd in 0..n_quads {
-                    let (a, b) = range(qd);
-                    let (a2, b2) = (a.max(kb), b.min(kb_end));
-                    if a2 < b2 {
-                        let w = &scores[qd * 4 * n..][..4 * n];
-                        let out = &mut acc4[qd * 4 * dv..][..4 * dv];
-                        // SAFETY: as above. A quad's first block starts its sums, later ones continue them.
-                        unsafe {
-                            if zmm {
-                                qk_x86::pv4_zmm(w, n, a2, b2, vf, dv, out, a2 > a);
-                            } else {
-                                qk_x86::pv4(w, n, a2, b2, vf, dv, out, a2 > a);
-                            }
-                        }
+            for (qd, a, a2, b2) in shares() {
+                let w = &scores[qd * 4 * n..][..4 * n];
+                let out = &mut acc4[qd * 4 * dv..][..4 * dv];
+                // SAFETY: as above. A quad's first block starts its sums, later ones continue them.
+                unsafe {
+                    if zmm {
+                        qk_x86::pv4_zmm(w, n, a2, b2, vf, dv, out, a2 > a);
+                    } else {
+                        qk_x86::pv4(w, n, a2, b2, vf, dv, out, a2 > a);
                     }
                 }
             }
@@ -704,42 +700,88 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
 mod qk_x86 {
     use std::arch::x86_64::*;
 
+    /// Checks the shapes of a four-query score product: `kt` `[dk][n]`, `scores` `[4][n]`, keys `a..b` of `n`.
+    fn check_qk4(q: &[&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &[f32]) {
+        let dk = q[0].len();
+        assert!(
+            q.iter().all(|r| r.len() == dk)
+                && kt.len() >= dk * n
+                && scores.len() >= 4 * n
+                && b <= n
+                && a <= b,
+            "qk4: sizes"
+        );
+    }
+
+    /// Defines `$name(q, kt, n, a, b, scores) -> c`, the four-query score steps for the features `$feat`: keys
+    /// `a..c` in steps of `$w` (two key loads of `$w / 2` lanes and four query broadcasts feed eight FMAs), `c`
+    /// the first key after the last whole step. Each score is one FMA chain over `d`, the same on every width.
+    macro_rules! qk4_steps {
+        ($name:ident, $feat:literal, $w:literal, $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident) => {
+            #[target_feature(enable = $feat)]
+            #[inline]
+            fn $name(q: [&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &mut [f32]) -> usize {
+                const H: usize = $w / 2;
+                check_qk4(&q, kt, n, a, b, scores);
+                let dk = q[0].len();
+                let mut c = a;
+                while c + $w <= b {
+                    let mut acc = [[$zero(); 2]; 4];
+                    for d in 0..dk {
+                        // SAFETY: `d·n + c + $w ≤ (dk − 1)·n + b ≤ dk·n ≤ kt.len()`; unaligned loads.
+                        let (k0, k1) = unsafe {
+                            let p = kt.as_ptr().add(d * n + c);
+                            ($load(p), $load(p.add(H)))
+                        };
+                        for r in 0..4 {
+                            let qv = $set1(q[r][d]);
+                            acc[r][0] = $fma(qv, k0, acc[r][0]);
+                            acc[r][1] = $fma(qv, k1, acc[r][1]);
+                        }
+                    }
+                    for r in 0..4 {
+                        // SAFETY: `r·n + c + $w ≤ 4n ≤ scores.len()`; unaligned stores.
+                        unsafe {
+                            let p = scores.as_mut_ptr().add(r * n + c);
+                            $store(p, acc[r][0]);
+                            $store(p.add(H), acc[r][1]);
+                        }
+                    }
+                    c += $w;
+                }
+                c
+            }
+        };
+    }
+
+    qk4_steps!(
+        qk4_steps_ymm,
+        "avx2,fma",
+        16,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps
+    );
+    qk4_steps!(
+        qk4_steps_zmm,
+        "avx512f,avx2,fma",
+        32,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps
+    );
+
     /// `scores[r·n + c] = Σ_d q[r][d] · kt[d·n + c]` for the four queries `r` and keys `c` in `a..b`.
-    /// `kt` is `[dk][n]` (keys transposed); `scores` is `[4][n]`.
+    /// `kt` is `[dk][n]` (keys transposed); `scores` is `[4][n]`. Sixteen keys at a time, then eight, then one.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) fn qk4(q: [&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &mut [f32]) {
         let dk = q[0].len();
-        assert!(
-            kt.len() >= dk * n && scores.len() >= 4 * n && b <= n && a <= b,
-            "qk4: sizes"
-        );
-        let mut c = a;
-        // Sixteen keys at a time: two key loads and four query broadcasts feed eight FMAs.
-        while c + 16 <= b {
-            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-            for d in 0..dk {
-                // SAFETY: `d·n + c + 16 ≤ (dk − 1)·n + b ≤ dk·n ≤ kt.len()`; unaligned loads.
-                let (k0, k1) = unsafe {
-                    let p = kt.as_ptr().add(d * n + c);
-                    (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
-                };
-                for r in 0..4 {
-                    let qv = _mm256_set1_ps(q[r][d]);
-                    acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
-                }
-            }
-            for r in 0..4 {
-                // SAFETY: `r·n + c + 16 ≤ 4n ≤ scores.len()`; unaligned stores.
-                unsafe {
-                    let p = scores.as_mut_ptr().add(r * n + c);
-                    _mm256_storeu_ps(p, acc[r][0]);
-                    _mm256_storeu_ps(p.add(8), acc[r][1]);
-                }
-            }
-            c += 16;
-        }
+        let mut c = qk4_steps_ymm(q, kt, n, a, b, scores);
         while c + 8 <= b {
             let mut acc = [_mm256_setzero_ps(); 4];
             for d in 0..dk {
@@ -859,36 +901,7 @@ mod qk_x86 {
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
     pub(super) fn qk4_zmm(q: [&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &mut [f32]) {
-        let dk = q[0].len();
-        assert!(
-            kt.len() >= dk * n && scores.len() >= 4 * n && b <= n && a <= b,
-            "qk4_zmm: sizes"
-        );
-        let mut c = a;
-        while c + 32 <= b {
-            let mut acc = [[_mm512_setzero_ps(); 2]; 4];
-            for d in 0..dk {
-                // SAFETY: `d·n + c + 32 ≤ (dk − 1)·n + b ≤ dk·n ≤ kt.len()`; unaligned loads.
-                let (k0, k1) = unsafe {
-                    let p = kt.as_ptr().add(d * n + c);
-                    (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
-                };
-                for r in 0..4 {
-                    let qv = _mm512_set1_ps(q[r][d]);
-                    acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
-                    acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
-                }
-            }
-            for r in 0..4 {
-                // SAFETY: `r·n + c + 32 ≤ 4n ≤ scores.len()`; unaligned stores.
-                unsafe {
-                    let p = scores.as_mut_ptr().add(r * n + c);
-                    _mm512_storeu_ps(p, acc[r][0]);
-                    _mm512_storeu_ps(p.add(16), acc[r][1]);
-                }
-            }
-            c += 32;
-        }
+        let c = qk4_steps_zmm(q, kt, n, a, b, scores);
         qk4(q, kt, n, c, b, scores);
     }
 }
