@@ -106,6 +106,17 @@ pub(crate) struct AttnBufs {
     pub gather: [Vec<f32>; 4],
 }
 
+impl AttnBufs {
+    /// Queries, keys and values of an `n`-token pass: `[n, w.nq]`, `[n, w.nkv]`, `[n, w.nkv]`.
+    pub(crate) fn qkv(&mut self, n: usize, w: Widths) -> (&mut [f32], &mut [f32], &mut [f32]) {
+        (
+            fit(&mut self.q, n * w.nq),
+            fit(&mut self.k, n * w.nkv),
+            fit(&mut self.v, n * w.nkv),
+        )
+    }
+}
+
 /// The first `len` values of `v`, grown (zero-filled) only when `v` is shorter.
 pub(crate) fn fit(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if v.len() < len {

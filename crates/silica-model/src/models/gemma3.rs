@@ -155,7 +155,8 @@ impl Gemma3 {
     pub(crate) fn forward_cpu(&self, batch: &Batch, kv: &mut KvCache, ws: &mut Workspace) -> Result<()> {
         let hp = &self.hp;
         let n = batch.len();
-        let Widths { e, nq, nkv, ff, hd } = Widths::of(hp);
+        let w = Widths::of(hp);
+        let Widths { e, nq, nkv, ff, hd } = w;
         let eps = hp.f_norm_rms_eps;
         let neox = hp.rope_type == RopeType::Neox;
         let [cos, sin, cos_swa, sin_swa] = &mut ws.rope;
@@ -188,11 +189,7 @@ impl Gemma3 {
             };
             let h = fit(&mut ws.h, n * e);
             rms_norm_t(x, &l.attn_norm, eps, h)?;
-            let (q, k, v) = (
-                fit(&mut ws.attn.q, n * nq),
-                fit(&mut ws.attn.k, n * nkv),
-                fit(&mut ws.attn.v, n * nkv),
-            );
+            let (q, k, v) = ws.attn.qkv(n, w);
             let t = fit(&mut ws.t, n * nq);
             // Raw products into t, per-head norms into q and k, then RoPE in place.
             l.attn_q.forward_into(h, n, t)?;

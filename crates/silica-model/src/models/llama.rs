@@ -122,7 +122,8 @@ impl Llama {
     pub(crate) fn forward_cpu(&self, batch: &Batch, kv: &mut KvCache, ws: &mut Workspace) -> Result<()> {
         let hp = &self.hp;
         let n = batch.len();
-        let Widths { e, nq, nkv, ff, hd } = Widths::of(hp);
+        let w = Widths::of(hp);
+        let Widths { e, nq, ff, hd, .. } = w;
         let eps = hp.f_norm_rms_eps;
         let neox = hp.rope_type == RopeType::Neox;
         let [cos, sin, ..] = &mut ws.rope;
@@ -133,11 +134,7 @@ impl Llama {
         for (il, l) in self.layers.iter().enumerate() {
             let h = fit(&mut ws.h, n * e);
             rms_norm_t(x, &l.attn_norm, eps, h)?;
-            let (q, k, v) = (
-                fit(&mut ws.attn.q, n * nq),
-                fit(&mut ws.attn.k, n * nkv),
-                fit(&mut ws.attn.v, n * nkv),
-            );
+            let (q, k, v) = ws.attn.qkv(n, w);
             l.attn_q.forward_into(h, n, q)?;
             rope_rows(q, hp.n_head, hd, (cos, sin), neox);
             l.attn_k.forward_into(h, n, k)?;
