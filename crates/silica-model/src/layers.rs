@@ -111,30 +111,26 @@ impl KvCache {
                 )));
             }
         }
-        let per_layer = |f: &dyn Fn() -> Result<Tensor>| -> Result<Vec<Vec<Tensor>>> {
-            (0..hp.n_layer)
-                .map(|_| (0..n_seq).map(|_| f()).collect())
-                .collect()
-        };
-        let cpu = |hd: usize, dtype: DType| -> Vec<Vec<KvBuf>> {
-            (0..hp.n_layer)
-                .map(|_| {
-                    (0..n_seq)
-                        .map(|_| KvBuf::zeros(dtype, hp.n_head_kv * n_ctx * hd))
-                        .collect()
-                })
-                .collect()
-        };
+        let (kd, vd, n_head_kv) = (hp.n_embd_head_k, hp.n_embd_head_v, hp.n_head_kv);
         let store = if device.is_cpu() {
+            let cpu = |hd: usize, dtype: DType| {
+                per_layer_seq(hp.n_layer, n_seq, || {
+                    Ok(KvBuf::zeros(dtype, n_head_kv * n_ctx * hd))
+                })
+            };
             KvStore::Cpu {
-                k: cpu(hp.n_embd_head_k, type_k),
-                v: cpu(hp.n_embd_head_v, type_v),
+                k: cpu(kd, type_k)?,
+                v: cpu(vd, type_v)?,
             }
         } else {
-            let (kd, vd) = (hp.n_embd_head_k, hp.n_embd_head_v);
+            let dev = |hd: usize, dtype: DType| {
+                per_layer_seq(hp.n_layer, n_seq, || {
+                    Ok(Tensor::zeros((n_head_kv, n_ctx, hd), dtype, device)?)
+                })
+            };
             KvStore::Device {
-                k: per_layer(&|| Ok(Tensor::zeros((hp.n_head_kv, n_ctx, kd), type_k, device)?))?,
-                v: per_layer(&|| Ok(Tensor::zeros((hp.n_head_kv, n_ctx, vd), type_v, device)?))?,
+                k: dev(kd, type_k)?,
+                v: dev(vd, type_v)?,
             }
         };
         Ok(KvCache {
@@ -257,6 +253,11 @@ impl KvCache {
                 .sum(),
         }
     }
+}
+
+/// `[n_layer][n_seq]` values made by `f`: a KV cache's layout.
+fn per_layer_seq<T>(n_layer: usize, n_seq: usize, f: impl Fn() -> Result<T>) -> Result<Vec<Vec<T>>> {
+    (0..n_layer).map(|_| (0..n_seq).map(|_| f()).collect()).collect()
 }
 
 /// Per forward pass: positions, the grouping of tokens by sequence and the rows whose logits are wanted. The
