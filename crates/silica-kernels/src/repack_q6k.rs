@@ -80,12 +80,6 @@ fn merge_nibbles(a: u32, b: u32, odd: bool) -> u32 {
     }
 }
 
-#[cfg(test)]
-/// Unsigned levels (`q ∈ 0..64`) of a Q6_K super-block in value order (`dequantize_row_q6_K`'s layout).
-fn levels(b: &BlockQ6K) -> [u8; QK_K] {
-    crate::kquants::levels_q6k(b).map(|l| (l + 32) as u8)
-}
-
 impl BlockQ6_Kx8 {
     /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s).
     pub fn pack(src: [&BlockQ6K; 8]) -> Self {
@@ -445,6 +439,11 @@ mod tests {
     use crate::WeightBlock;
     use crate::test_util::{bits, random_q8k, random_rows};
     use rand::{SeedableRng, rngs::StdRng};
+
+    /// Unsigned levels (`q ∈ 0..64`) of a Q6_K super-block in value order (`dequantize_row_q6_K`'s layout).
+    fn levels(b: &BlockQ6K) -> [u8; QK_K] {
+        crate::kquants::levels_q6k(b).map(|l| (l + 32) as u8)
+    }
 
     /// Every level kernel this CPU has, for `N` tokens.
     fn every_level<const N: usize>(w: &[BlockQ6_Kx8], x: [&[BlockQ8K]; N]) -> Vec<(String, [[f32; 8]; N])> {
