@@ -698,7 +698,7 @@ mod tests {
     use crate::test_util::{random_q8_0, random_rows};
     use rand::{SeedableRng, rngs::StdRng};
 
-    /// Packed products equal the scalar reference to the bit on every SIMD level, for 1 and 4 tokens, and the
+    /// Packed products equal the scalar reference to the bit on every SIMD level, for 1, 4 and 8 tokens, and the
     /// row-major reference closely (same integers, other rounding).
     #[allow(clippy::needless_range_loop)]
     fn packed_products_match<P: Pack8>(ty: silica_gguf::GgmlType)
@@ -751,6 +751,17 @@ mod tests {
                         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(a), bits(&want[k]), "{ty} gemm16 group {g} token {k}");
                         assert_eq!(bits(b), bits(&next[k]), "{ty} gemm16 group {} token {k}", g + 1);
+                    }
+                    // Eight tokens, the tile prefill uses: the four again in reverse order after themselves.
+                    let at = |k: usize| if k < 4 { k } else { 7 - k };
+                    let eight = gemm16::<P, 8>(
+                        [p.group(g), p.group(g + 1)],
+                        std::array::from_fn(|k| xr[at(k)]),
+                        std::array::from_fn(|k| sr[at(k)]),
+                    );
+                    for (k, r) in eight.iter().enumerate() {
+                        let (a, b) = (r.map(f32::to_bits), want[at(k)].map(f32::to_bits));
+                        assert_eq!(a[..8], b, "{ty} gemm16 of eight tokens, token {k}");
                     }
                     let one = gemm16::<P, 1>([p.group(g), p.group(g + 1)], [xr[1]], [sr[1]]);
                     let (a, b) = (one[0].map(f32::to_bits), want[1].map(f32::to_bits));
