@@ -368,20 +368,29 @@ trait RowGroupTiles: Sync {
     fn pairs(&self, _n: usize) -> bool {
         false
     }
+
+    /// Whether tiles of eight tokens are faster than two of four for a product of `n` tokens: where the
+    /// kernel has the registers to keep eight tokens' sums (AVX-512's 32), each unpacked weight block then
+    /// serves twice the tokens.
+    fn eight_tokens(&self, n: usize) -> bool {
+        self.pairs(n)
+    }
 }
 
 /// Splits the groups of eight rows over `pool`'s threads — in pairs where the tiles [`RowGroupTiles::pairs`] —
-/// and each unit meets the tokens four at a time (eight at a time for pairs, then four), then the one to three
-/// left; the results go to `out` (`[n, rows]`, row-major).
+/// and each unit meets the tokens four at a time (eight at a time where [`RowGroupTiles::eight_tokens`], then
+/// four), then the one to three left; the results go to `out` (`[n, rows]`, row-major).
 ///
 /// Pairs take eight tokens per tile because their kernel has the registers for it (32 zmm: 8 level vectors and
-/// 8 accumulators) and each unpacked weight block then serves twice the tokens: divan `pp` (512 tokens,
+/// 8 accumulators) and each unpacked weight block then serves twice the tokens (for the k-quants see
+/// [`repack_k::has_zmm_tiles_k`]): divan `pp` (512 tokens,
 /// 2048×2048, AMD EPYC Zen 4, 2 threads, the same run) Q4_0 4.61 → 4.19 ms, Q8_0 5.36 → 4.68 ms; 1B-shape
 /// pp512 in alternating runs Q4_0 414–421 → 442–453 t/s, Q8_0 353–370 → 389–402.
 fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], tiles: &impl RowGroupTiles) {
     let optr = SharedMut::new(out);
     let groups = rows / 8;
     let per_unit = if tiles.pairs(n) { 2 } else { 1 };
+    let eight = tiles.eight_tokens(n);
     let sched = Guided::new(groups.div_ceil(per_unit), pool.n_threads());
     pool.run(|ith, nth| {
         sched.for_each(ith, nth, |units| {
@@ -407,7 +416,7 @@ fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], til
                 }};
             }
                 let mut t = 0;
-                if per_unit == 2 {
+                if eight {
                     while t + 8 <= n {
                         tokens!(t, [0, 1, 2, 3, 4, 5, 6, 7]);
                         t += 8;
@@ -430,7 +439,8 @@ fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], til
 
 /// `out = x · Wᵀ` for a repacked k-quant matrix ([`PackedK`]: Q4_K, Q6_K): the activations are quantized to Q8_K
 /// once per token ([`crate::q8::quantize_row_q8_k`], ggml's numerics), then threads split the groups of eight rows
-/// and each group meets the tokens four at a time, then the rest ([`PackK8::gemm`]). Shapes as [`matmul`].
+/// and each group meets the tokens four (with AVX-512, eight) at a time, then the rest ([`PackK8::gemm`]). Shapes
+/// as [`matmul`].
 ///
 /// # Errors
 /// [`KernelError::Size`] if `x` is not `[n, cols]` or `out` not `[n, rows]`.
@@ -455,6 +465,22 @@ pub fn matmul_packed_k<P: PackK8>(
         fn tile<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 8]; N] {
             let nb = self.nb;
             P::gemm::<N>(self.w.group(g), t.map(|t| &self.xq[t * nb..(t + 1) * nb]))
+        }
+        fn tile16<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 16]; N] {
+            let nb = self.nb;
+            P::gemm16::<N>(
+                [self.w.group(g), self.w.group(g + 1)],
+                t.map(|t| &self.xq[t * nb..(t + 1) * nb]),
+            )
+        }
+        fn pairs(&self, n: usize) -> bool {
+            // One token streams the weights from memory: keep the one-group kernel there (as for Q4_0).
+            n >= 2 && P::has_pair_kernel()
+        }
+        fn eight_tokens(&self, n: usize) -> bool {
+            // The one-group zmm kernels (Q6_K) gain from eight tokens; the Q4_K pair kernel, which holds both
+            // groups' levels in registers, ran 5–10% slower with eight than with four (divan `pp`).
+            repack_k::has_zmm_tiles_k() && !self.pairs(n)
         }
     }
     run_row_groups(pool, rows, n, out, &Tiles { w, xq, nb });

@@ -498,6 +498,17 @@ mod tests {
                 for (name, got) in every_level::<1>(p.group(g), [xr[3]]) {
                     assert_eq!(bits(got)[0], bits(want)[3], "{name}");
                 }
+                // Eight tokens, the AVX-512 prefill tile: the four, then the four in reverse order.
+                let at = |k: usize| if k < 4 { k } else { 7 - k };
+                for (name, got) in every_level::<8>(p.group(g), std::array::from_fn(|k| xr[at(k)])) {
+                    for k in 0..8 {
+                        assert_eq!(
+                            bits(got)[k],
+                            bits(want)[at(k)],
+                            "{name} of eight tokens, token {k}"
+                        );
+                    }
+                }
                 for k in 0..4 {
                     for j in 0..8 {
                         let r = 8 * g + j;
