@@ -390,7 +390,11 @@ fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], til
     let optr = SharedMut::new(out);
     let groups = rows / 8;
     let per_unit = if tiles.pairs(n) { 2 } else { 1 };
-    let eight = tiles.eight_tokens(n);
+    // Eight-token tiles only where a unit's weights serve two tiles or more: with one (n = 8..15, batched
+    // generation) the weights come from memory during that tile, and its long per-block work kept fewer loads
+    // in flight than two four-token tiles (1B-shape Q4_0, alternating: pp8 198 → 161–171 t/s, `--batch 8`
+    // generation 156–158 → 125–132).
+    let eight = n >= 16 && tiles.eight_tokens(n);
     let sched = Guided::new(groups.div_ceil(per_unit), pool.n_threads());
     pool.run(|ith, nth| {
         sched.for_each(ith, nth, |units| {

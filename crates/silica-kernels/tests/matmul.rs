@@ -126,7 +126,7 @@ fn pack(ty: GgmlType, wq: &[u8], rows: usize, cols: usize) -> Box<dyn RepackedMa
 }
 
 /// Every repacked product equals the row-major one up to f32 rounding (same exact
-/// integers per block), for 1 to 15 tokens (every step of the token tiles) and 1 or 3 threads; wrong sizes are errors, not panics.
+/// integers per block), for 1 to 29 tokens (every step of the token tiles) and 1 or 3 threads; wrong sizes are errors, not panics.
 #[test]
 fn packed_matmuls_equal_the_row_major_ones() {
     // Legacy types: within 1e-4 of the larger of |result| and 1; the copy is the file's size.
@@ -159,7 +159,7 @@ fn packed_equals_row_major(
         let packed = pack(ty, &wq, rows, cols);
         // Every repacked copy is exactly the size of the file's tensor.
         assert_eq!(packed.size_bytes(), wq.len(), "{ty}");
-        for n in [1, 2, 3, 4, 9, 15] {
+        for n in [1, 2, 3, 4, 9, 15, 29] {
             let x = random(&mut rng, n * cols);
             for threads in [1, 3] {
                 let pool = ThreadPool::new(threads).unwrap();
