@@ -49,7 +49,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 python3 - "$out" "$THREADS" <<'PY'
-import glob, json, os, sys, collections
+import collections, glob, json, os, re, sys
 out, threads = sys.argv[1], sys.argv[2]
 rows = collections.OrderedDict()
 def test_name(r):
@@ -66,7 +66,8 @@ for f in sorted(glob.glob(os.path.join(out, "*.llama.json"))):
     bs = f.replace(".llama.json", ".silica-batched.json")
     if os.path.exists(bl) and os.path.exists(bs):
         for line in open(bl):
-            r = json.loads(line)
+            # With PP=0 llama-batched-bench writes speed_pp as a bare `-nan`, which is not JSON.
+            r = json.loads(re.sub(r"(?<=: )-?nan\b", "NaN", line))
             rows.setdefault((model, f"tg batch {r['pl']}"), {}).setdefault("llama.cpp", []).append(r["speed_tg"])
         for r in json.load(open(bs)):
             rows.setdefault((model, f"tg batch {r['n_parallel']}"), {}).setdefault("silica", []).append(r["avg_ts"])
