@@ -82,6 +82,26 @@ pub(crate) mod x86 {
         prefetch_lines(start, lines * part / PARTS, lines * (part + 1) / PARTS);
     }
 
+    /// The 32 bytes at `at` of `a` in the low half of a zmm and those of `b` in the high half: the same bytes of
+    /// two row groups' blocks, for the sixteen-row pair kernels.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, and `at + 32` must not exceed `a.len()` nor `b.len()`.
+    #[target_feature(enable = "avx2,avx512f")]
+    #[inline]
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn load_pair(a: &[u8], b: &[u8], at: usize) -> std::arch::x86_64::__m512i {
+        use std::arch::x86_64::*;
+        debug_assert!(at + 32 <= a.len() && at + 32 <= b.len());
+        // SAFETY: the caller guarantees 32 readable bytes at `at` of both; unaligned loads.
+        unsafe {
+            _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_loadu_si256(a.as_ptr().add(at).cast())),
+                _mm256_loadu_si256(b.as_ptr().add(at).cast()),
+            )
+        }
+    }
+
     /// The fastest supported level, detected once (`None`: no AVX2, use the scalar references).
     pub(crate) fn best() -> Option<Level> {
         static BEST: OnceLock<Option<Level>> = OnceLock::new();

@@ -381,8 +381,8 @@ trait RowGroupTiles: Sync {
 /// and each unit meets the tokens four at a time (eight at a time where [`RowGroupTiles::eight_tokens`], then
 /// four), then the one to three left; the results go to `out` (`[n, rows]`, row-major).
 ///
-/// Pairs take eight tokens per tile because their kernel has the registers for it (32 zmm: 8 level vectors and
-/// 8 accumulators) and each unpacked weight block then serves twice the tokens (for the k-quants see
+/// Pairs take eight tokens per tile because their kernels have the registers for it (32 zmm: 8 level vectors
+/// and 8 accumulators) and each unpacked weight block then serves twice the tokens (for the k-quants see
 /// [`repack_k::has_zmm_tiles_k`]): divan `pp` (512 tokens,
 /// 2048×2048, AMD EPYC Zen 4, 2 threads, the same run) Q4_0 4.61 → 4.19 ms, Q8_0 5.36 → 4.68 ms; 1B-shape
 /// pp512 in alternating runs Q4_0 414–421 → 442–453 t/s, Q8_0 353–370 → 389–402.
@@ -443,8 +443,8 @@ fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], til
 
 /// `out = x · Wᵀ` for a repacked k-quant matrix ([`PackedK`]: Q4_K, Q6_K): the activations are quantized to Q8_K
 /// once per token ([`crate::q8::quantize_row_q8_k`], ggml's numerics), then threads split the groups of eight rows
-/// and each group meets the tokens four (with AVX-512, eight) at a time, then the rest ([`PackK8::gemm`]). Shapes
-/// as [`matmul`].
+/// and each group meets the tokens four at a time, then the rest ([`PackK8::gemm`]); with AVX-512 VNNI and two
+/// tokens or more, two groups at once ([`PackK8::gemm16`]), eight tokens at a time. Shapes as [`matmul`].
 ///
 /// # Errors
 /// [`KernelError::Size`] if `x` is not `[n, cols]` or `out` not `[n, rows]`.
@@ -480,11 +480,6 @@ pub fn matmul_packed_k<P: PackK8>(
         fn pairs(&self, n: usize) -> bool {
             // One token streams the weights from memory: keep the one-group kernel there (as for Q4_0).
             n >= 2 && P::has_pair_kernel()
-        }
-        fn eight_tokens(&self, n: usize) -> bool {
-            // The one-group zmm kernels (Q6_K) gain from eight tokens; the Q4_K pair kernel, which holds both
-            // groups' levels in registers, ran 5–10% slower with eight than with four (divan `pp`).
-            repack_k::has_zmm_tiles_k() && !self.pairs(n)
         }
     }
     run_row_groups(pool, rows, n, out, &Tiles { w, xq, nb });

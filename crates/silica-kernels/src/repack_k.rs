@@ -20,7 +20,7 @@
 //! known. With four tokens per tile the weights come from cache and the zmm kernel is ~20% faster (divan `pp`).
 //! For two tokens or more [`gemm16_q4k`] takes two groups at once instead, with the activation bytes as
 //! broadcast memory operands (no `vpermd`): divan `pp` 2048×2048 6.2 → 5.1 ms, 1B-shape Q4_K_M pp512 296–302
-//! → 358–363 t/s in alternating runs.
+//! → 358–363 t/s in alternating runs. [`crate::repack_q6k::gemm16_q6k`] does the same for Q6_K.
 //!
 //! Per super-block, row `j` and token:
 //!
@@ -260,12 +260,12 @@ pub fn has_fast_path_k() -> bool {
     false
 }
 
-/// Whether the multi-token k-quant kernels run on zmm registers (x86-64 with AVX-512 VNNI): they then have the
-/// 32 vector registers to take eight tokens per tile, which the prefill driver does for the one-group kernels
-/// (Q6_K), and Q4_K has the sixteen-row pair kernel [`gemm16_q4k`]. With 16 (AVX2) eight tokens' sums would not
-/// stay in registers. Measured (divan `pp`, 512 tokens, 2048×2048, AMD EPYC Zen 4, 2 threads, alternating
-/// runs): eight tokens against four, Q6_K 7.98/7.86 → 7.57/6.84 ms; Q4_K's one-group kernel 6.32/6.23 →
-/// 6.19/5.98 ms, its pair kernel 6.2 → 5.1 ms (four tokens; eight spilled and ran 5–10% slower).
+/// Whether the multi-token k-quant kernels run on zmm registers (x86-64 with AVX-512 VNNI): Q4_K and Q6_K then
+/// have sixteen-row pair kernels ([`gemm16_q4k`], [`crate::repack_q6k::gemm16_q6k`]) and the 32 vector
+/// registers to take eight tokens per tile, which the prefill driver does from 16 tokens on. With 16 registers
+/// (AVX2) eight tokens' sums would not stay in registers. Measured (divan `pp`, 512 tokens, AMD EPYC Zen 4, 2
+/// threads, alternating runs), eight tokens against four: Q6_K pair 4096×4096 26.5–26.7 → 23.3 ms, Q4_K pair
+/// within 4% either way (18.98–22.2 against 19.35–21.3 ms over the three shapes).
 pub fn has_zmm_tiles_k() -> bool {
     #[cfg(target_arch = "x86_64")]
     return x86::best() == Some(x86::Level::Avx512Vnni);
@@ -676,17 +676,6 @@ pub(crate) mod x86 {
                 let (sc1, mn1) = super::unpack_scales_mins(b[1]);
                 let mut isum = [_mm512_setzero_si512(); N];
                 for p in 0..4 {
-                    let mut raw = [_mm512_setzero_si512(); 8];
-                    for (c, r) in raw.iter_mut().enumerate() {
-                        let at = 256 * p + 32 * c;
-                        // SAFETY: `qs` has 1024 bytes and `at + 32 ≤ 1024` in both blocks; unaligned loads.
-                        *r = unsafe {
-                            _mm512_inserti64x4::<1>(
-                                _mm512_castsi256_si512(_mm256_loadu_si256(b[0].qs.as_ptr().add(at).cast())),
-                                _mm256_loadu_si256(b[1].qs.as_ptr().add(at).cast()),
-                            )
-                        };
-                    }
                     for h in 0..2 {
                         let sb = 2 * p + h;
                         // Row scales of sub-block `sb`: group 0's eight, then group 1's, as sixteen i32.
@@ -697,15 +686,16 @@ pub(crate) mod x86 {
                                 _mm_loadl_epi64(sc1[sb].as_ptr().cast()),
                             )
                         });
-                        // (Loops, not closures: closures are not compiled with this function's features.)
+                        // Levels of sub-block `sb`, sixteen rows: the low nibbles of the part-pair's bytes for
+                        // h = 0, the high ones for h = 1 (loaded again: holding both took the registers that
+                        // eight tokens' sums need).
                         let mut lv = [_mm512_setzero_si512(); 8];
-                        for c in 0..8 {
-                            let r = if h == 0 {
-                                raw[c]
-                            } else {
-                                _mm512_srli_epi16::<4>(raw[c])
-                            };
-                            lv[c] = _mm512_and_si512(r, low);
+                        for (c, l) in lv.iter_mut().enumerate() {
+                            // SAFETY: `qs` has 1024 bytes and `256p + 32c + 32 ≤ 1024` in both blocks.
+                            let raw =
+                                unsafe { crate::cpu::x86::load_pair(&b[0].qs, &b[1].qs, 256 * p + 32 * c) };
+                            let r = if h == 0 { raw } else { _mm512_srli_epi16::<4>(raw) };
+                            *l = _mm512_and_si512(r, low);
                         }
                         for k in 0..N {
                             let y = ys[k].qs.as_ptr();
