@@ -620,24 +620,13 @@ mod tests {
                     // The pair kernel: both groups' values, to the bit, for 4, 1 and 8 tokens.
                     let next = gemm_q6k_ref(p.group(g + 1), xr);
                     let both = [p.group(g), p.group(g + 1)];
-                    let check = |got: &[[f32; 16]], tokens: &[usize], what: &str| {
-                        for (r, &k) in got.iter().zip(tokens) {
-                            assert_eq!(
-                                bits([r[..8].try_into().unwrap()]),
-                                bits([want[k]]),
-                                "{what} token {k}"
-                            );
-                            assert_eq!(
-                                bits([r[8..].try_into().unwrap()]),
-                                bits([next[k]]),
-                                "{what} token {k}"
-                            );
-                        }
-                    };
-                    check(&gemm16_q6k(both, xr), &[0, 1, 2, 3], "gemm16_q6k");
-                    check(&gemm16_q6k::<1>(both, [xr[2]]), &[2], "gemm16_q6k of one token");
                     let eight = [0, 1, 2, 3, 3, 2, 1, 0];
-                    check(
+                    let pair = |got: &[[f32; 16]], tokens: &[usize], what| {
+                        crate::test_util::assert_pair_bits(got, tokens, &want, &next, what)
+                    };
+                    pair(&gemm16_q6k(both, xr), &[0, 1, 2, 3], "gemm16_q6k");
+                    pair(&gemm16_q6k::<1>(both, [xr[2]]), &[2], "gemm16_q6k of one token");
+                    pair(
                         &gemm16_q6k::<8>(both, eight.map(|k| xr[k])),
                         &eight,
                         "gemm16_q6k of eight tokens",

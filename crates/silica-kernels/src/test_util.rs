@@ -39,3 +39,21 @@ pub(crate) fn random_q8k(rng: &mut StdRng, cols: usize) -> Vec<BlockQ8K> {
 pub(crate) fn bits<const N: usize>(v: [[f32; 8]; N]) -> [[u32; 8]; N] {
     v.map(|r| r.map(f32::to_bits))
 }
+
+/// Asserts that the sixteen-row pair results `got[i]` (of token `tokens[i]`) equal, to the bit, the two groups'
+/// eight-row results: `a[tokens[i]]` in the first half, `b[tokens[i]]` in the second.
+pub(crate) fn assert_pair_bits(
+    got: &[[f32; 16]],
+    tokens: &[usize],
+    a: &[[f32; 8]],
+    b: &[[f32; 8]],
+    what: &str,
+) {
+    assert_eq!(got.len(), tokens.len(), "{what}: token count");
+    for (r, &k) in got.iter().zip(tokens) {
+        let (lo, hi) = r.split_at(8);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(lo), bits(&a[k]), "{what}: first group, token {k}");
+        assert_eq!(bits(hi), bits(&b[k]), "{what}: second group, token {k}");
+    }
+}
