@@ -19,6 +19,7 @@ mod alloc;
 pub mod attention;
 pub mod blocks;
 mod cpu;
+pub mod expf;
 pub mod kquants;
 pub mod legacy;
 pub mod q8;
