@@ -350,18 +350,8 @@ mod one_chunk_f16 {
                     }
                     *sct = s.scale * hsum(dotv);
                 }
-                let (mut arg, mut new_max) = ([0f32; 8], [false; 8]);
-                for t in 0..nk {
-                    if sc[t] > max {
-                        arg[t] = max - sc[t];
-                        max = sc[t];
-                        new_max[t] = true;
-                    } else {
-                        arg[t] = sc[t] - max;
-                    }
-                }
-                // SAFETY: this function's features include AVX2 and FMA.
-                let e = unsafe { crate::expf::x86::expf8(arg) };
+                let (arg, new_max) = super::exp_args(&sc, nk, &mut max);
+                let e = super::exp8::<true>(arg);
                 for t in 0..nk {
                     let (ms, vs) = if new_max[t] { (e[t], 1f32) } else { (1f32, e[t]) };
                     if new_max[t] {
@@ -478,6 +468,36 @@ fn attention_tiled<K: KvElem, V: KvElem>(
     });
 }
 
+/// The online softmax's `e^x` arguments for the scores `sc[..nk]` of consecutive keys, with the running maximum
+/// `max` carried along (and left at the last key's): for a key above the maximum `max − sc` (its rescaling
+/// factor; `new_max`), else `sc − max` (its weight) — ggml's one-chunk order, one key after another.
+#[inline(always)]
+fn exp_args(sc: &[f32; 8], nk: usize, max: &mut f32) -> ([f32; 8], [bool; 8]) {
+    let (mut arg, mut new_max) = ([0f32; 8], [false; 8]);
+    for t in 0..nk {
+        if sc[t] > *max {
+            arg[t] = *max - sc[t];
+            *max = sc[t];
+            new_max[t] = true;
+        } else {
+            arg[t] = sc[t] - *max;
+        }
+    }
+    (arg, new_max)
+}
+
+/// [`crate::expf::expf8`], on AVX2 and FMA without a check when `X86` (callers with `X86` run only where the
+/// CPU has them, as for [`to_f32`]).
+#[inline(always)]
+fn exp8<const X86: bool>(x: [f32; 8]) -> [f32; 8] {
+    #[cfg(target_arch = "x86_64")]
+    if X86 {
+        // SAFETY: `X86` callers checked AVX2 and FMA (see above).
+        return unsafe { crate::expf::x86::expf8(x) };
+    }
+    x.map(crate::expf::expf)
+}
+
 #[inline(always)]
 fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: usize, nth: usize) {
     let Work {
@@ -507,28 +527,36 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, it
         // Online softmax over the keys in order (ggml's one-chunk flash attention): on a new maximum the
         // running sum and accumulator are rescaled; an F16 value cache accumulates in f16, rounding after
         // every update as ggml's `ggml_vec_scale_f16` / `ggml_vec_mad_f16` do.
+        // Eight keys at a time, as the F16 kernel (`one_chunk_f16`): scores, then `e^x` of the eight, then the
+        // updates in key order.
         let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
         acc.fill(0.0);
-        for j in j0..=p {
-            let krow = &k[(g * s.n_ctx + j) * dk..][..dk];
-            to_f32::<K, X86>(krow, &mut kr[..dk]);
-            let sc = s.scale * dot(qr, &kr[..dk]);
-            let (mut ms, mut vs) = (1f32, 1f32);
-            if sc > max {
-                ms = crate::expf::expf(max - sc);
-                max = sc;
-                acc.iter_mut().for_each(|a| *a *= ms);
+        let mut j = j0;
+        while j <= p {
+            let nk = (p + 1 - j).min(8);
+            let mut sc = [0f32; 8];
+            for (t, sct) in sc.iter_mut().enumerate().take(nk) {
+                let krow = &k[(g * s.n_ctx + j + t) * dk..][..dk];
+                to_f32::<K, X86>(krow, &mut kr[..dk]);
+                *sct = s.scale * dot(qr, &kr[..dk]);
+            }
+            let (arg, new_max) = exp_args(&sc, nk, &mut max);
+            let e = exp8::<X86>(arg);
+            for t in 0..nk {
+                let (ms, vs) = if new_max[t] { (e[t], 1f32) } else { (1f32, e[t]) };
+                if new_max[t] {
+                    acc.iter_mut().for_each(|a| *a *= ms);
+                    round_acc::<V, X86>(acc, tmp);
+                }
+                let vrow = &v[(g * s.n_ctx + j + t) * dv..][..dv];
+                to_f32::<V, X86>(vrow, &mut kr[..dv]);
+                for (a, &x) in acc.iter_mut().zip(&kr[..dv]) {
+                    *a = x.mul_add(vs, *a);
+                }
                 round_acc::<V, X86>(acc, tmp);
-            } else {
-                vs = crate::expf::expf(sc - max);
+                sum = sum * ms + vs;
             }
-            let vrow = &v[(g * s.n_ctx + j) * dv..][..dv];
-            to_f32::<V, X86>(vrow, &mut kr[..dv]);
-            for (a, &x) in acc.iter_mut().zip(&kr[..dv]) {
-                *a = x.mul_add(vs, *a);
-            }
-            round_acc::<V, X86>(acc, tmp);
-            sum = sum * ms + vs;
+            j += nk;
         }
         let inv = 1.0 / sum;
         for (d, &a) in acc.iter().enumerate() {
