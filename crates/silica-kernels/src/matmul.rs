@@ -390,11 +390,13 @@ fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], til
     let optr = SharedMut::new(out);
     let groups = rows / 8;
     let per_unit = if tiles.pairs(n) { 2 } else { 1 };
-    // Eight-token tiles only where a unit's weights serve two tiles or more: with one (n = 8..15, batched
-    // generation) the weights come from memory during that tile, and its long per-block work kept fewer loads
-    // in flight than two four-token tiles (1B-shape Q4_0, alternating: pp8 198 → 161–171 t/s, `--batch 8`
-    // generation 156–158 → 125–132).
-    let eight = n >= 16 && tiles.eight_tokens(n);
+    // With 8 to 15 tokens (batched generation, short prompts) a unit's weights come from memory during its
+    // only eight-token tile: the pair kernels prefetch 4 KiB ahead in eight-token tiles for that. Without it,
+    // the long per-block work kept fewer loads in flight than two four-token tiles (1B-shape Q4_0, alternating:
+    // pp8 198 → 161–171 t/s, `--batch 8` generation 156–158 → 125–132); with it, against four-token tiles at
+    // 8..15 tokens: Q4_0 pp8 180–191 → 237–251, batch 8 146 → 178; Q4_K_M pp8 179–180 → 226, batch 8 140–142 →
+    // 188–193; Q8_0 batch 8 136–142 → 171–173; pp512 unchanged.
+    let eight = n >= 8 && tiles.eight_tokens(n);
     let sched = Guided::new(groups.div_ceil(per_unit), pool.n_threads());
     pool.run(|ith, nth| {
         sched.for_each(ith, nth, |units| {

@@ -17,7 +17,9 @@
 //! For one token the weights come from DRAM, where reading two groups' blocks side by side streamed slower
 //! (32 against 42 GB/s, `examples/stream_dram.rs`), so generation keeps the eight-row kernel, which for one
 //! token prefetches 4 KiB ahead of the block it reads (see `cpu::x86::PREFETCH_BYTES`: Q4_0 from 82–91% to
-//! 97–100% of the STREAM triad).
+//! 97–100% of the STREAM triad). [`gemm16`] prefetches the same way in tiles of eight tokens, which batched
+//! generation and short prompts run once per unit, with the weights coming from memory (see `matmul`'s
+//! `run_row_groups`).
 //!
 //! The levels are used unsigned: Q4_0's nibbles (0..15) with `Σ (q − 8)·y = Σ q·y − 8·Σ y`, Q5_0's five-bit
 //! levels (0..31; the fifth bits are spread to bytes in the kernel) with `− 16·Σ y`, Q8_0's bytes
@@ -607,6 +609,11 @@ mod x86 {
             for i in 0..w[0].len() {
                 // SAFETY: `i` is below both groups' length (checked equal by the caller).
                 let b = unsafe { [w[0].get_unchecked(i), w[1].get_unchecked(i)] };
+                if N == 8 {
+                    // The weights may come from memory (module docs).
+                    crate::cpu::x86::prefetch_ahead(b[0]);
+                    crate::cpu::x86::prefetch_ahead(b[1]);
+                }
                 let q = [
                     bytemuck::bytes_of(b[0])[16..].as_ptr(),
                     bytemuck::bytes_of(b[1])[16..].as_ptr(),

@@ -676,6 +676,11 @@ pub(crate) mod x86 {
                 let (sc1, mn1) = super::unpack_scales_mins(b[1]);
                 let mut isum = [_mm512_setzero_si512(); N];
                 for p in 0..4 {
+                    if N == 8 {
+                        // The weights may come from memory (module docs of `repack`'s pair kernel).
+                        crate::cpu::x86::prefetch_ahead_part::<_, 4>(b[0], p);
+                        crate::cpu::x86::prefetch_ahead_part::<_, 4>(b[1], p);
+                    }
                     for h in 0..2 {
                         let sb = 2 * p + h;
                         // Row scales of sub-block `sb`: group 0's eight, then group 1's, as sixteen i32.

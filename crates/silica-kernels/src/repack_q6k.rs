@@ -484,6 +484,11 @@ mod x86 {
                 let ys: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
                 let mut isum = [_mm512_setzero_si512(); N];
                 for p in 0..4 {
+                    if N == 8 {
+                        // The weights may come from memory (module docs of `repack`'s pair kernel).
+                        crate::cpu::x86::prefetch_ahead_part::<_, 4>(b[0], p);
+                        crate::cpu::x86::prefetch_ahead_part::<_, 4>(b[1], p);
+                    }
                     for h in 0..2 {
                         // lv[c]: unsigned levels of chunk c of part 2p + h, sixteen rows.
                         let mut lv = [_mm512_setzero_si512(); 8];
