@@ -452,6 +452,19 @@ pub(crate) mod x86 {
         out
     }
 
+    /// The sixteen-row integer sums of the pair kernels split into the two groups' eight-row sums: each token's
+    /// low half (group 0) and high half (group 1).
+    #[target_feature(enable = "avx2,avx512f")]
+    #[inline]
+    pub(crate) fn split_halves<const N: usize>(isum: [__m512i; N]) -> [[__m256i; N]; 2] {
+        let mut out = [[_mm256_setzero_si256(); N]; 2];
+        for (k, s) in isum.into_iter().enumerate() {
+            out[0][k] = _mm512_castsi512_si256(s);
+            out[1][k] = _mm512_extracti64x4_epi64::<1>(s);
+        }
+        out
+    }
+
     /// The eight-row integer sums of the zmm kernels: each token's low and high halves added.
     #[target_feature(enable = "avx2,avx512f")]
     #[inline]
@@ -714,11 +727,7 @@ pub(crate) mod x86 {
                         }
                     }
                 }
-                let (mut lo, mut hi) = ([_mm256_setzero_si256(); N], [_mm256_setzero_si256(); N]);
-                for k in 0..N {
-                    lo[k] = _mm512_castsi512_si256(isum[k]);
-                    hi[k] = _mm512_extracti64x4_epi64::<1>(isum[k]);
-                }
+                let [lo, hi] = super::split_halves(isum);
                 super::close_superblock(b[0], &mn0, ys, lo, &mut acc[0]);
                 super::close_superblock(b[1], &mn1, ys, hi, &mut acc[1]);
             }
@@ -813,20 +822,9 @@ mod tests {
                 let three = gemm_q4k::<3>(p.group(g), [xr[1], xr[2], xr[3]]);
                 assert_eq!(bits(three)[..], bits(want)[1..]);
                 if g + 1 < rows / 8 {
-                    // The pair kernel: both groups' values, to the bit, for 4, 1 and 8 tokens.
+                    // The pair kernel: both groups' values, to the bit.
                     let next = gemm_q4k_ref(p.group(g + 1), xr);
-                    let both = [p.group(g), p.group(g + 1)];
-                    let eight = [0, 1, 2, 3, 3, 2, 1, 0];
-                    let pair = |got: &[[f32; 16]], tokens: &[usize], what| {
-                        crate::test_util::assert_pair_bits(got, tokens, &want, &next, what)
-                    };
-                    pair(&gemm16_q4k(both, xr), &[0, 1, 2, 3], "gemm16_q4k");
-                    pair(&gemm16_q4k::<1>(both, [xr[2]]), &[2], "gemm16_q4k of one token");
-                    pair(
-                        &gemm16_q4k::<8>(both, eight.map(|k| xr[k])),
-                        &eight,
-                        "gemm16_q4k of eight tokens",
-                    );
+                    crate::test_util::check_pair_kernel([p.group(g), p.group(g + 1)], xr, &want, &next);
                 }
                 #[cfg(target_arch = "x86_64")]
                 for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Vnni] {

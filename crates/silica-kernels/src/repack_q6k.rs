@@ -542,11 +542,7 @@ mod x86 {
                         }
                     }
                 }
-                let (mut lo, mut hi) = ([_mm256_setzero_si256(); N], [_mm256_setzero_si256(); N]);
-                for k in 0..N {
-                    lo[k] = _mm512_castsi512_si256(isum[k]);
-                    hi[k] = _mm512_extracti64x4_epi64::<1>(isum[k]);
-                }
+                let [lo, hi] = crate::repack_k::x86::split_halves(isum);
                 super::close_superblock(b[0], ys, lo, &mut acc[0]);
                 super::close_superblock(b[1], ys, hi, &mut acc[1]);
             }
@@ -622,20 +618,9 @@ mod tests {
                     assert_eq!(bits(got)[0], bits(want)[3], "{name}");
                 }
                 if g + 1 < rows / 8 {
-                    // The pair kernel: both groups' values, to the bit, for 4, 1 and 8 tokens.
+                    // The pair kernel: both groups' values, to the bit.
                     let next = gemm_q6k_ref(p.group(g + 1), xr);
-                    let both = [p.group(g), p.group(g + 1)];
-                    let eight = [0, 1, 2, 3, 3, 2, 1, 0];
-                    let pair = |got: &[[f32; 16]], tokens: &[usize], what| {
-                        crate::test_util::assert_pair_bits(got, tokens, &want, &next, what)
-                    };
-                    pair(&gemm16_q6k(both, xr), &[0, 1, 2, 3], "gemm16_q6k");
-                    pair(&gemm16_q6k::<1>(both, [xr[2]]), &[2], "gemm16_q6k of one token");
-                    pair(
-                        &gemm16_q6k::<8>(both, eight.map(|k| xr[k])),
-                        &eight,
-                        "gemm16_q6k of eight tokens",
-                    );
+                    crate::test_util::check_pair_kernel([p.group(g), p.group(g + 1)], xr, &want, &next);
                 }
                 // Eight tokens, the AVX-512 prefill tile: the four, then the four in reverse order.
                 let at = |k: usize| if k < 4 { k } else { 7 - k };

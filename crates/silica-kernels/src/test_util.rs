@@ -57,3 +57,25 @@ pub(crate) fn assert_pair_bits(
         assert_eq!(bits(hi), bits(&b[k]), "{what}: second group, token {k}");
     }
 }
+
+/// Checks a k-quant pair kernel ([`crate::repack_k::PackK8::gemm16`]) on the groups `both` against each group's
+/// eight-row results `want` and `next` for the tokens `x`: to the bit, for 4, 1 and 8 tokens (the last the four
+/// again in reverse order).
+pub(crate) fn check_pair_kernel<P: crate::repack_k::PackK8>(
+    both: [&[P]; 2],
+    x: [&[BlockQ8K]; 4],
+    want: &[[f32; 8]; 4],
+    next: &[[f32; 8]; 4],
+) {
+    let name = std::any::type_name::<P>();
+    assert_pair_bits(&P::gemm16(both, x), &[0, 1, 2, 3], want, next, name);
+    assert_pair_bits(&P::gemm16::<1>(both, [x[2]]), &[2], want, next, name);
+    let eight = [0, 1, 2, 3, 3, 2, 1, 0];
+    assert_pair_bits(
+        &P::gemm16::<8>(both, eight.map(|k| x[k])),
+        &eight,
+        want,
+        next,
+        name,
+    );
+}
