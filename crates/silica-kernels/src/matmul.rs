@@ -343,11 +343,6 @@ pub fn matmul_packed<P: Pack8>(
                 t.map(|t| &self.terms[t * nb..(t + 1) * nb]),
             )
         }
-        fn pairs(&self, n: usize) -> bool {
-            // One token reads the weights from DRAM: the pair kernel's two interleaved streams ran at 32 GB/s
-            // there against 42 for one group at a time (`examples/stream_dram.rs` Q4_0, AMD EPYC, 2 threads).
-            n >= 2 && repack::has_pair_kernel()
-        }
     }
     run_row_groups(pool, rows, n, out, &Tiles { w, xq, terms, nb });
     Ok(())
@@ -358,45 +353,34 @@ trait RowGroupTiles: Sync {
     /// Rows `8g..8g+8` times the tokens `t`.
     fn tile<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 8]; N];
 
-    /// Rows `8g..8g+16` (groups `g` and `g + 1`) times the tokens `t`; by default two [`Self::tile`]s.
-    fn tile16<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 16]; N] {
-        repack::join16(self.tile(g, t), self.tile(g + 1, t))
-    }
-
-    /// Whether [`Self::tile16`] is faster than two [`Self::tile`]s for a product of `n` tokens: groups then go
-    /// in pairs.
-    fn pairs(&self, _n: usize) -> bool {
-        false
-    }
-
-    /// Whether tiles of eight tokens are faster than two of four for a product of `n` tokens: where the
-    /// kernel has the registers to keep eight tokens' sums (AVX-512's 32), each unpacked weight block then
-    /// serves twice the tokens.
-    fn eight_tokens(&self, n: usize) -> bool {
-        self.pairs(n)
-    }
+    /// Rows `8g..8g+16` (groups `g` and `g + 1`) times the tokens `t`: the pair kernel where the CPU has one
+    /// ([`repack::has_pair_kernel`]).
+    fn tile16<const N: usize>(&self, g: usize, t: [usize; N]) -> [[f32; 16]; N];
 }
 
-/// Splits the groups of eight rows over `pool`'s threads — in pairs where the tiles [`RowGroupTiles::pairs`] —
-/// and each unit meets the tokens four at a time (eight at a time where [`RowGroupTiles::eight_tokens`], then
-/// four), then the one to three left; the results go to `out` (`[n, rows]`, row-major).
+/// Splits the groups of eight rows over `pool`'s threads — in pairs (`tile16`) for two tokens or more where the
+/// CPU has the pair kernels ([`repack::has_pair_kernel`]) — and each unit meets the tokens four at a time
+/// (pairs eight at a time from 8 tokens on, then four), then the one to three left; the results go to `out`
+/// (`[n, rows]`, row-major).
 ///
-/// Pairs take eight tokens per tile because their kernels have the registers for it (32 zmm: 8 level vectors
-/// and 8 accumulators) and each unpacked weight block then serves twice the tokens (for the k-quants see
-/// [`repack_k::has_zmm_tiles_k`]): divan `pp` (512 tokens,
+/// One token keeps one group at a time: it reads the weights from DRAM, where the pair kernel's two interleaved
+/// streams ran at 32 GB/s against 42 (`examples/stream_dram.rs` Q4_0, AMD EPYC, 2 threads). Pairs take eight
+/// tokens per tile because their kernels have the registers for it (32 zmm: 8 level vectors and 8
+/// accumulators) and each unpacked weight block then serves twice the tokens: divan `pp` (512 tokens,
 /// 2048×2048, AMD EPYC Zen 4, 2 threads, the same run) Q4_0 4.61 → 4.19 ms, Q8_0 5.36 → 4.68 ms; 1B-shape
-/// pp512 in alternating runs Q4_0 414–421 → 442–453 t/s, Q8_0 353–370 → 389–402.
+/// pp512 in alternating runs Q4_0 414–421 → 442–453 t/s, Q8_0 353–370 → 389–402; Q6_K 4096×4096 (divan,
+/// alternating) 26.5–26.7 → 23.3 ms, Q4_K within 4% either way.
 fn run_row_groups(pool: &ThreadPool, rows: usize, n: usize, out: &mut [f32], tiles: &impl RowGroupTiles) {
     let optr = SharedMut::new(out);
     let groups = rows / 8;
-    let per_unit = if tiles.pairs(n) { 2 } else { 1 };
+    let per_unit = if n >= 2 && repack::has_pair_kernel() { 2 } else { 1 };
     // With 8 to 15 tokens (batched generation, short prompts) a unit's weights come from memory during its
     // only eight-token tile: the pair kernels prefetch 4 KiB ahead in eight-token tiles for that. Without it,
     // the long per-block work kept fewer loads in flight than two four-token tiles (1B-shape Q4_0, alternating:
     // pp8 198 → 161–171 t/s, `--batch 8` generation 156–158 → 125–132); with it, against four-token tiles at
     // 8..15 tokens: Q4_0 pp8 180–191 → 237–251, batch 8 146 → 178; Q4_K_M pp8 179–180 → 226, batch 8 140–142 →
     // 188–193; Q8_0 batch 8 136–142 → 171–173; pp512 unchanged.
-    let eight = n >= 8 && tiles.eight_tokens(n);
+    let eight = n >= 8 && per_unit == 2;
     let sched = Guided::new(groups.div_ceil(per_unit), pool.n_threads());
     pool.run(|ith, nth| {
         sched.for_each(ith, nth, |units| {
@@ -478,10 +462,6 @@ pub fn matmul_packed_k<P: PackK8>(
                 [self.w.group(g), self.w.group(g + 1)],
                 t.map(|t| &self.xq[t * nb..(t + 1) * nb]),
             )
-        }
-        fn pairs(&self, n: usize) -> bool {
-            // One token streams the weights from memory: keep the one-group kernel there (as for Q4_0).
-            n >= 2 && P::has_pair_kernel()
         }
     }
     run_row_groups(pool, rows, n, out, &Tiles { w, xq, nb });

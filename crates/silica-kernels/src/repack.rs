@@ -371,9 +371,10 @@ pub fn gemm<P: Pack8, const N: usize>(
     gemm_ref::<P, N>(w, x, xs)
 }
 
-/// Whether [`gemm16`] has a kernel of its own on this CPU (x86-64 with AVX-512 VNNI): one zmm `vpdpbusd` then
-/// multiplies four elements of sixteen rows — two groups — by four activation bytes taken as a broadcast memory
-/// operand, half the instructions of two eight-row [`gemm`] calls. Elsewhere [`gemm16`] is those two calls.
+/// Whether [`gemm16`] (and the k-quants' [`crate::repack_k::PackK8::gemm16`]) has a kernel of its own on this
+/// CPU (x86-64 with AVX-512 VNNI): one zmm `vpdpbusd` then multiplies four elements of sixteen rows — two groups
+/// — by four activation bytes taken as a broadcast memory operand, half the instructions of two eight-row
+/// [`gemm`] calls. Elsewhere [`gemm16`] is those two calls.
 pub fn has_pair_kernel() -> bool {
     #[cfg(target_arch = "x86_64")]
     return x86::available(true);

@@ -18,9 +18,9 @@
 //! matrix) the zmm kernel is the fastest (zmm 104, ymm 89, row-major 51 GB/s). Padding the blocks to a multiple
 //! of 64 bytes, so no zmm load straddles two cache lines, did not change the DRAM figure; the cause is not
 //! known. With four tokens per tile the weights come from cache and the zmm kernel is ~20% faster (divan `pp`).
-//! For two tokens or more [`gemm16_q4k`] takes two groups at once instead, with the activation bytes as
+//! For two tokens or more [`PackK8::gemm16`] takes two groups at once instead, with the activation bytes as
 //! broadcast memory operands (no `vpermd`): divan `pp` 2048×2048 6.2 → 5.1 ms, 1B-shape Q4_K_M pp512 296–302
-//! → 358–363 t/s in alternating runs. [`crate::repack_q6k::gemm16_q6k`] does the same for Q6_K.
+//! → 358–363 t/s in alternating runs. Q6_K's does the same ([`crate::repack_q6k`]).
 //!
 //! Per super-block, row `j` and token:
 //!
@@ -138,17 +138,32 @@ pub trait PackK8: Pod + Send + Sync + std::fmt::Debug + 'static {
     /// If some `x[k]` does not have `w.len()` blocks.
     fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N];
 
-    /// Whether [`Self::gemm16`] has a kernel of its own on this CPU (faster than two [`Self::gemm`] calls).
-    fn has_pair_kernel() -> bool {
-        false
-    }
+    /// The sixteen-row kernel behind [`Self::gemm16`]: one zmm `vpdpbusd` takes the same four elements of both
+    /// groups' eight rows (group 0 in the low half, group 1 in the high) times the four activation bytes as a
+    /// broadcast memory operand, as [`crate::repack::gemm16`] does for Q4_0.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 VNNI ([`crate::repack::has_pair_kernel`]); the groups have equal lengths and every
+    /// `x[k]` has their length.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn gemm16_zmm<const N: usize>(w: [&[Self]; 2], x: [&[BlockQ8K]; N]) -> [[f32; 16]; N];
 
-    /// `out[k][8h + j]` = row `j` of group `w[h]` (two groups of equal length) times token `x[k]`, the same
-    /// values, to the bit, as [`Self::gemm`] of each group; by default those two calls.
+    /// `out[k][8h + j]` = row `j` of group `w[h]` (two groups of equal length, sixteen rows) times token `x[k]`,
+    /// the same values, to the bit, as [`Self::gemm`] of each group: [`Self::gemm16_zmm`] where the CPU has it,
+    /// else those two calls.
     ///
     /// # Panics
     /// If the groups' lengths differ or some `x[k]` does not have their length.
     fn gemm16<const N: usize>(w: [&[Self]; 2], x: [&[BlockQ8K]; N]) -> [[f32; 16]; N] {
+        assert_eq!(w[0].len(), w[1].len(), "PackK8::gemm16: group lengths");
+        for xk in &x {
+            assert_eq!(xk.len(), w[0].len(), "PackK8::gemm16: block counts");
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::repack::has_pair_kernel() {
+            // SAFETY: `has_pair_kernel` detected AVX-512 VNNI (with AVX2, FMA, F16C, F, BW, VL); lengths checked.
+            return unsafe { Self::gemm16_zmm(w, x) };
+        }
         crate::repack::join16(Self::gemm(w[0], x), Self::gemm(w[1], x))
     }
 }
@@ -161,11 +176,10 @@ impl PackK8 for BlockQ4_Kx8 {
     fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
         gemm_q4k(w, x)
     }
-    fn has_pair_kernel() -> bool {
-        has_zmm_tiles_k()
-    }
-    fn gemm16<const N: usize>(w: [&[Self]; 2], x: [&[BlockQ8K]; N]) -> [[f32; 16]; N] {
-        gemm16_q4k(w, x)
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn gemm16_zmm<const N: usize>(w: [&[Self]; 2], x: [&[BlockQ8K]; N]) -> [[f32; 16]; N] {
+        // SAFETY: the caller guarantees the features and the lengths.
+        unsafe { x86::pair::gemm16(w, x) }
     }
 }
 
@@ -260,19 +274,6 @@ pub fn has_fast_path_k() -> bool {
     false
 }
 
-/// Whether the multi-token k-quant kernels run on zmm registers (x86-64 with AVX-512 VNNI): Q4_K and Q6_K then
-/// have sixteen-row pair kernels ([`gemm16_q4k`], [`crate::repack_q6k::gemm16_q6k`]) and the 32 vector
-/// registers to take eight tokens per tile, which the prefill driver does from 16 tokens on. With 16 registers
-/// (AVX2) eight tokens' sums would not stay in registers. Measured (divan `pp`, 512 tokens, AMD EPYC Zen 4, 2
-/// threads, alternating runs), eight tokens against four: Q6_K pair 4096×4096 26.5–26.7 → 23.3 ms, Q4_K pair
-/// within 4% either way (18.98–22.2 against 19.35–21.3 ms over the three shapes).
-pub fn has_zmm_tiles_k() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return x86::best() == Some(x86::Level::Avx512Vnni);
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
 /// `out[k][j]` for the eight rows of one group and `N` tokens on the fastest path this CPU has (bit-identical to
 /// [`gemm_q4k_ref`]).
 ///
@@ -288,28 +289,6 @@ pub fn gemm_q4k<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32
         return unsafe { x86::gemm(level, w, x) };
     }
     gemm_q4k_ref(w, x)
-}
-
-/// `out[k][8h + j]` for row `j` of group `w[h]` (sixteen rows) and `N` tokens, bit-identical to [`gemm_q4k`] of
-/// each group. Where the CPU has AVX-512 VNNI ([`has_zmm_tiles_k`]) one zmm `vpdpbusd` takes the same four
-/// elements of both groups' eight rows (group 0 in the low half, group 1 in the high) times the four activation
-/// bytes as a broadcast memory operand, as [`crate::repack::gemm16`] does for Q4_0: per sub-block and token 8
-/// `vpdpbusd` and one `vpmulld` for sixteen rows, against 8 `vpdpbusd`, 8 `vpermd` and 2 `vpmulld` for the
-/// single-group zmm kernel. Elsewhere it is two [`gemm_q4k`] calls.
-///
-/// # Panics
-/// If the groups' lengths differ or some `x[k]` does not have their length.
-pub fn gemm16_q4k<const N: usize>(w: [&[BlockQ4_Kx8]; 2], x: [&[BlockQ8K]; N]) -> [[f32; 16]; N] {
-    assert_eq!(w[0].len(), w[1].len(), "repack_k::gemm16_q4k: group lengths");
-    for xk in &x {
-        assert_eq!(xk.len(), w[0].len(), "repack_k::gemm16_q4k: block counts");
-    }
-    #[cfg(target_arch = "x86_64")]
-    if has_zmm_tiles_k() {
-        // SAFETY: `has_zmm_tiles_k` detected AVX-512 VNNI (with AVX2, FMA, F16C, F, BW, VL); lengths checked.
-        return unsafe { x86::pair::gemm16(w, x) };
-    }
-    crate::repack::join16(gemm_q4k(w[0], x), gemm_q4k(w[1], x))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -665,13 +644,15 @@ pub(crate) mod x86 {
         }
     }
 
-    /// The sixteen-row kernel ([`super::gemm16_q4k`]).
+    /// The sixteen-row kernel ([`super::PackK8::gemm16_zmm`] of [`super::BlockQ4_Kx8`]): per sub-block and token
+    /// 8 `vpdpbusd` and one `vpmulld` for sixteen rows, against 8 `vpdpbusd`, 8 `vpermd` and 2 `vpmulld` for the
+    /// single-group zmm kernel.
     pub(super) mod pair {
         use std::arch::x86_64::*;
 
         use super::super::{BlockQ4_Kx8, BlockQ8K};
 
-        /// See [`super::super::gemm16_q4k`]; the caller checked every length.
+        /// See [`super::super::PackK8::gemm16`]; the caller checked every length.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         #[allow(clippy::needless_range_loop)]
         pub(in super::super) fn gemm16<const N: usize>(

@@ -20,7 +20,7 @@
 //! The kernels: `vpdpbusd` (AVX-512 VNNI, AVX-VNNI) or `vpmaddubsw` + `vpmaddwd` (AVX2, the scale fused into the
 //! `vpmaddwd`) over four-element chunks, a lane-wise multiply by the row scales per 16-element sub-block; the
 //! `bsums` term is one `vpmaddwd` per pair of sub-blocks. With AVX-512 and two or more tokens, the prefill
-//! takes two row groups at once ([`gemm16_q6k`], as [`crate::repack_k::gemm16_q4k`]: the same chunk of both
+//! takes two row groups at once ([`PackK8::gemm16`], as for Q4_K: the same chunk of both
 //! groups in one zmm, the activation bytes as broadcast memory operands); one token uses ymm (see
 //! [`crate::repack_k`] why). Divan `pp` 4096×4096, eight tokens per tile, alternating: the one-group zmm kernel
 //! (which spreads two activation words over a zmm's halves with a `vpermd` per `vpdpbusd`) 29.7–30.1 ms, the
@@ -145,11 +145,10 @@ impl PackK8 for BlockQ6_Kx8 {
     fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
         gemm_q6k(w, x)
     }
-    fn has_pair_kernel() -> bool {
-        crate::repack_k::has_zmm_tiles_k()
-    }
-    fn gemm16<const N: usize>(w: [&[Self]; 2], x: [&[BlockQ8K]; N]) -> [[f32; 16]; N] {
-        gemm16_q6k(w, x)
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn gemm16_zmm<const N: usize>(w: [&[Self]; 2], x: [&[BlockQ8K]; N]) -> [[f32; 16]; N] {
+        // SAFETY: the caller guarantees the features and the lengths.
+        unsafe { x86::pair::gemm16(w, x) }
     }
 }
 
@@ -200,26 +199,6 @@ pub fn gemm_q6k<const N: usize>(w: &[BlockQ6_Kx8], x: [&[BlockQ8K]; N]) -> [[f32
         return unsafe { x86::gemm(level, w, x) };
     }
     gemm_q6k_ref(w, x)
-}
-
-/// `out[k][8h + j]` for row `j` of group `w[h]` (sixteen rows) and `N` tokens, bit-identical to [`gemm_q6k`] of
-/// each group: with AVX-512 VNNI ([`crate::repack_k::has_zmm_tiles_k`]) one zmm `vpdpbusd` takes the same chunk
-/// of both groups (group 0 in the low half, group 1 in the high) times the four activation bytes as a broadcast
-/// memory operand, as [`crate::repack_k::gemm16_q4k`] does; elsewhere two [`gemm_q6k`] calls.
-///
-/// # Panics
-/// If the groups' lengths differ or some `x[k]` does not have their length.
-pub fn gemm16_q6k<const N: usize>(w: [&[BlockQ6_Kx8]; 2], x: [&[BlockQ8K]; N]) -> [[f32; 16]; N] {
-    assert_eq!(w[0].len(), w[1].len(), "repack_q6k::gemm16_q6k: group lengths");
-    for xk in &x {
-        assert_eq!(xk.len(), w[0].len(), "repack_q6k::gemm16_q6k: block counts");
-    }
-    #[cfg(target_arch = "x86_64")]
-    if crate::repack_k::has_zmm_tiles_k() {
-        // SAFETY: `has_zmm_tiles_k` detected AVX-512 VNNI (with AVX2, FMA, F16C, F, BW, VL); lengths checked.
-        return unsafe { x86::pair::gemm16(w, x) };
-    }
-    crate::repack::join16(gemm_q6k(w[0], x), gemm_q6k(w[1], x))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -461,13 +440,13 @@ mod x86 {
         }
     }
 
-    /// The sixteen-row kernel ([`super::gemm16_q6k`]).
+    /// The sixteen-row kernel ([`super::PackK8::gemm16_zmm`] of [`super::BlockQ6_Kx8`]).
     pub(super) mod pair {
         use std::arch::x86_64::*;
 
         use super::super::{BlockQ6_Kx8, BlockQ8K};
 
-        /// See [`super::super::gemm16_q6k`]; the caller checked every length.
+        /// See [`crate::repack_k::PackK8::gemm16`]; the caller checked every length.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         #[allow(clippy::needless_range_loop)]
         pub(in super::super) fn gemm16<const N: usize>(
