@@ -584,19 +584,6 @@ mod x86 {
 
         use super::super::{BlockQ8_0, BlockTerms, Levels, Pack8};
 
-        /// The 32 bytes at `off` of both groups' level bytes: group 0 in the low half, group 1 in the high.
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        #[inline]
-        fn pair(q: [*const u8; 2], off: usize) -> __m512i {
-            // SAFETY: callers pass offsets inside both blocks' level bytes (32 readable bytes); unaligned.
-            unsafe {
-                _mm512_inserti64x4::<1>(
-                    _mm512_castsi256_si512(_mm256_loadu_si256(q[0].add(off).cast())),
-                    _mm256_loadu_si256(q[1].add(off).cast()),
-                )
-            }
-        }
-
         /// See [`super::super::gemm16`]; the caller checked every length.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         pub(in super::super) fn gemm16<P: Pack8, const N: usize>(
@@ -615,14 +602,13 @@ mod x86 {
                     crate::cpu::x86::prefetch_ahead(b[0]);
                     crate::cpu::x86::prefetch_ahead(b[1]);
                 }
-                let q = [
-                    bytemuck::bytes_of(b[0])[16..].as_ptr(),
-                    bytemuck::bytes_of(b[1])[16..].as_ptr(),
-                ];
+                // Both blocks' level bytes (after their 16 scale bytes).
+                let q = [&bytemuck::bytes_of(b[0])[16..], &bytemuck::bytes_of(b[1])[16..]];
                 let mut lv = [_mm512_setzero_si512(); 8];
                 if P::LEVELS != Levels::Bytes {
                     for c in 0..4 {
-                        let raw = pair(q, 32 * c);
+                        // SAFETY: `32c + 32 ≤ 128` level bytes in both blocks.
+                        let raw = unsafe { crate::cpu::x86::load_pair(q[0], q[1], 32 * c) };
                         lv[c] = _mm512_and_si512(raw, low);
                         lv[4 + c] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low);
                     }
@@ -631,8 +617,8 @@ mod x86 {
                             // SAFETY: a Q5_0x8 block has 32 fifth-bit bytes after its 128 nibble bytes.
                             let h = unsafe {
                                 [
-                                    q[0].add(128 + 4 * e).cast::<u32>().read_unaligned(),
-                                    q[1].add(128 + 4 * e).cast::<u32>().read_unaligned(),
+                                    q[0].as_ptr().add(128 + 4 * e).cast::<u32>().read_unaligned(),
+                                    q[1].as_ptr().add(128 + 4 * e).cast::<u32>().read_unaligned(),
                                 ]
                             };
                             let m = u64::from(u32::from_le(h[0])) | u64::from(u32::from_le(h[1])) << 32;
@@ -642,7 +628,8 @@ mod x86 {
                     }
                 } else {
                     for (e, l) in lv.iter_mut().enumerate() {
-                        *l = pair(q, 32 * e);
+                        // SAFETY: `32e + 32 ≤ 256` level bytes in both Q8_0x8 blocks.
+                        *l = unsafe { crate::cpu::x86::load_pair(q[0], q[1], 32 * e) };
                     }
                 }
                 // SAFETY: each block's scales are 16 readable bytes; unaligned loads.
