@@ -351,7 +351,7 @@ mod one_chunk_f16 {
                     *sct = s.scale * hsum(dotv);
                 }
                 let (arg, new_max) = super::exp_args(&sc, nk, &mut max);
-                let e = super::exp8::<true>(arg);
+                let e = crate::expf::expf8(arg);
                 for t in 0..nk {
                     let (ms, vs) = if new_max[t] { (e[t], 1f32) } else { (1f32, e[t]) };
                     if new_max[t] {
@@ -486,18 +486,6 @@ fn exp_args(sc: &[f32; 8], nk: usize, max: &mut f32) -> ([f32; 8], [bool; 8]) {
     (arg, new_max)
 }
 
-/// [`crate::expf::expf8`], on AVX2 and FMA without a check when `X86` (callers with `X86` run only where the
-/// CPU has them, as for [`to_f32`]).
-#[inline(always)]
-fn exp8<const X86: bool>(x: [f32; 8]) -> [f32; 8] {
-    #[cfg(target_arch = "x86_64")]
-    if X86 {
-        // SAFETY: `X86` callers checked AVX2 and FMA (see above).
-        return unsafe { crate::expf::x86::expf8(x) };
-    }
-    x.map(crate::expf::expf)
-}
-
 #[inline(always)]
 fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: usize, nth: usize) {
     let Work {
@@ -541,7 +529,7 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, it
                 *sct = s.scale * dot(qr, &kr[..dk]);
             }
             let (arg, new_max) = exp_args(&sc, nk, &mut max);
-            let e = exp8::<X86>(arg);
+            let e = crate::expf::expf8(arg);
             for t in 0..nk {
                 let (ms, vs) = if new_max[t] { (e[t], 1f32) } else { (1f32, e[t]) };
                 if new_max[t] {
