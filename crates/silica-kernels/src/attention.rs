@@ -412,9 +412,11 @@ pub const TILE_Q: usize = 64;
 /// SmolLM2 Q4_0 pp512 at depth 4096 353–399 → 439–454 t/s, Llama 3.2 1B shape Q4_0 149–154 → 166–173
 /// (`silica bench -p 512 -n 0 -d 4096`, alternating, AMD EPYC Zen 4, 2 threads). The zmm micro-kernels
 /// ([`use_zmm`]) then took SmolLM2 from 420–429 to 504–515 t/s and the 1B shape from 170 to 192–195.
+#[cfg(target_arch = "x86_64")] // the key blocks and zmm kernels are the x86 prompt path's
 const KEY_BLOCK: usize = 256;
 
 /// [`KEY_BLOCK`], or in tests the block size a test set (0: none), to check that blocking changes no bit.
+#[cfg(target_arch = "x86_64")]
 fn key_block() -> usize {
     #[cfg(test)]
     {
@@ -1043,10 +1045,12 @@ mod tests {
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     /// The prompt path's key block size while a test overrides it (0: [`KEY_BLOCK`]).
+    #[cfg(target_arch = "x86_64")]
     pub(super) static KEY_BLOCK_OVERRIDE: std::sync::atomic::AtomicUsize =
         std::sync::atomic::AtomicUsize::new(0);
 
     /// Turns the prompt path's zmm micro-kernels off while a test compares them with the ymm ones.
+    #[cfg(target_arch = "x86_64")]
     pub(super) static ZMM_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
     #[test]
@@ -1076,6 +1080,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")] // the portable prompt path has no key blocks
     fn key_blocks_of_any_size_give_the_same_bits() {
         let mut rng = StdRng::seed_from_u64(11);
         // 700 keys: three blocks of 256 for the last tiles; tiles of 64, 64, 64 and 8 queries; a window too.

@@ -545,6 +545,7 @@ mod tests {
 
     /// Every level kernel this CPU has, for `N` tokens.
     fn every_level<const N: usize>(w: &[BlockQ6_Kx8], x: [&[BlockQ8K]; N]) -> Vec<(String, [[f32; 8]; N])> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))] // only x86 has SIMD levels
         let mut out = vec![];
         #[cfg(target_arch = "x86_64")]
         for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Vnni] {
