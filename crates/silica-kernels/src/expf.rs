@@ -1,6 +1,7 @@
 //! `e^x` in f32 with the results of glibc's `expf` (x86-64, glibc ≥ 2.28), one value or eight at a time, for
 //! the softmax of the one-token attention path, which follows ggml's one-chunk flash attention and calls libm's
-//! `expf` once per key.
+//! `expf` once per key. (The prefill softmax's [`crate::vexp`] is faster but rounds differently; the one-token
+//! path keeps ggml's bits, hence this.)
 //!
 //! Method (Szabolcs Nagy's `expf` from ARM's optimized-routines, which glibc took for `sysdeps/ieee754/flt-32/
 //! e_expf.c`, with a table of 2⁵ entries): in f64, `z = x · 32/ln2`, `k = round(z)` (ties to even, by adding and

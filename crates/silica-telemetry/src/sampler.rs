@@ -102,11 +102,10 @@ pub fn read_process_in(proc_root: &Path, pid: u32, clk_tck: u64) -> Result<Proce
     match read_process_once(proc_root, pid, clk_tck) {
         Err(e) if !matches!(e, Error::ProcessGone { .. }) => match read_process_once(proc_root, pid, clk_tck)
         {
-            Err(gone @ Error::ProcessGone { .. }) => Err(gone),
-            Ok(p) => Ok(p),
+            again @ (Ok(_) | Err(Error::ProcessGone { .. })) => again,
             Err(_) => Err(e),
         },
-        r => r,
+        first => first,
     }
 }
 
