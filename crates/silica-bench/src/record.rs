@@ -235,6 +235,10 @@ pub struct BenchRecord {
     pub avg_ts_per_seq: f64,
     /// Peak resident memory of the process during the test, bytes (`None` where the OS does not say).
     pub peak_rss_bytes: Option<u64>,
+    /// Anonymous memory on transparent huge pages after the test, bytes (`AnonHugePages`; `None` where the OS does
+    /// not say): the repacked weights when `--huge-pages` put them there, which speeds generation (see
+    /// `silica_kernels::HugePages`).
+    pub anon_huge_pages_bytes: Option<u64>,
     /// Bytes of the KV cache allocated for the test (all sequences).
     pub kv_cache_bytes: u64,
     /// Weight bytes read per generated token ([`ModelFacts::weight_bytes_per_token`]).
@@ -295,6 +299,8 @@ pub struct Measurement {
     pub samples_ns: Vec<u64>,
     /// Peak RSS during the case, bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// Anonymous memory on huge pages at the end of the case, bytes.
+    pub anon_huge_pages_bytes: Option<u64>,
     /// KV cache bytes.
     pub kv_cache_bytes: u64,
     /// CPU use and energy from the background sampler (`None` when it did not run).
@@ -372,6 +378,7 @@ impl BenchRecord {
             n_ctx: case.n_ctx_effective(),
             avg_ts_per_seq: avg_ts / f64::from(case.n_parallel.max(1)),
             peak_rss_bytes: m.peak_rss_bytes,
+            anon_huge_pages_bytes: m.anon_huge_pages_bytes,
             kv_cache_bytes: m.kv_cache_bytes,
             weight_bytes_per_token: facts.weight_bytes_per_token,
             cpu_util: telemetry.and_then(|t| t.cpu_util),

@@ -208,6 +208,7 @@ pub fn run_case(
     Ok(Measurement {
         samples_ns,
         peak_rss_bytes: silica_telemetry::process::peak_rss_bytes(),
+        anon_huge_pages_bytes: silica_telemetry::process::anon_huge_pages_bytes(),
         kv_cache_bytes: kv.size_bytes() as u64,
         telemetry,
     })

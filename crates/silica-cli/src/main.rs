@@ -3,14 +3,27 @@
 
 mod commands;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// silica — what fits, how fast, at what energy; and then run it.
 #[derive(Debug, Parser)]
 #[command(name = "silica", version, about, long_about = None)]
 struct Cli {
+    /// Transparent huge pages (2 MiB) for the weights the CPU kernels repack at load (Linux): faster generation
+    /// and load. auto: on, except in a virtual machine whose balloon device takes free memory back, where each
+    /// huge page is faulted in again from the host and a load after idle time is slower.
+    #[arg(long, global = true, value_enum, default_value_t = HugePagesArg::Auto)]
+    huge_pages: HugePagesArg,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--huge-pages` values (`silica_kernels::HugePages`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum HugePagesArg {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +57,11 @@ fn main() {
         }
     };
     let cli = Cli::parse_from(args);
+    silica_kernels::set_huge_pages(match cli.huge_pages {
+        HugePagesArg::Auto => silica_kernels::HugePages::Auto,
+        HugePagesArg::On => silica_kernels::HugePages::On,
+        HugePagesArg::Off => silica_kernels::HugePages::Off,
+    });
     let result = match cli.command {
         Command::Bench(a) => commands::bench::run(&a),
         Command::Run(a) => commands::run::run(&a),

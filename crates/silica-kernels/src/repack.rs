@@ -32,6 +32,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use crate::alloc::WeightBuf;
 use crate::blocks::{BlockQ4_0, BlockQ5_0, BlockQ8_0, QK};
 use crate::pool::{SharedMut, split};
 
@@ -206,7 +207,7 @@ impl Pack8 for BlockQ8_0x8 {
 pub struct Packed<P> {
     rows: usize,
     cols: usize,
-    blocks: Vec<P>,
+    blocks: WeightBuf<P>,
 }
 
 /// A repacked Q4_0 matrix.
@@ -263,25 +264,27 @@ pub(crate) fn pack_groups<S: Sync, P: Pod + Send>(
     rows: usize,
     nb: usize,
     pack: impl Fn([&S; 8], &mut P) + Sync,
-) -> Vec<P> {
+) -> WeightBuf<P> {
     let n_groups = rows / 8;
     // Not zero-filled up front: each block is zeroed (in cache) and packed in place by the thread that owns its
-    // group, so the page faults of the new copy are taken in parallel and nothing is copied twice.
-    let mut blocks: Vec<P> = Vec::with_capacity(n_groups * nb);
-    let dst = SharedMut::new(&mut blocks.spare_capacity_mut()[..n_groups * nb]);
-    crate::global_pool().run(|ith, nth| {
-        for g in split(n_groups, ith, nth) {
-            // SAFETY: group `g`'s blocks are written by this thread only, within bounds.
-            let out = unsafe { dst.slice(g * nb, nb) };
-            for (i, b) in out.iter_mut().enumerate() {
-                let b = b.write(P::zeroed());
-                pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]), b);
+    // group, so the page faults of the new copy are taken in parallel and nothing is copied twice. The copy is on
+    // huge pages where the mode allows (`crate::HugePages`): generation reads all of it once per token.
+    let fill = |blocks: &mut [std::mem::MaybeUninit<P>]| {
+        let dst = SharedMut::new(blocks);
+        crate::global_pool().run(|ith, nth| {
+            for g in split(n_groups, ith, nth) {
+                // SAFETY: group `g`'s blocks are written by this thread only, within bounds.
+                let out = unsafe { dst.slice(g * nb, nb) };
+                for (i, b) in out.iter_mut().enumerate() {
+                    let b = b.write(P::zeroed());
+                    pack(std::array::from_fn(|j| &w[(8 * g + j) * nb + i]), b);
+                }
             }
-        }
-    });
-    // SAFETY: the loop above initialised every one of the `n_groups · nb` blocks.
-    unsafe { blocks.set_len(n_groups * nb) };
-    blocks
+        });
+    };
+    // SAFETY: `fill` writes every one of the `n_groups · nb` blocks (the groups split among the threads cover
+    // `0..n_groups`).
+    unsafe { WeightBuf::new_with(n_groups * nb, fill) }
 }
 
 /// What the kernels need of one Q8_0 activation block besides its levels, computed once per product so the

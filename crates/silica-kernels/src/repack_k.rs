@@ -186,7 +186,7 @@ impl PackK8 for BlockQ4_Kx8 {
 /// A `[rows, cols]` k-quant matrix repacked by groups of eight rows: group `g` is `cols / 256` blocks `P`.
 #[derive(Debug)]
 pub struct PackedK<P> {
-    blocks: Vec<P>,
+    blocks: crate::alloc::WeightBuf<P>,
     rows: usize,
     cols: usize,
 }

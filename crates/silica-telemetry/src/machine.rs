@@ -365,8 +365,9 @@ fn physical_cores_from_sysfs(root: &Path) -> Option<usize> {
     (!cores.is_empty()).then_some(cores.len())
 }
 
-/// `key:   N kB` in `/proc/meminfo`, as bytes (the kernel's "kB" is KiB: `proc(5)`).
-fn meminfo_bytes(text: &str, key: &str) -> Option<u64> {
+/// `key:   N kB` in `/proc/meminfo` (or `/proc/<pid>/smaps_rollup`, same format), as bytes (the kernel's "kB" is
+/// KiB: `proc(5)`).
+pub(crate) fn meminfo_bytes(text: &str, key: &str) -> Option<u64> {
     let (_, v) = fields(text).find(|(k, _)| *k == key)?;
     let kib: u64 = v.trim_end_matches("kB").trim().parse().ok()?;
     kib.checked_mul(1024)

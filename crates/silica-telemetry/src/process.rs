@@ -31,3 +31,30 @@ pub fn peak_rss_bytes() -> Option<u64> {
         .ok()
         .map(|p| p.peak_rss_bytes)
 }
+
+/// Bytes of this process's anonymous memory backed by transparent huge pages: `AnonHugePages` of
+/// `/proc/self/smaps_rollup` (Linux ≥ 4.14, `proc(5)`); `None` where the OS does not say. silica's repacked
+/// weights are the bulk of it when `--huge-pages` is on (`silica_kernels::HugePages`).
+pub fn anon_huge_pages_bytes() -> Option<u64> {
+    let text = fs_err::read_to_string("/proc/self/smaps_rollup").ok()?;
+    crate::machine::meminfo_bytes(&text, "AnonHugePages")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn huge_pages_are_read_from_smaps_rollup() {
+        let text = "55d0c0a00000-7ffc39bfe000 ---p 00000000 00:00 0    [rollup]\nRss:             3819976 kB\n\
+                    Anonymous:       3700000 kB\nAnonHugePages:   3201024 kB\nShmemPmdMapped:        0 kB\n";
+        assert_eq!(
+            crate::machine::meminfo_bytes(text, "AnonHugePages"),
+            Some(3_201_024 * 1024)
+        );
+        if cfg!(target_os = "linux") {
+            assert!(
+                super::anon_huge_pages_bytes().is_some(),
+                "Linux ≥ 4.14 has /proc/self/smaps_rollup"
+            );
+        }
+    }
+}
