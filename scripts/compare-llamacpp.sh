@@ -8,11 +8,12 @@
 # environment:
 #   THREADS (default 2), REPS (default 5), PP (default 512), TG (default 128), ROUNDS (default 1: each round
 #   runs llama-bench then silica for every model), EXTRA_ARGS (more flags for both tools, e.g. "-d 0,512"),
-#   BATCHED=8 (also compares aggregate generation of 8 sequences: llama-batched-bench vs silica bench --batch 8).
+#   BATCHED=8 (also compares aggregate generation of 8 sequences: llama-batched-bench vs silica bench --batch 8),
+#   SILICA_ARGS (flags for silica only, e.g. "--huge-pages on").
 # Requires python3 (JSON parsing). Builds silica in release mode first.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 bin_dir=$1
@@ -21,6 +22,7 @@ for tool in llama-bench; do
   [[ -x "$bin_dir/$tool" ]] || { echo "error: $bin_dir/$tool not found or not executable" >&2; exit 2; }
 done
 THREADS=${THREADS:-2} REPS=${REPS:-5} PP=${PP:-512} TG=${TG:-128} ROUNDS=${ROUNDS:-1} EXTRA_ARGS=${EXTRA_ARGS:-}
+SILICA_ARGS=${SILICA_ARGS:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 (cd "$root" && cargo build --release --quiet --bin silica)
 silica="$root/target/release/silica"
@@ -36,13 +38,14 @@ for round in $(seq "$ROUNDS"); do
     "$bin_dir/llama-bench" -m "$m" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" $EXTRA_ARGS -o json >"$out/$tag.llama.json"
     echo "== $tag: silica bench" >&2
     # shellcheck disable=SC2086
-    "$silica" bench -m "$m" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" $EXTRA_ARGS --no-save -o json >"$out/$tag.silica.json"
+    "$silica" $SILICA_ARGS bench -m "$m" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" $EXTRA_ARGS --no-save -o json >"$out/$tag.silica.json"
     if [[ -n "${BATCHED:-}" && -x "$bin_dir/llama-batched-bench" ]]; then
       echo "== $tag: llama-batched-bench -npl $BATCHED" >&2
       "$bin_dir/llama-batched-bench" -m "$m" -t "$THREADS" -c $((BATCHED * (PP + TG) + 64)) -b 2048 -ub 512 \
         -npp "$PP" -ntg "$TG" -npl "$BATCHED" --output-format jsonl 2>/dev/null | grep '^{' >"$out/$tag.llama-batched.jsonl" || true
       echo "== $tag: silica bench --batch $BATCHED" >&2
-      "$silica" bench -m "$m" -t "$THREADS" -p 0 -n "$TG" -r "$REPS" --batch "$BATCHED" --no-save -o json \
+      # shellcheck disable=SC2086
+      "$silica" $SILICA_ARGS bench -m "$m" -t "$THREADS" -p 0 -n "$TG" -r "$REPS" --batch "$BATCHED" --no-save -o json \
         >"$out/$tag.silica-batched.json"
     fi
   done

@@ -125,6 +125,18 @@ fn advise_huge_pages<T>(buf: &mut [MaybeUninit<T>]) {
     }
 }
 
+/// `vec![value; n]` whose whole 2 MiB pages are advised huge before they are first written, when [`huge_pages`]
+/// says so: for large buffers that every token reads through, such as the KV cache. The ends outside whole 2 MiB
+/// pages stay on 4 KiB pages.
+pub fn huge_page_vec<T: Clone>(n: usize, value: T) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    if huge_pages() {
+        advise_huge_pages(v.spare_capacity_mut());
+    }
+    v.resize(n, value);
+    v
+}
+
 /// A weight copy the kernels built at load: `len` values `P`, contiguous, read-only once built. When
 /// [`huge_pages`] is on and the copy spans at least one 2 MiB page, it starts on a 2 MiB boundary and its whole
 /// 2 MiB pages are advised huge before anything is written, so all of it but the last partial page can be

@@ -30,9 +30,9 @@ impl KvBuf {
     /// `n` zeros of `dtype` (F32, F16 or BF16: [`KvCache::new`] checked it).
     pub(crate) fn zeros(dtype: DType, n: usize) -> Self {
         match dtype {
-            DType::F32 => KvBuf::F32(vec![0.0; n]),
-            DType::BF16 => KvBuf::BF16(vec![bf16::ZERO; n]),
-            _ => KvBuf::F16(vec![f16::ZERO; n]),
+            DType::F32 => KvBuf::F32(silica_kernels::huge_page_vec(n, 0.0)),
+            DType::BF16 => KvBuf::BF16(silica_kernels::huge_page_vec(n, bf16::ZERO)),
+            _ => KvBuf::F16(silica_kernels::huge_page_vec(n, f16::ZERO)),
         }
     }
 
