@@ -150,7 +150,16 @@ const UNSUPPORTED: [&str; 19] = [
 /// # Errors
 /// A message naming a llama-bench flag silica does not support.
 pub(crate) fn rewrite_llama_bench_flags(args: Vec<String>) -> Result<Vec<String>, String> {
-    if args.get(1).map(String::as_str) != Some("bench") {
+    // The subcommand follows the global options (`silica --huge-pages on bench ...`).
+    let mut i = 1;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "--huge-pages" => i += 2,
+            a if a.starts_with("--huge-pages=") => i += 1,
+            _ => break,
+        }
+    }
+    if args.get(i).map(String::as_str) != Some("bench") {
         return Ok(args);
     }
     args.into_iter()
@@ -601,7 +610,35 @@ fn warn_ctx_train(model: &Path, engine: &Engine, cases: &[BenchCase]) {
 
 #[cfg(test)]
 mod tests {
-    use super::read_bytes_per_s;
+    use super::{read_bytes_per_s, rewrite_llama_bench_flags};
+
+    fn args(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn llama_bench_flags_are_rewritten_after_global_options_too() {
+        let want = args("silica bench --pg 512,128 --ubatch-size 256");
+        assert_eq!(
+            rewrite_llama_bench_flags(args("silica bench -pg 512,128 -ub 256")),
+            Ok(want)
+        );
+        for global in ["--huge-pages on", "--huge-pages=off"] {
+            let got = rewrite_llama_bench_flags(args(&format!("silica {global} bench -pg 512,128 -ub 256")));
+            assert_eq!(
+                got,
+                Ok(args(&format!(
+                    "silica {global} bench --pg 512,128 --ubatch-size 256"
+                )))
+            );
+        }
+        // Other commands are left alone; unsupported llama-bench flags are errors.
+        assert_eq!(
+            rewrite_llama_bench_flags(args("silica run -pg")),
+            Ok(args("silica run -pg"))
+        );
+        assert!(rewrite_llama_bench_flags(args("silica --huge-pages on bench --numa x")).is_err());
+    }
 
     #[test]
     fn batched_generation_reads_the_weights_once_per_step() {
