@@ -31,24 +31,25 @@ pub fn keep_freed_memory() -> bool {
     false
 }
 
-/// Whether the weight copies the CPU kernels repack at load ([`crate::repack`]) ask Linux for transparent huge
-/// pages (`madvise(MADV_HUGEPAGE)`, see the kernel's `admin-guide/mm/transhuge`); set by `silica --huge-pages`.
+/// Whether the weight copies the CPU kernels repack at load ([`crate::repack()`]), and the buffers of
+/// [`huge_page_vec`] (the CPU KV cache), ask Linux for transparent huge pages (`madvise(MADV_HUGEPAGE)`, see the
+/// kernel's `admin-guide/mm/transhuge`); set by `silica --huge-pages`.
 ///
 /// Generation reads every weight once per token, so each 4 KiB page of a 4 GB copy costs a TLB miss and a page
 /// walk per token, and the hardware prefetchers stop at 4 KiB boundaries. With 2 MiB pages, on the test machine
-/// (AMD EPYC Zen 4, 2 vCPUs, a VM; alternating runs of `silica bench -p 0 -n 64`), 1B-shape Q4_0 tg64 went from
-/// 50.4–64.3 to 54.7–70.7 t/s (+8–11%) and 7B-shape Q4_0 from 11.2 to 11.8–12.2 t/s (+5–9%); the load of the
-/// 7B file, run after run, from 1.6–1.9 s to 0.85 s (512 times fewer page faults).
+/// (AMD EPYC Zen 4, 2 vCPUs, a VM; four alternating rounds of `silica bench -p 0 -n 64 -r 2`), 1B-shape Q4_0 tg64
+/// went from 62.6–71.3 to 74.5–80.1 t/s and 7B-shape Q4_0 from 15.8–16.6 to 16.8–17.2 t/s; loading the 7B file,
+/// run after run, from 1.7–2.9 s to 0.8 s (512 times fewer page faults). `BENCHMARKS.md` has the tables.
 ///
 /// The exception is a virtual machine whose balloon device takes free memory back (virtio
 /// `VIRTIO_BALLOON_F_PAGE_REPORTING`): Linux reports free blocks of 2 MiB and more to the host
 /// (`mm/page_reporting.c`, `page_reporting_order`), the host unmaps them, and each huge page is then faulted in
-/// again from the host 4 KiB at a time. On the test machine, with a few seconds' idle between runs, loading the 7B
+/// again from the host. On the test machine, with a few seconds' idle between runs, loading the 7B
 /// file took 4.9–5.1 s with huge pages against 1.6–2.5 s without (llama.cpp 3.7–4.7 s). [`HugePages::Auto`]
 /// therefore leaves huge pages off there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HugePages {
-    /// On, except under a hypervisor that takes free memory back ([`hypervisor_takes_free_pages`]).
+    /// On, except under a hypervisor that takes free memory back (a virtio balloon with free page reporting).
     #[default]
     Auto,
     /// Always ask for huge pages.
