@@ -693,7 +693,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{random_q8_0, random_rows};
+    use crate::test_util::{EIGHT_TOKENS, assert_pair_bits, random_q8_0, random_rows};
     use rand::{SeedableRng, rngs::StdRng};
 
     /// Packed products equal the scalar reference to the bit on every SIMD level, for 1, 4 and 8 tokens, and the
@@ -743,27 +743,15 @@ mod tests {
                 }
                 if g + 1 < rows / 8 {
                     let next = gemm_ref(p.group(g + 1), xr, sr);
-                    let pair = gemm16([p.group(g), p.group(g + 1)], xr, sr);
-                    for k in 0..4 {
-                        let (a, b) = pair[k].split_at(8);
-                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                        assert_eq!(bits(a), bits(&want[k]), "{ty} gemm16 group {g} token {k}");
-                        assert_eq!(bits(b), bits(&next[k]), "{ty} gemm16 group {} token {k}", g + 1);
-                    }
+                    let both = [p.group(g), p.group(g + 1)];
+                    let what = format!("{ty} gemm16 groups {g}, {}", g + 1);
+                    assert_pair_bits(&gemm16(both, xr, sr), &[0, 1, 2, 3], &want, &next, &what);
                     // Eight tokens, the tile prefill uses: the four again in reverse order after themselves.
-                    let at = |k: usize| if k < 4 { k } else { 7 - k };
-                    let eight = gemm16::<P, 8>(
-                        [p.group(g), p.group(g + 1)],
-                        std::array::from_fn(|k| xr[at(k)]),
-                        std::array::from_fn(|k| sr[at(k)]),
-                    );
-                    for (k, r) in eight.iter().enumerate() {
-                        let (a, b) = (r.map(f32::to_bits), want[at(k)].map(f32::to_bits));
-                        assert_eq!(a[..8], b, "{ty} gemm16 of eight tokens, token {k}");
-                    }
-                    let one = gemm16::<P, 1>([p.group(g), p.group(g + 1)], [xr[1]], [sr[1]]);
-                    let (a, b) = (one[0].map(f32::to_bits), want[1].map(f32::to_bits));
-                    assert_eq!(a[..8], b, "{ty} gemm16 one token");
+                    let eight =
+                        gemm16::<P, 8>(both, EIGHT_TOKENS.map(|k| xr[k]), EIGHT_TOKENS.map(|k| sr[k]));
+                    assert_pair_bits(&eight, &EIGHT_TOKENS, &want, &next, &what);
+                    let one = gemm16::<P, 1>(both, [xr[1]], [sr[1]]);
+                    assert_pair_bits(&one, &[1], &want, &next, &what);
                 }
                 for k in 0..4 {
                     for j in 0..8 {

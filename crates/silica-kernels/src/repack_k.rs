@@ -810,9 +810,8 @@ mod tests {
                 #[cfg(target_arch = "x86_64")]
                 for level in [x86::Level::Avx2, x86::Level::AvxVnni, x86::Level::Avx512Vnni] {
                     if level.supported() {
-                        // Eight tokens, the AVX-512 prefill tile: the four, then the four in reverse order.
-                        let at = |k: usize| if k < 4 { k } else { 7 - k };
-                        let x8 = std::array::from_fn(|k| xr[at(k)]);
+                        // Eight tokens, the AVX-512 prefill tile.
+                        let x8 = crate::test_util::EIGHT_TOKENS.map(|k| xr[k]);
                         // SAFETY: the level is supported; the block counts match.
                         let (got4, got1, got8) = unsafe {
                             (
@@ -823,10 +822,10 @@ mod tests {
                         };
                         assert_eq!(bits(got4), bits(want), "{level:?}");
                         assert_eq!(bits(got1)[0], bits(want)[0], "{level:?}");
-                        for k in 0..8 {
+                        for (k, &t) in crate::test_util::EIGHT_TOKENS.iter().enumerate() {
                             assert_eq!(
                                 bits(got8)[k],
-                                bits(want)[at(k)],
+                                bits(want)[t],
                                 "{level:?} of eight tokens, token {k}"
                             );
                         }

@@ -602,15 +602,11 @@ mod tests {
                     let next = gemm_q6k_ref(p.group(g + 1), xr);
                     crate::test_util::check_pair_kernel([p.group(g), p.group(g + 1)], xr, &want, &next);
                 }
-                // Eight tokens, the AVX-512 prefill tile: the four, then the four in reverse order.
-                let at = |k: usize| if k < 4 { k } else { 7 - k };
-                for (name, got) in every_level::<8>(p.group(g), std::array::from_fn(|k| xr[at(k)])) {
-                    for k in 0..8 {
-                        assert_eq!(
-                            bits(got)[k],
-                            bits(want)[at(k)],
-                            "{name} of eight tokens, token {k}"
-                        );
+                // Eight tokens, the AVX-512 prefill tile.
+                let eight = crate::test_util::EIGHT_TOKENS;
+                for (name, got) in every_level::<8>(p.group(g), eight.map(|k| xr[k])) {
+                    for (k, &t) in eight.iter().enumerate() {
+                        assert_eq!(bits(got)[k], bits(want)[t], "{name} of eight tokens, token {k}");
                     }
                 }
                 for k in 0..4 {

@@ -40,6 +40,10 @@ pub(crate) fn bits<const N: usize>(v: [[f32; 8]; N]) -> [[u32; 8]; N] {
     v.map(|r| r.map(f32::to_bits))
 }
 
+/// Eight token indices into four test tokens, as the eight-token prefill tiles meet them: the four, then the four
+/// again in reverse order.
+pub(crate) const EIGHT_TOKENS: [usize; 8] = [0, 1, 2, 3, 3, 2, 1, 0];
+
 /// Asserts that the sixteen-row pair results `got[i]` (of token `tokens[i]`) equal, to the bit, the two groups'
 /// eight-row results: `a[tokens[i]]` in the first half, `b[tokens[i]]` in the second.
 pub(crate) fn assert_pair_bits(
@@ -70,12 +74,6 @@ pub(crate) fn check_pair_kernel<P: crate::repack_k::PackK8>(
     let name = std::any::type_name::<P>();
     assert_pair_bits(&P::gemm16(both, x), &[0, 1, 2, 3], want, next, name);
     assert_pair_bits(&P::gemm16::<1>(both, [x[2]]), &[2], want, next, name);
-    let eight = [0, 1, 2, 3, 3, 2, 1, 0];
-    assert_pair_bits(
-        &P::gemm16::<8>(both, eight.map(|k| x[k])),
-        &eight,
-        want,
-        next,
-        name,
-    );
+    let eight = P::gemm16::<8>(both, EIGHT_TOKENS.map(|k| x[k]));
+    assert_pair_bits(&eight, &EIGHT_TOKENS, want, next, name);
 }
