@@ -46,10 +46,21 @@ enum Command {
     Monitor(commands::monitor::MonitorArgs),
 }
 
+/// The global options (`--name`, and whether it takes a value), which may come before the subcommand.
+fn global_options() -> Vec<(String, bool)> {
+    use clap::CommandFactory;
+    Cli::command()
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .filter_map(|a| Some((format!("--{}", a.get_long()?), a.get_action().takes_values())))
+        .collect()
+}
+
 fn main() {
     // Activations are allocated anew by every forward pass; keep freed memory for reuse (see the function).
     silica_kernels::keep_freed_memory();
-    let args = match commands::bench::rewrite_llama_bench_flags(std::env::args().collect()) {
+    let args = match commands::bench::rewrite_llama_bench_flags(std::env::args().collect(), &global_options())
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -107,4 +118,13 @@ fn render_chain(e: &anyhow::Error) -> String {
         out.push_str(&msg);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_global_options_are_read_from_the_parser() {
+        // What `rewrite_llama_bench_flags` skips to find the subcommand.
+        assert!(super::global_options().contains(&("--huge-pages".to_owned(), true)));
+    }
 }

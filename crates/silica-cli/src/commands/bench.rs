@@ -145,18 +145,21 @@ const UNSUPPORTED: [&str; 19] = [
 ];
 
 /// Rewrites llama-bench's multi-letter short flags (`-pg`, `-ub`, `-ctk`, `-ctv`, `-oe`) to their long forms
-/// before clap parses (clap's short flags are one letter).
+/// before clap parses (clap's short flags are one letter). The subcommand is found after the global options
+/// `globals` (`--name`, and whether it takes a value: `silica --huge-pages on bench ...`).
 ///
 /// # Errors
 /// A message naming a llama-bench flag silica does not support.
-pub(crate) fn rewrite_llama_bench_flags(args: Vec<String>) -> Result<Vec<String>, String> {
-    // The subcommand follows the global options (`silica --huge-pages on bench ...`).
+pub(crate) fn rewrite_llama_bench_flags(
+    args: Vec<String>,
+    globals: &[(String, bool)],
+) -> Result<Vec<String>, String> {
     let mut i = 1;
     while let Some(a) = args.get(i) {
-        match a.as_str() {
-            "--huge-pages" => i += 2,
-            a if a.starts_with("--huge-pages=") => i += 1,
-            _ => break,
+        let (name, inline_value) = a.split_once('=').map_or((a.as_str(), false), |(n, _)| (n, true));
+        match globals.iter().find(|(g, _)| g == name) {
+            Some(&(_, takes_value)) => i += if takes_value && !inline_value { 2 } else { 1 },
+            None => break,
         }
     }
     if args.get(i).map(String::as_str) != Some("bench") {
@@ -610,10 +613,14 @@ fn warn_ctx_train(model: &Path, engine: &Engine, cases: &[BenchCase]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{read_bytes_per_s, rewrite_llama_bench_flags};
+    use super::read_bytes_per_s;
 
     fn args(s: &str) -> Vec<String> {
         s.split(' ').map(str::to_owned).collect()
+    }
+
+    fn rewrite_llama_bench_flags(args: Vec<String>) -> Result<Vec<String>, String> {
+        super::rewrite_llama_bench_flags(args, &[("--huge-pages".to_owned(), true)])
     }
 
     #[test]
