@@ -350,11 +350,9 @@ mod one_chunk_f16 {
                     }
                     *sct = s.scale * hsum(dotv);
                 }
-                let (arg, new_max) = super::exp_args(&sc, nk, &mut max);
-                let e = crate::expf::expf8(arg);
-                for t in 0..nk {
-                    let (ms, vs) = if new_max[t] { (e[t], 1f32) } else { (1f32, e[t]) };
-                    if new_max[t] {
+                let steps = super::online_steps(&sc, nk, &mut max);
+                for (t, &(ms, vs, new_max)) in steps[..nk].iter().enumerate() {
+                    if new_max {
                         let msv = _mm256_set1_ps(ms);
                         for a in acc.iter_mut() {
                             *a = round_f16(_mm256_mul_ps(*a, msv));
@@ -470,11 +468,13 @@ fn attention_tiled<K: KvElem, V: KvElem>(
     });
 }
 
-/// The online softmax's `e^x` arguments for the scores `sc[..nk]` of consecutive keys, with the running maximum
-/// `max` carried along (and left at the last key's): for a key above the maximum `max − sc` (its rescaling
-/// factor; `new_max`), else `sc − max` (its weight) — ggml's one-chunk order, one key after another.
+/// One online-softmax step per score `sc[..nk]` of consecutive keys, with the running maximum `max` carried along
+/// (and left at the last key's): `(ms, vs, new_max)`, the factor the running sum and accumulator are scaled by,
+/// the key's weight, and whether the key set a new maximum — `(e^(max − sc), 1, true)` for a key above the
+/// maximum, else `(1, e^(sc − max), false)`, ggml's one-chunk order one key after another. The eight `e^x` are
+/// one [`crate::expf::expf8`] call.
 #[inline(always)]
-fn exp_args(sc: &[f32; 8], nk: usize, max: &mut f32) -> ([f32; 8], [bool; 8]) {
+fn online_steps(sc: &[f32; 8], nk: usize, max: &mut f32) -> [(f32, f32, bool); 8] {
     let (mut arg, mut new_max) = ([0f32; 8], [false; 8]);
     for t in 0..nk {
         if sc[t] > *max {
@@ -485,7 +485,14 @@ fn exp_args(sc: &[f32; 8], nk: usize, max: &mut f32) -> ([f32; 8], [bool; 8]) {
             arg[t] = sc[t] - *max;
         }
     }
-    (arg, new_max)
+    let e = crate::expf::expf8(arg);
+    std::array::from_fn(|t| {
+        if new_max[t] {
+            (e[t], 1.0, true)
+        } else {
+            (1.0, e[t], false)
+        }
+    })
 }
 
 #[inline(always)]
@@ -530,11 +537,9 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, it
                 to_f32::<K, X86>(krow, &mut kr[..dk]);
                 *sct = s.scale * dot(qr, &kr[..dk]);
             }
-            let (arg, new_max) = exp_args(&sc, nk, &mut max);
-            let e = crate::expf::expf8(arg);
-            for t in 0..nk {
-                let (ms, vs) = if new_max[t] { (e[t], 1f32) } else { (1f32, e[t]) };
-                if new_max[t] {
+            let steps = online_steps(&sc, nk, &mut max);
+            for (t, &(ms, vs, new_max)) in steps[..nk].iter().enumerate() {
+                if new_max {
                     acc.iter_mut().for_each(|a| *a *= ms);
                     round_acc::<V, X86>(acc, tmp);
                 }
