@@ -125,8 +125,8 @@ fn pack(ty: GgmlType, wq: &[u8], rows: usize, cols: usize) -> Box<dyn RepackedMa
     }
 }
 
-/// Every repacked product equals the row-major one up to f32 rounding (same exact
-/// integers per block), for 1 to 29 tokens (every step of the token tiles) and 1 or 3 threads; wrong sizes are errors, not panics.
+/// Every repacked product equals the row-major one up to f32 rounding (same exact integers per block), for 1 to
+/// 29 tokens (every step of the token tiles) and 1 or 3 threads; wrong sizes are errors, not panics.
 #[test]
 fn packed_matmuls_equal_the_row_major_ones() {
     // Legacy types: within 1e-4 of the larger of |result| and 1; the copy is the file's size.
