@@ -225,6 +225,11 @@ pub struct BenchRecord {
     pub engine: String,
     /// Engine version (the crate version).
     pub engine_version: String,
+    /// The SIMD level of silica's CPU kernels (`avx512-vnni`, `avx2`, `neon-dotprod`, `scalar`, ...: the
+    /// CPU's best unless `--simd` chose a lower one; see `silica_kernels::Simd`). Empty in records written
+    /// before the field existed.
+    #[serde(default)]
+    pub kernel_simd: String,
     /// llama-bench's test name (`pp512`, `tg128 @ d4096`).
     pub test: String,
     /// Parallel sequences (`--batch`); tokens per repetition are `n_parallel · (n_prompt + n_gen)`.
@@ -274,6 +279,8 @@ pub struct EnvInfo {
     pub gpu_info: String,
     /// Backend name.
     pub backends: String,
+    /// SIMD level of the CPU kernels ([`silica_kernels::simd`]).
+    pub kernel_simd: String,
 }
 
 impl EnvInfo {
@@ -288,6 +295,7 @@ impl EnvInfo {
             cpu_info: silica_telemetry::machine::cpu_info(),
             gpu_info: String::new(),
             backends: backends.into(),
+            kernel_simd: silica_kernels::simd().name().into(),
         }
     }
 }
@@ -373,6 +381,7 @@ impl BenchRecord {
             samples_ts,
             engine: "silica".into(),
             engine_version: env!("CARGO_PKG_VERSION").into(),
+            kernel_simd: env.kernel_simd.clone(),
             test: case.test_name(),
             n_parallel: case.n_parallel,
             n_ctx: case.n_ctx_effective(),

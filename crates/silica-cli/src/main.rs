@@ -14,8 +14,22 @@ struct Cli {
     /// huge page is faulted in again from the host and a load after idle time is slower.
     #[arg(long, global = true, value_enum, default_value_t = HugePagesArg::Auto)]
     huge_pages: HugePagesArg,
+    /// SIMD level of the CPU kernels: auto (the best this CPU has) or a lower one, to measure what a machine
+    /// without the newer instructions gets (avx2 on an AVX-512 server) or to check results on the scalar
+    /// references. Bench records say which ran (kernel_simd).
+    #[arg(long, global = true, default_value = "auto", value_parser = simd_names())]
+    simd: String,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--simd` values: `auto` and every level's name (`silica_kernels::Simd::name`).
+fn simd_names() -> clap::builder::PossibleValuesParser {
+    let levels = silica_kernels::Simd::ALL.map(|l| clap::builder::PossibleValue::new(l.name()));
+    std::iter::once(clap::builder::PossibleValue::new("auto"))
+        .chain(levels)
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// `--huge-pages` values (`silica_kernels::HugePages`).
@@ -73,6 +87,10 @@ fn main() {
         HugePagesArg::On => silica_kernels::HugePages::On,
         HugePagesArg::Off => silica_kernels::HugePages::Off,
     });
+    if let Err(e) = silica_kernels::set_simd(silica_kernels::Simd::from_name(&cli.simd)) {
+        eprintln!("error: --simd {}: {e}", cli.simd);
+        std::process::exit(2);
+    }
     let result = match cli.command {
         Command::Bench(a) => commands::bench::run(&a),
         Command::Run(a) => commands::run::run(&a),
@@ -126,5 +144,6 @@ mod tests {
     fn the_global_options_are_read_from_the_parser() {
         // What `rewrite_llama_bench_flags` skips to find the subcommand.
         assert!(super::global_options().contains(&("--huge-pages".to_owned(), true)));
+        assert!(super::global_options().contains(&("--simd".to_owned(), true)));
     }
 }

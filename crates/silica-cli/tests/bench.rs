@@ -117,6 +117,9 @@ fn json_records_are_a_superset_of_llama_bench_sample() {
             assert!(o[k].as_u64().unwrap() > 0, "{k}");
         }
         assert_eq!(o["engine"], "silica");
+        // Without --simd, the CPU's best level.
+        let best = silica_kernels::Simd::available().pop().unwrap();
+        assert_eq!(o["kernel_simd"], best.name());
     }
     assert_eq!(ours[0]["test"], "pp512");
     assert_eq!(ours[1]["test"], "tg128");
@@ -263,6 +266,27 @@ fn several_thread_counts_run_in_workers() {
         2,
         "the parent saves the workers' records once"
     );
+}
+
+#[test]
+fn simd_level_reaches_the_workers_and_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stdout(&smol(
+        dir.path(),
+        &[
+            "--simd", "scalar", "-p", "8", "-n", "0", "-r", "1", "-t", "1,2", "-o", "jsonl",
+        ],
+    ));
+    let levels: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kernel_simd"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(levels, ["scalar", "scalar"]);
 }
 
 fn fails_with(args: &[&str], needle: &str) {

@@ -5,14 +5,17 @@
 mod common;
 
 use common::silica;
+use silica_kernels::Simd;
 use silica_test_support::{golden, models};
 
-#[test]
-fn run_greedy_prints_llama_cpp_text_and_timings() {
+/// `silica [--simd LEVEL] run` of SmolLM2 Q4_1's "def fibonacci(n):" for 32 greedy tokens: `(stdout, stderr)`.
+fn fibonacci_run(simd: &str) -> (String, String) {
     let reference = golden::llama_cpp_greedy("SmolLM2-135M-Instruct.Q4_1");
-    let p = &reference.prompts[2]; // "def fibonacci(n):": all 32 tokens equal
+    let p = &reference.prompts[2];
     let model = models::require(models::SMOLLM2_Q4_1);
     let out = silica(&[
+        "--simd",
+        simd,
         "run",
         "-m",
         model.to_str().unwrap(),
@@ -25,13 +28,69 @@ fn run_greedy_prints_llama_cpp_text_and_timings() {
         "-t",
         "2",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout, format!("{}{}\n", p.prompt, p.generated_text));
-    let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("load time") && stderr.contains("prompt eval") && stderr.contains("/    32 tokens"),
-        "{stderr}"
+        out.status.success(),
+        "--simd {simd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn run_greedy_prints_llama_cpp_text_and_timings() {
+    let reference = golden::llama_cpp_greedy("SmolLM2-135M-Instruct.Q4_1");
+    let p = &reference.prompts[2]; // "def fibonacci(n):": all 32 tokens equal
+    // The best level, then every lower SIMD level this CPU has: each gives llama.cpp's text.
+    let mut levels = vec!["auto"];
+    levels.extend(
+        Simd::available()
+            .into_iter()
+            .filter(|&l| l != Simd::Scalar)
+            .map(Simd::name),
+    );
+    for simd in levels {
+        let (stdout, stderr) = fibonacci_run(simd);
+        assert_eq!(
+            stdout,
+            format!("{}{}\n", p.prompt, p.generated_text),
+            "--simd {simd}"
+        );
+        assert!(
+            stderr.contains("load time")
+                && stderr.contains("prompt eval")
+                && stderr.contains("/    32 tokens"),
+            "--simd {simd}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn simd_scalar_runs_the_reference_kernels_and_unsupported_levels_fail() {
+    // The scalar references round as ggml's generic C code, not its x86 kernels, so the text may leave llama.cpp's
+    // (x86) text; all 32 tokens are generated.
+    let (stdout, stderr) = fibonacci_run("scalar");
+    assert!(stdout.starts_with("def fibonacci(n):"), "{stdout}");
+    assert!(stderr.contains("/    32 tokens"), "{stderr}");
+    // Every architecture lacks some level (x86-64 the NEON ones, aarch64 the x86 ones).
+    let missing = Simd::ALL.into_iter().find(|l| !l.supported()).unwrap();
+    let model = models::require(models::SMOLLM2_Q4_1);
+    let out = silica(&[
+        "--simd",
+        missing.name(),
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "hi",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with(&format!("error: --simd {missing}: ")) && err.contains("not supported by this CPU"),
+        "{err}"
     );
 }
 

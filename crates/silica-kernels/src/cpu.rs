@@ -1,10 +1,165 @@
-//! Which x86-64 SIMD level this CPU has: detected once, for every kernel module (legacy, k-quant and repacked
-//! products pick their kernels from the same answer).
+//! Which SIMD level the kernels use: the best this CPU has, detected once, or a lower one the user chose
+//! ([`set_simd`]); every kernel module (legacy, k-quant and repacked products, attention, activation quantizers)
+//! picks its kernels from the same answer.
+
+use std::sync::OnceLock;
+
+/// A SIMD instruction-set level of the CPU kernels, in increasing order per architecture.
+///
+/// The names ([`Simd::name`]) are ggml's feature names (`ggml_backend_cpu_get_features`) lower-cased, with `-`
+/// for `_`. Every level computes the same products: each SIMD kernel is tested against the scalar reference
+/// (bit-identical, or the documented f32 rounding for the row-major legacy dot products).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Simd {
+    /// No SIMD kernels: the plain scalar references (any CPU; far slower, for checks).
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C (Intel Haswell, AMD Zen 1 and later).
+    Avx2,
+    /// x86-64 AVX2 + AVX-VNNI: VEX-encoded `vpdpbusd` (Intel Alder Lake, AMD Zen 5 desktop).
+    AvxVnni,
+    /// x86-64 AVX-512 F, BW, VL and VNNI (Intel Ice Lake server, AMD Zen 4).
+    Avx512Vnni,
+    /// aarch64 NEON (Advanced SIMD).
+    Neon,
+    /// aarch64 NEON with the dot-product extension `sdot` (Apple M1 and later, Arm v8.2-A cores).
+    NeonDotprod,
+}
+
+impl Simd {
+    /// Every level, in declaration order.
+    pub const ALL: [Simd; 6] = [
+        Simd::Scalar,
+        Simd::Avx2,
+        Simd::AvxVnni,
+        Simd::Avx512Vnni,
+        Simd::Neon,
+        Simd::NeonDotprod,
+    ];
+
+    /// The level's name: `scalar`, `avx2`, `avx-vnni`, `avx512-vnni`, `neon`, `neon-dotprod`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Scalar => "scalar",
+            Simd::Avx2 => "avx2",
+            Simd::AvxVnni => "avx-vnni",
+            Simd::Avx512Vnni => "avx512-vnni",
+            Simd::Neon => "neon",
+            Simd::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// The level named `name` ([`Simd::name`]), or `None`.
+    pub fn from_name(name: &str) -> Option<Simd> {
+        Simd::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// Whether this CPU runs the level's kernels (this build has them and the CPU has every feature).
+    pub fn supported(self) -> bool {
+        match self {
+            Simd::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => x86::Level::Avx2.supported(),
+            #[cfg(target_arch = "x86_64")]
+            Simd::AvxVnni => x86::Level::AvxVnni.supported(),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512Vnni => x86::Level::Avx512Vnni.supported(),
+            #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+            Simd::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+            Simd::NeonDotprod => {
+                std::arch::is_aarch64_feature_detected!("neon")
+                    && std::arch::is_aarch64_feature_detected!("dotprod")
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The levels this CPU runs, slowest first ([`Simd::Scalar`] always, the best last).
+    pub fn available() -> Vec<Simd> {
+        Simd::ALL.into_iter().filter(|l| l.supported()).collect()
+    }
+}
+
+impl std::fmt::Display for Simd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why [`set_simd`] refused a level.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SimdError {
+    /// This CPU (or this build's target) lacks a feature of the level.
+    #[error("SIMD level {asked} is not supported by this CPU (it supports: {})", names(.available))]
+    Unsupported {
+        /// The level asked for.
+        asked: Simd,
+        /// The levels this CPU runs ([`Simd::available`]).
+        available: Vec<Simd>,
+    },
+    /// The kernels already chose a level: it is fixed at first use, since repacked weights were laid out for it.
+    #[error("SIMD level {asked} asked for after the kernels chose {in_use} (set it before loading a model)")]
+    AlreadyChosen {
+        /// The level asked for.
+        asked: Simd,
+        /// The level in use.
+        in_use: Simd,
+    },
+}
+
+/// `a, b, c`.
+fn names(levels: &[Simd]) -> String {
+    levels.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// The level every kernel uses, fixed at first use.
+static CHOSEN: OnceLock<Simd> = OnceLock::new();
+
+/// Makes the kernels use `level` (`None`: the best this CPU has), and returns the level in use.
+///
+/// Call it before the first product (before loading a model): the level is fixed at first use, because weights
+/// repacked at load may be laid out for the level's kernels. A lower level than the CPU's best measures what
+/// silica does on a machine without the newer instructions (an AVX2-only desktop on an AVX-512 server).
+///
+/// # Errors
+/// [`SimdError::Unsupported`] when this CPU lacks the level; [`SimdError::AlreadyChosen`] when the kernels
+/// already use another one.
+pub fn set_simd(level: Option<Simd>) -> Result<Simd, SimdError> {
+    let level = match level {
+        None => best_available(),
+        Some(l) if l.supported() => l,
+        Some(l) => {
+            return Err(SimdError::Unsupported {
+                asked: l,
+                available: Simd::available(),
+            });
+        }
+    };
+    let in_use = *CHOSEN.get_or_init(|| level);
+    if in_use == level {
+        Ok(level)
+    } else {
+        Err(SimdError::AlreadyChosen { asked: level, in_use })
+    }
+}
+
+/// The level the kernels use: the one [`set_simd`] chose, else the best this CPU has (fixed by this call).
+pub fn simd() -> Simd {
+    *CHOSEN.get_or_init(best_available)
+}
+
+/// The last of [`Simd::available`].
+fn best_available() -> Simd {
+    Simd::ALL
+        .into_iter()
+        .rev()
+        .find(|l| l.supported())
+        .unwrap_or(Simd::Scalar)
+}
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
-    use std::sync::OnceLock;
-
     /// An x86-64 instruction-set level the kernels are compiled for, in increasing order.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
     pub(crate) enum Level {
@@ -102,13 +257,79 @@ pub(crate) mod x86 {
         }
     }
 
-    /// The fastest supported level, detected once (`None`: no AVX2, use the scalar references).
+    /// The level in use ([`super::simd`]: the fastest supported, or the one the user chose); `None`: the scalar
+    /// references.
+    #[inline]
     pub(crate) fn best() -> Option<Level> {
-        static BEST: OnceLock<Option<Level>> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            [Level::Avx512Vnni, Level::AvxVnni, Level::Avx2]
-                .into_iter()
-                .find(|l| l.supported())
-        })
+        match super::simd() {
+            super::Simd::Avx2 => Some(Level::Avx2),
+            super::Simd::AvxVnni => Some(Level::AvxVnni),
+            super::Simd::Avx512Vnni => Some(Level::Avx512Vnni),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_none() {
+        for l in Simd::ALL {
+            assert_eq!(Simd::from_name(l.name()), Some(l));
+            assert_eq!(l.to_string(), l.name());
+        }
+        assert_eq!(Simd::from_name("auto"), None);
+        assert_eq!(Simd::from_name("AVX2"), None);
+    }
+
+    #[test]
+    fn available_levels_start_scalar_and_the_kernels_use_the_best_by_default() {
+        let avail = Simd::available();
+        assert_eq!(avail.first(), Some(&Simd::Scalar));
+        assert!(avail.windows(2).all(|w| w[0] < w[1]), "{avail:?}");
+        // No test in this crate calls `set_simd`, so the kernels run the best level.
+        assert_eq!(Some(&simd()), avail.last());
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            avail.contains(&Simd::Avx2),
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        );
+    }
+
+    #[test]
+    fn set_simd_refuses_unsupported_levels_and_a_change_after_first_use() {
+        let missing = Simd::ALL
+            .into_iter()
+            .find(|l| !l.supported())
+            .expect("no target has every level");
+        assert_eq!(
+            set_simd(Some(missing)),
+            Err(SimdError::Unsupported {
+                asked: missing,
+                available: Simd::available()
+            })
+        );
+        let in_use = simd();
+        assert_eq!(set_simd(Some(in_use)), Ok(in_use));
+        assert_eq!(set_simd(None), Ok(in_use));
+        // Scalar is always available, so it differs from the level in use wherever SIMD kernels exist.
+        if in_use != Simd::Scalar {
+            let err = set_simd(Some(Simd::Scalar)).unwrap_err();
+            assert_eq!(
+                err,
+                SimdError::AlreadyChosen {
+                    asked: Simd::Scalar,
+                    in_use
+                }
+            );
+            assert!(err.to_string().contains("before loading a model"), "{err}");
+        }
+        assert_eq!(simd(), in_use);
     }
 }

@@ -602,7 +602,6 @@ mod x86 {
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon {
     use core::arch::aarch64::*;
-    use std::sync::OnceLock;
 
     use super::{K4Block, unpack_scales_mins};
     use crate::blocks::{BlockQ6K, BlockQ8K};
@@ -837,31 +836,31 @@ mod neon {
     }
 
     impl Level {
-        /// Whether this CPU has every feature of the level.
+        /// Whether this CPU has every feature of the level (the tests run every supported level).
+        #[cfg(test)]
         pub(super) fn supported(self) -> bool {
             match self {
-                Level::Neon => true,
-                Level::DotProd => std::arch::is_aarch64_feature_detected!("dotprod"),
+                Level::Neon => crate::cpu::Simd::Neon.supported(),
+                Level::DotProd => crate::cpu::Simd::NeonDotprod.supported(),
             }
         }
     }
 
-    /// The fastest supported level, detected once.
+    /// The level in use ([`crate::cpu::simd`]: the fastest supported, or the one the user chose); `None`: the
+    /// scalar references.
+    #[inline]
     pub(super) fn best() -> Option<Level> {
-        static BEST: OnceLock<Level> = OnceLock::new();
-        Some(*BEST.get_or_init(|| {
-            if Level::DotProd.supported() {
-                Level::DotProd
-            } else {
-                Level::Neon
-            }
-        }))
+        match crate::cpu::simd() {
+            crate::cpu::Simd::NeonDotprod => Some(Level::DotProd),
+            crate::cpu::Simd::Neon => Some(Level::Neon),
+            _ => None,
+        }
     }
 
     /// Q4_K / Q5_K kernel at `level`.
     ///
     /// # Safety
-    /// `level` must be supported by this CPU ([`Level::supported`]).
+    /// `level` must be supported by this CPU (`Level::supported`).
     pub(super) unsafe fn dot_k4<B: K4Block, const R: usize>(
         level: Level,
         w: &[B],
@@ -878,7 +877,7 @@ mod neon {
     /// Q6_K kernel at `level`.
     ///
     /// # Safety
-    /// `level` must be supported by this CPU ([`Level::supported`]).
+    /// `level` must be supported by this CPU (`Level::supported`).
     pub(super) unsafe fn dot_q6k<const R: usize>(
         level: Level,
         w: &[BlockQ6K],

@@ -637,7 +637,6 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use std::arch::aarch64::*;
-    use std::sync::OnceLock;
 
     use half::f16;
 
@@ -822,18 +821,14 @@ mod neon {
         DotProd,
     }
 
-    /// Detects (once) the best [`Level`].
+    /// The [`Level`] in use ([`crate::cpu::simd`]: the best this CPU has, or the one the user chose).
+    #[inline]
     fn level() -> Level {
-        static LEVEL: OnceLock<Level> = OnceLock::new();
-        *LEVEL.get_or_init(|| {
-            if !std::arch::is_aarch64_feature_detected!("neon") {
-                Level::Scalar
-            } else if std::arch::is_aarch64_feature_detected!("dotprod") {
-                Level::DotProd
-            } else {
-                Level::Neon
-            }
-        })
+        match crate::cpu::simd() {
+            crate::cpu::Simd::NeonDotprod => Level::DotProd,
+            crate::cpu::Simd::Neon => Level::Neon,
+            _ => Level::Scalar,
+        }
     }
 
     /// `vec_dot` on the best level, or `None` for the scalar reference.

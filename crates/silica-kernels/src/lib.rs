@@ -107,6 +107,7 @@ pub mod ops;
 pub mod pool;
 
 pub use alloc::{HugePages, huge_page_vec, huge_pages, keep_freed_memory, set_huge_pages};
+pub use cpu::{Simd, SimdError, set_simd, simd};
 pub use matmul::{
     KernelError, QMatRef, RepackedMatrix, Scratch, matmul, matmul_packed, matmul_packed_k, repack, supports,
 };
