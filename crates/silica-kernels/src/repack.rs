@@ -24,7 +24,12 @@
 //! The levels are used unsigned: Q4_0's nibbles (0..15) with `Σ (q − 8)·y = Σ q·y − 8·Σ y`, Q5_0's five-bit
 //! levels (0..31; the fifth bits are spread to bytes in the kernel) with `− 16·Σ y`, Q8_0's bytes
 //! shifted by 128 with `Σ q·y = Σ (q + 128)·y − 128·Σ y`; `Σ y` of each activation block is computed once per
-//! product. Results are exact integers per block scaled in f32; they differ from ggml's
+//! product. Without VNNI (plain AVX2), `vpmaddubsw` takes the place of `vpdpbusd`; its 16-bit pair sums hold
+//! nibbles and five-bit levels but not Q8_0's unsigned bytes, so Q8_0 is multiplied there on its signed levels
+//! as `|w| · sign(y, w)` (`x86::gemm_signed_bytes`). Measured with `--simd avx2` (1B-shape Q8_0, pp512, two
+//! alternating rounds) against the row-major kernels this replaced: 101–102 → 128–130 t/s; with `--simd
+//! avx-vnni`, where the eight-row kernel gained its `vpdpbusd` variant, 113 → 207–212 t/s.
+//! Results are exact integers per block scaled in f32; they differ from ggml's
 //! `vec_dot` only by f32 rounding. [`gemm_ref`] is the plain scalar reference (bit-identical by construction: the
 //! same exact integers and the same fused multiply-add sequence).
 #![allow(unsafe_code)]
@@ -103,9 +108,6 @@ pub trait Pack8: Pod + Send + Sync + std::fmt::Debug + 'static {
     const OFFSET: i32;
     /// How the levels are stored.
     const LEVELS: Levels;
-    /// Whether the kernel needs VNNI: levels above 63 make AVX2's 16-bit `vpmaddubsw` pair sums overflow
-    /// (`2 · 255 · 128 > 2¹⁵`), so [`Levels::Bytes`] (Q8_0's) do.
-    const NEEDS_VNNI: bool = matches!(Self::LEVELS, Levels::Bytes);
     /// Packs block `i` of eight rows into `b`, which holds zeros.
     fn pack_into(src: [&Self::Src; 8], b: &mut Self);
     /// The eight row scales.
@@ -345,12 +347,12 @@ pub fn gemm_ref<P: Pack8, const N: usize>(
     out
 }
 
-/// Whether this CPU has a SIMD kernel for `P`'s layout: x86-64 with AVX2, FMA and F16C for Q4_0 and Q5_0; with
-/// AVX-512 VNNI too for Q8_0 ([`Pack8::NEEDS_VNNI`]).
-/// Elsewhere the row-major kernels are faster than [`gemm_ref`], so callers should not repack.
+/// Whether this CPU has a SIMD kernel for `P`'s layout: x86-64 with AVX2, FMA and F16C (AVX-VNNI or AVX-512
+/// VNNI used where present). Elsewhere the row-major kernels are faster than [`gemm_ref`], so callers should not
+/// repack.
 pub fn has_fast_path<P: Pack8>() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return x86::available(P::NEEDS_VNNI);
+    return x86::available(false);
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
@@ -415,7 +417,9 @@ pub(crate) fn join16<const N: usize>(a: [[f32; 8]; N], b: [[f32; 8]; N]) -> [[f3
 #[cfg(target_arch = "x86_64")]
 mod x86 {
 
-    use super::{BlockQ8_0, BlockTerms, Pack8};
+    use std::arch::x86_64::*;
+
+    use super::{BlockQ8_0, BlockTerms, Levels, Pack8};
 
     use crate::cpu::x86::{Level, best};
 
@@ -426,6 +430,86 @@ mod x86 {
         } else {
             best().is_some()
         }
+    }
+
+    /// Four activation bytes `at..at + 4` of a block, as one i32 broadcast to all lanes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn bcast4(yb: &BlockQ8_0, at: usize) -> __m256i {
+        let q = &yb.qs[at..at + 4];
+        _mm256_set1_epi32(i32::from_le_bytes([
+            q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8,
+        ]))
+    }
+
+    /// `0x10` in byte lane `i` where bit `i` of `bits` is set, else 0 (Q5_0's fifth bits), without AVX-512.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn spread_avx2(bits: u32) -> __m256i {
+        // Byte `i` of each 128-bit half takes byte `i / 8` of `bits`, keeps bit `i % 8`, and becomes 0x10.
+        let v = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(bits as i32),
+            _mm256_setr_epi64x(
+                0,
+                0x0101_0101_0101_0101,
+                0x0202_0202_0202_0202,
+                0x0303_0303_0303_0303,
+            ),
+        );
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+        _mm256_and_si256(
+            _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit),
+            _mm256_set1_epi8(0x10),
+        )
+    }
+
+    /// [`super::gemm`] of a [`Levels::Bytes`] layout (Q8_0) on AVX2 without VNNI, where `vpmaddubsw`'s 16-bit
+    /// pair sums of unsigned levels up to 255 overflow: each stored `level + 128` byte is flipped back to the
+    /// signed level `w` (xor 0x80) and the products are taken as `|w| · sign(y, w)`, as ggml's AVX2
+    /// `mul_sum_i8_pairs_float` does (`ggml-cpu/arch/x86/quants.c`). The pair sums stay within
+    /// `2 · 128 · 127 < 2¹⁵` because activation levels are at most 127 in magnitude (`q8::quantize_row_q8_0`
+    /// scales by `127 / amax`; a level of −128 would flip wrongly). The block's integer is `Σ w·y`, which equals
+    /// the reference's `Σ u·y − 128·Σ y`, so the results are the reference's bits.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; every `x[k]` and `xs[k]` must have `w.len()` blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn gemm_signed_bytes<P: Pack8, const N: usize>(
+        w: &[P],
+        x: [&[BlockQ8_0]; N],
+        xs: [&[BlockTerms]; N],
+    ) -> [[f32; 8]; N] {
+        debug_assert_eq!(P::LEVELS, Levels::Bytes);
+        let flip = _mm256_set1_epi8(0x80_u8 as i8);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); N];
+        for (i, wb) in w.iter().enumerate() {
+            if N == 1 {
+                // One token: the weights come from DRAM (see `PREFETCH_BYTES`).
+                crate::cpu::x86::prefetch_ahead(wb);
+            }
+            let qs: *const u8 = bytemuck::bytes_of(wb)[16..].as_ptr();
+            let mut s = [_mm256_setzero_si256(); N];
+            for e in 0..8 {
+                // SAFETY: a Q8_0x8 block has 256 level bytes after its 16 scale bytes; unaligned.
+                let lv = _mm256_xor_si256(unsafe { _mm256_loadu_si256(qs.add(32 * e).cast()) }, flip);
+                let mag = _mm256_abs_epi8(lv);
+                for k in 0..N {
+                    // SAFETY: the caller guarantees `w.len()` blocks in `x[k]`; `i < w.len()`.
+                    let yb = unsafe { x[k].get_unchecked(i) };
+                    let p = _mm256_maddubs_epi16(mag, _mm256_sign_epi8(bcast4(yb, 4 * e), lv));
+                    s[k] = _mm256_add_epi32(s[k], _mm256_madd_epi16(p, ones));
+                }
+            }
+            // SAFETY: the scales are 16 readable bytes; unaligned load.
+            let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.scales().as_ptr().cast()) });
+            for k in 0..N {
+                // SAFETY: as above, for `xs[k]`.
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(unsafe { xs[k].get_unchecked(i) }.d));
+                acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s[k]), acc[k]);
+            }
+        }
+        crate::repack_k::x86::store(acc)
     }
 
     /// `Σ qs` of one activation block.
@@ -451,10 +535,13 @@ mod x86 {
     ) -> Option<[[f32; 8]; N]> {
         match best() {
             None => None,
-            // 16-bit pair sums of levels up to 255 overflow: Q8_0 needs VNNI (see `has_fast_path`).
-            Some(Level::Avx2 | Level::AvxVnni) if P::NEEDS_VNNI => None,
-            // SAFETY: `best` detected AVX2, FMA and F16C (this kernel has no AVX-VNNI variant).
-            Some(Level::Avx2 | Level::AvxVnni) => Some(unsafe { avx2::gemm(w, x, xs) }),
+            // 16-bit pair sums of levels up to 255 overflow: Q8_0 takes its signed levels.
+            // SAFETY: `best` detected AVX2, FMA and F16C; `super::gemm` checked the block counts.
+            Some(Level::Avx2) if P::LEVELS == Levels::Bytes => Some(unsafe { gemm_signed_bytes(w, x, xs) }),
+            // SAFETY: `best` detected AVX2, FMA and F16C.
+            Some(Level::Avx2) => Some(unsafe { avx2::gemm(w, x, xs) }),
+            // SAFETY: `best` detected AVX2, FMA, F16C and AVX-VNNI.
+            Some(Level::AvxVnni) => Some(unsafe { avxvnni::gemm(w, x, xs) }),
             // SAFETY: `best` detected AVX2, FMA, F16C, AVX-512 VNNI, BW and VL.
             Some(Level::Avx512Vnni) => Some(unsafe { avx512vnni::gemm(w, x, xs) }),
         }
@@ -466,6 +553,7 @@ mod x86 {
                 use std::arch::x86_64::*;
 
                 use super::super::{BlockQ8_0, BlockTerms, Levels, Pack8};
+                use super::bcast4;
 
                 /// `0x10` in byte lane `i` where bit `i` of `bits` is set, else 0 (Q5_0's fifth bits).
                 #[target_feature(enable = $feat)]
@@ -479,16 +567,6 @@ mod x86 {
                 #[inline]
                 fn dot($acc: __m256i, $a: __m256i, $b: __m256i) -> __m256i {
                     $dot
-                }
-
-                /// Four activation bytes `4c..4c+4` of a block, as one i32 broadcast to all lanes.
-                #[target_feature(enable = $feat)]
-                #[inline]
-                fn bcast4(yb: &BlockQ8_0, at: usize) -> __m256i {
-                    let q = &yb.qs[at..at + 4];
-                    _mm256_set1_epi32(i32::from_le_bytes([
-                        q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8,
-                    ]))
                 }
 
                 /// See [`super::super::gemm`].
@@ -556,23 +634,13 @@ mod x86 {
             acc,
             _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
         ),
-        |bits| {
-            // Byte `i` of each 128-bit half takes byte `i / 8` of `bits`, keeps bit `i % 8`, and becomes 0x10.
-            let v = _mm256_shuffle_epi8(
-                _mm256_set1_epi32(bits as i32),
-                _mm256_setr_epi64x(
-                    0,
-                    0x0101_0101_0101_0101,
-                    0x0202_0202_0202_0202,
-                    0x0303_0303_0303_0303,
-                ),
-            );
-            let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
-            _mm256_and_si256(
-                _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit),
-                _mm256_set1_epi8(0x10),
-            )
-        }
+        |bits| super::spread_avx2(bits)
+    );
+    kernels!(
+        avxvnni,
+        "avx2,fma,f16c,avxvnni",
+        |acc, a, b| _mm256_dpbusd_avx_epi32(acc, a, b),
+        |bits| super::spread_avx2(bits)
     );
     kernels!(
         avx512vnni,
@@ -669,6 +737,7 @@ mod x86 {
     pub(super) fn levels_for_tests() -> Vec<(&'static str, bool)> {
         vec![
             ("avx2", best().is_some()),
+            ("avxvnni", crate::cpu::Simd::AvxVnni.supported()),
             ("avx512vnni", best() == Some(Level::Avx512Vnni)),
         ]
     }
@@ -683,7 +752,9 @@ mod x86 {
         // SAFETY: callers pass only the levels `levels_for_tests` reports as available.
         unsafe {
             match name {
+                "avx2" if P::LEVELS == Levels::Bytes => gemm_signed_bytes(w, x, xs),
                 "avx2" => avx2::gemm(w, x, xs),
+                "avxvnni" => avxvnni::gemm(w, x, xs),
                 _ => avx512vnni::gemm(w, x, xs),
             }
         }
@@ -731,8 +802,7 @@ mod tests {
                 assert_eq!(one[0].map(f32::to_bits), want[2].map(f32::to_bits), "{ty}");
                 #[cfg(target_arch = "x86_64")]
                 for (name, ok) in x86::levels_for_tests() {
-                    // AVX2 without VNNI cannot take Q8_0's unsigned levels (see `has_fast_path`).
-                    if ok && !(name == "avx2" && P::NEEDS_VNNI) {
+                    if ok {
                         let got = x86::gemm_at(name, p.group(g), xr, sr);
                         let (a, b) = (
                             got.map(|r| r.map(f32::to_bits)),
@@ -778,6 +848,55 @@ mod tests {
         packed_products_match::<BlockQ4_0x8>(silica_gguf::GgmlType::Q4_0);
         packed_products_match::<BlockQ5_0x8>(silica_gguf::GgmlType::Q5_0);
         packed_products_match::<BlockQ8_0x8>(silica_gguf::GgmlType::Q8_0);
+    }
+
+    /// Q8_0's extreme levels: weights of −128 and 127 against activations of ±127, where AVX2's signed-level
+    /// kernel must not overflow its 16-bit pair sums nor flip −128 wrongly; every level gives the reference's bits.
+    #[test]
+    fn q8_0_extreme_levels_equal_the_reference() {
+        let mut w = vec![BlockQ8_0::zeroed(); 8 * 2];
+        for (r, b) in w.iter_mut().enumerate() {
+            b.d = half::f16::from_f32(0.01 * (r + 1) as f32);
+            for (e, q) in b.qs.iter_mut().enumerate() {
+                // Both elements of each pair alike, so the pair sums reach ±2·128·127.
+                *q = if (r + e / 2) % 2 == 0 { 127 } else { -128 };
+            }
+        }
+        let p = Packed::<BlockQ8_0x8>::pack(&w, 8, 2 * QK).unwrap();
+        let xs: Vec<Vec<BlockQ8_0>> = (0..4)
+            .map(|k| {
+                let mut x = vec![BlockQ8_0::zeroed(); 2];
+                for (i, b) in x.iter_mut().enumerate() {
+                    b.d = half::f16::from_f32(0.5 + k as f32);
+                    for (e, q) in b.qs.iter_mut().enumerate() {
+                        *q = if (e / 2 + i + k) % 3 == 0 { 127 } else { -127 };
+                    }
+                }
+                x
+            })
+            .collect();
+        let sums: Vec<Vec<BlockTerms>> = xs
+            .iter()
+            .map(|x| {
+                let mut s = vec![BlockTerms::default(); 2];
+                block_terms::<BlockQ8_0x8>(x, &mut s);
+                s
+            })
+            .collect();
+        let xr: [&[BlockQ8_0]; 4] = std::array::from_fn(|k| xs[k].as_slice());
+        let sr: [&[BlockTerms]; 4] = std::array::from_fn(|k| sums[k].as_slice());
+        let want = crate::test_util::bits(gemm_ref(p.group(0), xr, sr));
+        assert_eq!(crate::test_util::bits(gemm(p.group(0), xr, sr)), want);
+        #[cfg(target_arch = "x86_64")]
+        for (name, ok) in x86::levels_for_tests() {
+            if ok {
+                assert_eq!(
+                    crate::test_util::bits(x86::gemm_at(name, p.group(0), xr, sr)),
+                    want,
+                    "{name}"
+                );
+            }
+        }
     }
 
     #[test]
