@@ -456,25 +456,35 @@ pub(crate) mod x86 {
     }
 
     /// The helpers of one ymm level of the eight-row k-quant kernels (this module's Q4_K and
-    /// [`crate::repack_q6k`]'s Q6_K): `dot`, `finish` and `bcast4`, compiled for the features `$feat`.
+    /// [`crate::repack_q6k`]'s Q6_K): `NARROW`, `dot`, `finish` and `bcast4`, compiled for the features `$feat`.
     macro_rules! ymm_helpers {
         (
             $feat:literal,
-            dot: |$acc:ident, $a:ident, $b:ident, $sc16:ident| $dot:expr,
-            finish: |$s:ident, $sc32:ident| $fin:expr
+            narrow: $narrow:literal,
+            dot: |$acc:ident, $a:ident, $b:ident| $dot:expr,
+            finish: |$s:ident, $sc16:ident, $sc32:ident| $fin:expr
         ) => {
-            /// `acc +` the 4-byte dot products of unsigned `a` and signed `b` per i32 lane (on AVX2 already
-            /// times the lane's scale `sc16`, an i16 pair).
+            /// Whether `dot` sums in 16-bit lanes (AVX2: `vpmaddubsw` pair sums, added as i16 until `finish`
+            /// widens them), so that a kernel must `finish` a sum before it could leave i16: each `dot` adds
+            /// at most `2 · L · 128` in magnitude per lane for levels up to `L`, so eight dots of 4-bit levels
+            /// (30720) or two of 6-bit ones (32256) fit (the `extreme_levels_stay_exact` tests reach these
+            /// bounds). Elsewhere `dot` sums in i32 lanes.
+            #[allow(dead_code)] // Q4_K's sub-block of eight dots fits either way; the Q6_K kernels read it.
+            const NARROW: bool = $narrow;
+
+            /// `acc +` the dot products of unsigned `a` and signed `b` bytes: per i16 lane the pair sums
+            /// ([`NARROW`]), else per i32 lane the 4-byte sums.
             #[target_feature(enable = $feat)]
             #[inline]
-            fn dot($acc: __m256i, $a: __m256i, $b: __m256i, $sc16: __m256i) -> __m256i {
+            fn dot($acc: __m256i, $a: __m256i, $b: __m256i) -> __m256i {
                 $dot
             }
 
-            /// A sub-block's sum `s` times the lane's scale `sc32` (identity where `dot` applied it).
+            /// A sum `s` of [`dot`]s times each row's scale, in i32 lanes: `sc16` holds the scale in both i16
+            /// halves of each lane (for `vpmaddwd`), `sc32` as one i32.
             #[target_feature(enable = $feat)]
             #[inline]
-            fn finish($s: __m256i, $sc32: __m256i) -> __m256i {
+            fn finish($s: __m256i, $sc16: __m256i, $sc32: __m256i) -> __m256i {
                 $fin
             }
 
@@ -490,30 +500,33 @@ pub(crate) mod x86 {
         };
     }
 
-    /// Expands `$kernels!(docs, module, features, dot: .., finish: ..)` once per ymm level: AVX2 (`vpmaddubsw`
-    /// — unsigned levels up to 63 times i8 pairs fit i16 — then `vpmaddwd` by the row scales), AVX-VNNI (VEX
-    /// `vpdpbusd`, `vpmulld` by the row scales per sub-block) and AVX-512 VNNI on ymm (EVEX `vpdpbusd`, the
-    /// one-token kernel).
+    /// Expands `$kernels!(docs, module, features, narrow: .., dot: .., finish: ..)` once per ymm level: AVX2
+    /// (`vpmaddubsw` pair sums added as i16, then one `vpmaddwd` by the row scales per sum: it had one per
+    /// `vpmaddubsw`), AVX-VNNI (VEX `vpdpbusd`, `vpmulld` by the row scales per sub-block) and AVX-512 VNNI on
+    /// ymm (EVEX `vpdpbusd`, the one-token kernel).
     macro_rules! for_ymm_levels {
         ($kernels:ident) => {
             $kernels!(
-                /// AVX2: `vpmaddubsw` then `vpmaddwd` by the row scales.
+                /// AVX2: `vpmaddubsw` pair sums added as i16, then `vpmaddwd` by the row scales.
                 avx2, "avx2,fma,f16c",
-                dot: |acc, a, b, sc16| _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), sc16)),
-                finish: |s, _sc32| s
+                narrow: true,
+                dot: |acc, a, b| _mm256_add_epi16(acc, _mm256_maddubs_epi16(a, b)),
+                finish: |s, sc16, _sc32| _mm256_madd_epi16(s, sc16)
             );
             $kernels!(
                 /// AVX-VNNI: `vpdpbusd` (VEX), `vpmulld` by the row scales per sub-block.
                 avxvnni, "avx2,fma,f16c,avxvnni",
-                dot: |acc, a, b, _sc16| _mm256_dpbusd_avx_epi32(acc, a, b),
-                finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
+                narrow: false,
+                dot: |acc, a, b| _mm256_dpbusd_avx_epi32(acc, a, b),
+                finish: |s, _sc16, sc32| _mm256_mullo_epi32(s, sc32)
             );
             $kernels!(
                 /// AVX-512 VNNI on ymm (EVEX `vpdpbusd`), `vpmulld` by the row scales per sub-block: the
                 /// one-token kernel.
                 avx512ymm, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-                dot: |acc, a, b, _sc16| _mm256_dpbusd_epi32(acc, a, b),
-                finish: |s, sc32| _mm256_mullo_epi32(s, sc32)
+                narrow: false,
+                dot: |acc, a, b| _mm256_dpbusd_epi32(acc, a, b),
+                finish: |s, _sc16, sc32| _mm256_mullo_epi32(s, sc32)
             );
         };
     }
@@ -524,8 +537,9 @@ pub(crate) mod x86 {
         (
             $(#[$doc:meta])*
             $name:ident, $feat:literal,
-            dot: |$acc:ident, $a:ident, $b:ident, $sc16:ident| $dot:expr,
-            finish: |$s:ident, $sc32:ident| $fin:expr
+            narrow: $narrow:literal,
+            dot: |$acc:ident, $a:ident, $b:ident| $dot:expr,
+            finish: |$s:ident, $sc16:ident, $sc32:ident| $fin:expr
         ) => {
             $(#[$doc])*
             pub(super) mod $name {
@@ -533,7 +547,12 @@ pub(crate) mod x86 {
 
                 use super::super::{BlockQ4_Kx8, BlockQ8K};
 
-                crate::repack_k::x86::ymm_helpers!($feat, dot: |$acc, $a, $b, $sc16| $dot, finish: |$s, $sc32| $fin);
+                crate::repack_k::x86::ymm_helpers!(
+                    $feat,
+                    narrow: $narrow,
+                    dot: |$acc, $a, $b| $dot,
+                    finish: |$s, $sc16, $sc32| $fin
+                );
 
                 /// See [`super::super::gemm_q4k`]; every `x[k]` must have `w.len()` blocks.
                 #[target_feature(enable = $feat)]
@@ -568,11 +587,12 @@ pub(crate) mod x86 {
                             }
                             for k in 0..N {
                                 for h in 0..2 {
+                                    // A sub-block's eight dots of 4-bit levels fit i16 lanes (see `NARROW`).
                                     let mut s = _mm256_setzero_si256();
                                     for c in 0..8 {
-                                        s = dot(s, lv[h][c], bcast4(&ys[k].qs, 64 * p + 32 * h + 4 * c), sc16[h]);
+                                        s = dot(s, lv[h][c], bcast4(&ys[k].qs, 64 * p + 32 * h + 4 * c));
                                     }
-                                    isum[k] = _mm256_add_epi32(isum[k], finish(s, sc32[h]));
+                                    isum[k] = _mm256_add_epi32(isum[k], finish(s, sc16[h], sc32[h]));
                                 }
                             }
                         }

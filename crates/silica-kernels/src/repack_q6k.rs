@@ -273,8 +273,9 @@ mod x86 {
         (
             $(#[$doc:meta])*
             $name:ident, $feat:literal,
-            dot: |$acc:ident, $a:ident, $b:ident, $sc16:ident| $dot:expr,
-            finish: |$s:ident, $sc32:ident| $fin:expr
+            narrow: $narrow:literal,
+            dot: |$acc:ident, $a:ident, $b:ident| $dot:expr,
+            finish: |$s:ident, $sc16:ident, $sc32:ident| $fin:expr
         ) => {
             $(#[$doc])*
             pub(super) mod $name {
@@ -282,7 +283,12 @@ mod x86 {
 
                 use super::super::{BlockQ6_Kx8, BlockQ8K};
 
-                crate::repack_k::x86::ymm_helpers!($feat, dot: |$acc, $a, $b, $sc16| $dot, finish: |$s, $sc32| $fin);
+                crate::repack_k::x86::ymm_helpers!(
+                    $feat,
+                    narrow: $narrow,
+                    dot: |$acc, $a, $b| $dot,
+                    finish: |$s, $sc16, $sc32| $fin
+                );
 
                 /// See [`super::super::gemm_q6k`]; every `x[k]` must have `w.len()` blocks.
                 #[target_feature(enable = $feat)]
@@ -340,15 +346,22 @@ mod x86 {
                                     sc16[h][half] = _mm256_blend_epi16::<0xAA>(v, _mm256_slli_epi32::<16>(v));
                                 }
                             }
+                            // Dots per `finish`: two of 6-bit levels fit i16 lanes, a sub-block's four i32 ones
+                            // (see `NARROW`).
+                            let per_sum = if NARROW { 2 } else { 4 };
                             for k in 0..N {
                                 for h in 0..2 {
                                     for half in 0..2 {
                                         let mut s = _mm256_setzero_si256();
                                         for c in 4 * half..4 * half + 4 {
                                             let y = bcast4(&ys[k].qs, 32 * (2 * p + h) + 4 * c);
-                                            s = dot(s, lv[h][c], y, sc16[h][half]);
+                                            s = dot(s, lv[h][c], y);
+                                            if (c + 1) % per_sum == 0 {
+                                                let t = finish(s, sc16[h][half], sc32[h][half]);
+                                                isum[k] = _mm256_add_epi32(isum[k], t);
+                                                s = _mm256_setzero_si256();
+                                            }
                                         }
-                                        isum[k] = _mm256_add_epi32(isum[k], finish(s, sc32[h][half]));
                                     }
                                 }
                             }
