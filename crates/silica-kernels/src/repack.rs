@@ -24,8 +24,10 @@
 //! The levels are used unsigned: Q4_0's nibbles (0..15) with `Σ (q − 8)·y = Σ q·y − 8·Σ y`, Q5_0's five-bit
 //! levels (0..31; the fifth bits are spread to bytes in the kernel) with `− 16·Σ y`, Q8_0's bytes
 //! shifted by 128 with `Σ q·y = Σ (q + 128)·y − 128·Σ y`; `Σ y` of each activation block is computed once per
-//! product. Without VNNI (plain AVX2), `vpmaddubsw` takes the place of `vpdpbusd`; its 16-bit pair sums hold
-//! nibbles and five-bit levels but not Q8_0's unsigned bytes, so Q8_0 is multiplied there on its signed levels
+//! product. Without VNNI (plain AVX2), `vpmaddubsw` takes the place of `vpdpbusd`: its 16-bit pair sums of
+//! nibbles (eight per block) or five-bit levels (four) are added as i16 and widened once (1B-shape Q4_0 pp512
+//! with `--simd avx2`: 183–185 → 233–238 t/s against one `vpmaddwd` per `vpmaddubsw`). They cannot hold Q8_0's
+//! unsigned bytes, so Q8_0 is multiplied there on its signed levels
 //! as `|w| · sign(y, w)` (`x86::gemm_signed_bytes`). Measured with `--simd avx2` (1B-shape Q8_0, pp512, two
 //! alternating rounds) against the row-major kernels this replaced: 101–102 → 128–130 t/s; with `--simd
 //! avx-vnni`, where the eight-row kernel gained its `vpdpbusd` variant, 113 → 207–212 t/s.
@@ -548,7 +550,13 @@ mod x86 {
     }
 
     macro_rules! kernels {
-        ($name:ident, $feat:literal, |$acc:ident, $a:ident, $b:ident| $dot:expr, |$bits:ident| $spread:expr) => {
+        (
+            $name:ident,
+            $feat:literal,
+            narrow: $narrow:literal,
+            |$acc:ident, $a:ident, $b:ident| $dot:expr,
+            |$bits:ident| $spread:expr
+        ) => {
             pub(super) mod $name {
                 use std::arch::x86_64::*;
 
@@ -562,7 +570,15 @@ mod x86 {
                     $spread
                 }
 
-                /// `acc + Σ` of 4 adjacent products of unsigned `a` and signed `b` bytes, per i32 lane.
+                /// Whether [`dot`] sums in 16-bit lanes (AVX2's `vpmaddubsw` pair sums, added as i16), so that
+                /// the kernel widens a sum (`vpmaddwd` by ones) before it could leave i16: each `dot` adds at
+                /// most `2 · L · 128` in magnitude per lane for levels up to `L`, so eight dots of Q4_0's
+                /// nibbles (30720) or four of Q5_0's five-bit levels (31744) fit. Elsewhere `dot` sums in i32
+                /// lanes (`vpdpbusd`).
+                const NARROW: bool = $narrow;
+
+                /// `acc +` the products of unsigned `a` and signed `b` bytes: per i16 lane the pair sums
+                /// ([`NARROW`]), else per i32 lane the sums of four.
                 #[target_feature(enable = $feat)]
                 #[inline]
                 fn dot($acc: __m256i, $a: __m256i, $b: __m256i) -> __m256i {
@@ -614,8 +630,22 @@ mod x86 {
                             let (yb, yt) = unsafe { (x[k].get_unchecked(i), xs[k].get_unchecked(i)) };
                             // The sum starts at the offset correction; both terms are broadcast loads.
                             let mut s = _mm256_set1_epi32(yt.base);
-                            for e in 0..8 {
-                                s = dot(s, lv[e], bcast4(yb, 4 * e));
+                            if NARROW {
+                                // Dots per widening that fit i16 lanes (see `NARROW`).
+                                let per_sum = if P::LEVELS == Levels::Nibbles { 8 } else { 4 };
+                                let mut part = _mm256_setzero_si256();
+                                for e in 0..8 {
+                                    part = dot(part, lv[e], bcast4(yb, 4 * e));
+                                    if (e + 1) % per_sum == 0 {
+                                        let wide = _mm256_madd_epi16(part, _mm256_set1_epi16(1));
+                                        s = _mm256_add_epi32(s, wide);
+                                        part = _mm256_setzero_si256();
+                                    }
+                                }
+                            } else {
+                                for e in 0..8 {
+                                    s = dot(s, lv[e], bcast4(yb, 4 * e));
+                                }
                             }
                             let d = _mm256_mul_ps(dw, _mm256_set1_ps(yt.d));
                             acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[k]);
@@ -630,21 +660,21 @@ mod x86 {
     kernels!(
         avx2,
         "avx2,fma,f16c",
-        |acc, a, b| _mm256_add_epi32(
-            acc,
-            _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
-        ),
+        narrow: true,
+        |acc, a, b| _mm256_add_epi16(acc, _mm256_maddubs_epi16(a, b)),
         |bits| super::spread_avx2(bits)
     );
     kernels!(
         avxvnni,
         "avx2,fma,f16c,avxvnni",
+        narrow: false,
         |acc, a, b| _mm256_dpbusd_avx_epi32(acc, a, b),
         |bits| super::spread_avx2(bits)
     );
     kernels!(
         avx512vnni,
         "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        narrow: false,
         |acc, a, b| _mm256_dpbusd_epi32(acc, a, b),
         |bits| _mm256_maskz_mov_epi8(bits, _mm256_set1_epi8(0x10))
     );
@@ -848,6 +878,58 @@ mod tests {
         packed_products_match::<BlockQ4_0x8>(silica_gguf::GgmlType::Q4_0);
         packed_products_match::<BlockQ5_0x8>(silica_gguf::GgmlType::Q5_0);
         packed_products_match::<BlockQ8_0x8>(silica_gguf::GgmlType::Q8_0);
+    }
+
+    /// Q4_0's and Q5_0's largest unsigned levels (15, 31: every bit set) against activations of −128 and 127:
+    /// the i16 bounds of AVX2's narrow sums (eight dots of nibbles, four of five-bit levels) are reached, and
+    /// every level gives the reference's bits.
+    #[test]
+    fn q4_0_and_q5_0_extreme_levels_equal_the_reference() {
+        fn check<P: Pack8>() {
+            let mut w = vec![P::Src::zeroed(); 8 * 2];
+            for b in &mut w {
+                let bytes = bytemuck::bytes_of_mut(b);
+                bytes[..2].copy_from_slice(&half::f16::from_f32(0.25).to_le_bytes());
+                bytes[2..].fill(0xFF);
+            }
+            let p = Packed::<P>::pack(&w, 8, 2 * QK).unwrap();
+            let xs: Vec<Vec<BlockQ8_0>> = [-128_i8, 127, -128, 127]
+                .into_iter()
+                .map(|q| {
+                    vec![
+                        BlockQ8_0 {
+                            d: half::f16::from_f32(0.5),
+                            qs: [q; QK]
+                        };
+                        2
+                    ]
+                })
+                .collect();
+            let sums: Vec<Vec<BlockTerms>> = xs
+                .iter()
+                .map(|x| {
+                    let mut s = vec![BlockTerms::default(); 2];
+                    block_terms::<P>(x, &mut s);
+                    s
+                })
+                .collect();
+            let xr: [&[BlockQ8_0]; 4] = std::array::from_fn(|k| xs[k].as_slice());
+            let sr: [&[BlockTerms]; 4] = std::array::from_fn(|k| sums[k].as_slice());
+            let want = crate::test_util::bits(gemm_ref(p.group(0), xr, sr));
+            assert_eq!(crate::test_util::bits(gemm(p.group(0), xr, sr)), want);
+            #[cfg(target_arch = "x86_64")]
+            for (name, ok) in x86::levels_for_tests() {
+                if ok {
+                    assert_eq!(
+                        crate::test_util::bits(x86::gemm_at(name, p.group(0), xr, sr)),
+                        want,
+                        "{name}"
+                    );
+                }
+            }
+        }
+        check::<BlockQ4_0x8>();
+        check::<BlockQ5_0x8>();
     }
 
     /// Q8_0's extreme levels: weights of −128 and 127 against activations of ±127, where AVX2's signed-level
