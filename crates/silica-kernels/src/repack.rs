@@ -880,6 +880,33 @@ mod tests {
         packed_products_match::<BlockQ8_0x8>(silica_gguf::GgmlType::Q8_0);
     }
 
+    /// Group 0 of `p` times the four tokens `xs`: [`gemm`] and every SIMD level this CPU has give
+    /// [`gemm_ref`]'s bits.
+    fn assert_group0_matches_on_every_level<P: Pack8>(p: &Packed<P>, xs: &[Vec<BlockQ8_0>]) {
+        let sums: Vec<Vec<BlockTerms>> = xs
+            .iter()
+            .map(|x| {
+                let mut s = vec![BlockTerms::default(); x.len()];
+                block_terms::<P>(x, &mut s);
+                s
+            })
+            .collect();
+        let xr: [&[BlockQ8_0]; 4] = std::array::from_fn(|k| xs[k].as_slice());
+        let sr: [&[BlockTerms]; 4] = std::array::from_fn(|k| sums[k].as_slice());
+        let want = crate::test_util::bits(gemm_ref(p.group(0), xr, sr));
+        assert_eq!(crate::test_util::bits(gemm(p.group(0), xr, sr)), want);
+        #[cfg(target_arch = "x86_64")]
+        for (name, ok) in x86::levels_for_tests() {
+            if ok {
+                assert_eq!(
+                    crate::test_util::bits(x86::gemm_at(name, p.group(0), xr, sr)),
+                    want,
+                    "{name}"
+                );
+            }
+        }
+    }
+
     /// Q4_0's and Q5_0's largest unsigned levels (15, 31: every bit set) against activations of −128 and 127:
     /// the i16 bounds of AVX2's narrow sums (eight dots of nibbles, four of five-bit levels) are reached, and
     /// every level gives the reference's bits.
@@ -905,28 +932,7 @@ mod tests {
                     ]
                 })
                 .collect();
-            let sums: Vec<Vec<BlockTerms>> = xs
-                .iter()
-                .map(|x| {
-                    let mut s = vec![BlockTerms::default(); 2];
-                    block_terms::<P>(x, &mut s);
-                    s
-                })
-                .collect();
-            let xr: [&[BlockQ8_0]; 4] = std::array::from_fn(|k| xs[k].as_slice());
-            let sr: [&[BlockTerms]; 4] = std::array::from_fn(|k| sums[k].as_slice());
-            let want = crate::test_util::bits(gemm_ref(p.group(0), xr, sr));
-            assert_eq!(crate::test_util::bits(gemm(p.group(0), xr, sr)), want);
-            #[cfg(target_arch = "x86_64")]
-            for (name, ok) in x86::levels_for_tests() {
-                if ok {
-                    assert_eq!(
-                        crate::test_util::bits(x86::gemm_at(name, p.group(0), xr, sr)),
-                        want,
-                        "{name}"
-                    );
-                }
-            }
+            assert_group0_matches_on_every_level(&p, &xs);
         }
         check::<BlockQ4_0x8>();
         check::<BlockQ5_0x8>();
@@ -957,28 +963,7 @@ mod tests {
                 x
             })
             .collect();
-        let sums: Vec<Vec<BlockTerms>> = xs
-            .iter()
-            .map(|x| {
-                let mut s = vec![BlockTerms::default(); 2];
-                block_terms::<BlockQ8_0x8>(x, &mut s);
-                s
-            })
-            .collect();
-        let xr: [&[BlockQ8_0]; 4] = std::array::from_fn(|k| xs[k].as_slice());
-        let sr: [&[BlockTerms]; 4] = std::array::from_fn(|k| sums[k].as_slice());
-        let want = crate::test_util::bits(gemm_ref(p.group(0), xr, sr));
-        assert_eq!(crate::test_util::bits(gemm(p.group(0), xr, sr)), want);
-        #[cfg(target_arch = "x86_64")]
-        for (name, ok) in x86::levels_for_tests() {
-            if ok {
-                assert_eq!(
-                    crate::test_util::bits(x86::gemm_at(name, p.group(0), xr, sr)),
-                    want,
-                    "{name}"
-                );
-            }
-        }
+        assert_group0_matches_on_every_level(&p, &xs);
     }
 
     #[test]
