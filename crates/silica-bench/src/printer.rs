@@ -342,9 +342,10 @@ impl Printer for Markdown<'_> {
     fn footer(&mut self) -> io::Result<()> {
         writeln!(
             self.out,
-            "\nbuild: {BUILD_COMMIT} ({}), silica {}",
+            "\nbuild: {BUILD_COMMIT} ({}), silica {}, CPU kernels {}",
             build_number(),
-            env!("CARGO_PKG_VERSION")
+            env!("CARGO_PKG_VERSION"),
+            silica_kernels::simd()
         )?;
         self.out.flush()
     }

@@ -287,6 +287,12 @@ fn simd_level_reaches_the_workers_and_the_records() {
         })
         .collect();
     assert_eq!(levels, ["scalar", "scalar"]);
+    // The Markdown table's footer names it as well.
+    let md = stdout(&smol(
+        dir.path(),
+        &["--simd", "scalar", "-p", "8", "-n", "0", "-r", "1"],
+    ));
+    assert!(md.contains(", CPU kernels scalar\n"), "{md}");
 }
 
 fn fails_with(args: &[&str], needle: &str) {
@@ -377,6 +383,8 @@ fn no_arguments_creates_the_default_model_and_prints_the_table() {
         rows[0].contains(" pp512 ") && rows[1].contains(" tg128 "),
         "{text}"
     );
+    let best = silica_kernels::Simd::available().pop().unwrap();
+    assert!(text.contains(&format!(", CPU kernels {best}\n")), "{text}");
     let saved = std::fs::read_to_string(data.path().join("bench-results.jsonl")).unwrap();
     assert_eq!(saved.lines().count(), 2);
 }
