@@ -643,9 +643,14 @@ mod x86 {
                                     }
                                 }
                             } else {
-                                for e in 0..8 {
+                                // Two chains (even and odd e): one chain of eight `vpdpbusd` waits out each
+                                // one's latency.
+                                let mut odd = _mm256_setzero_si256();
+                                for e in (0..8).step_by(2) {
                                     s = dot(s, lv[e], bcast4(yb, 4 * e));
+                                    odd = dot(odd, lv[e + 1], bcast4(yb, 4 * e + 4));
                                 }
+                                s = _mm256_add_epi32(s, odd);
                             }
                             let d = _mm256_mul_ps(dw, _mm256_set1_ps(yt.d));
                             acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[k]);
