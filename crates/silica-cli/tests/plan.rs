@@ -207,6 +207,15 @@ fn hw_measures_this_machine_and_plan_uses_the_cached_profile() {
     // `--cached` shows the same measurement, and plan on this machine uses it.
     let again = ok_json(cache.path(), &["hw", "--cached", "-o", "json"]);
     assert_eq!(again["probe"], hw["probe"]);
+    // The text form names the kernels' SIMD level, here the one chosen.
+    let (out, err) = text(&silica_cached(
+        cache.path(),
+        &["--simd", "scalar", "hw", "--cached"],
+    ));
+    assert!(
+        out.contains("\nkernels:   scalar (silica's CPU kernels; --simd takes scalar"),
+        "{out}{err}"
+    );
     let model = models::require(models::SMOLLM2_Q4_1);
     let plan = ok_json(
         cache.path(),

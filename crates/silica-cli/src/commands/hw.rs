@@ -99,6 +99,16 @@ pub(crate) fn run(a: &HwArgs) -> anyhow::Result<()> {
         m.os
     )?;
     writeln!(out, "simd:      {}", m.simd.join(" "))?;
+    let levels: Vec<&str> = silica_kernels::Simd::available()
+        .into_iter()
+        .map(silica_kernels::Simd::name)
+        .collect();
+    writeln!(
+        out,
+        "kernels:   {} (silica's CPU kernels; --simd takes {})",
+        silica_kernels::simd(),
+        levels.join(", ")
+    )?;
     writeln!(
         out,
         "ram:       {} total, {} available",
