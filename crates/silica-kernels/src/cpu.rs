@@ -149,13 +149,9 @@ pub fn simd() -> Simd {
     *CHOSEN.get_or_init(best_available)
 }
 
-/// The last of [`Simd::available`].
+/// The last of [`Simd::available`] (which always holds [`Simd::Scalar`]).
 fn best_available() -> Simd {
-    Simd::ALL
-        .into_iter()
-        .rev()
-        .find(|l| l.supported())
-        .unwrap_or(Simd::Scalar)
+    Simd::available().pop().unwrap_or(Simd::Scalar)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -235,6 +231,20 @@ pub(crate) mod x86 {
         let lines = size_of::<T>().div_ceil(64);
         let start = (block as *const T).cast();
         prefetch_lines(start, lines * part / PARTS, lines * (part + 1) / PARTS);
+    }
+
+    /// Activation bytes `at..at + 4` of `q`, as one i32 broadcast to all eight lanes: the four elements each lane
+    /// of the eight-row kernels multiplies (`vpdpbusd`, `vpmaddubsw`) per step.
+    ///
+    /// # Panics
+    /// If `at + 4 > q.len()`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) fn bcast4(q: &[i8], at: usize) -> std::arch::x86_64::__m256i {
+        let q = &q[at..at + 4];
+        std::arch::x86_64::_mm256_set1_epi32(i32::from_le_bytes([
+            q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8,
+        ]))
     }
 
     /// The 32 bytes at `at` of `a` in the low half of a zmm and those of `b` in the high half: the same bytes of

@@ -423,7 +423,7 @@ mod x86 {
 
     use super::{BlockQ8_0, BlockTerms, Levels, Pack8};
 
-    use crate::cpu::x86::{Level, best};
+    use crate::cpu::x86::{Level, bcast4, best};
 
     /// Whether this CPU has the eight-row kernels (AVX2, FMA, F16C), and AVX-512 VNNI where `needs_vnni`.
     pub(super) fn available(needs_vnni: bool) -> bool {
@@ -432,16 +432,6 @@ mod x86 {
         } else {
             best().is_some()
         }
-    }
-
-    /// Four activation bytes `at..at + 4` of a block, as one i32 broadcast to all lanes.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn bcast4(yb: &BlockQ8_0, at: usize) -> __m256i {
-        let q = &yb.qs[at..at + 4];
-        _mm256_set1_epi32(i32::from_le_bytes([
-            q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8,
-        ]))
     }
 
     /// `0x10` in byte lane `i` where bit `i` of `bits` is set, else 0 (Q5_0's fifth bits), without AVX-512.
@@ -476,7 +466,7 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; every `x[k]` and `xs[k]` must have `w.len()` blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn gemm_signed_bytes<P: Pack8, const N: usize>(
+    unsafe fn gemm_signed_bytes<P: Pack8, const N: usize>(
         w: &[P],
         x: [&[BlockQ8_0]; N],
         xs: [&[BlockTerms]; N],
@@ -499,7 +489,7 @@ mod x86 {
                 for k in 0..N {
                     // SAFETY: the caller guarantees `w.len()` blocks in `x[k]`; `i < w.len()`.
                     let yb = unsafe { x[k].get_unchecked(i) };
-                    let p = _mm256_maddubs_epi16(mag, _mm256_sign_epi8(bcast4(yb, 4 * e), lv));
+                    let p = _mm256_maddubs_epi16(mag, _mm256_sign_epi8(bcast4(&yb.qs, 4 * e), lv));
                     s[k] = _mm256_add_epi32(s[k], _mm256_madd_epi16(p, ones));
                 }
             }
@@ -537,9 +527,6 @@ mod x86 {
     ) -> Option<[[f32; 8]; N]> {
         match best() {
             None => None,
-            // 16-bit pair sums of levels up to 255 overflow: Q8_0 takes its signed levels.
-            // SAFETY: `best` detected AVX2, FMA and F16C; `super::gemm` checked the block counts.
-            Some(Level::Avx2) if P::LEVELS == Levels::Bytes => Some(unsafe { gemm_signed_bytes(w, x, xs) }),
             // SAFETY: `best` detected AVX2, FMA and F16C.
             Some(Level::Avx2) => Some(unsafe { avx2::gemm(w, x, xs) }),
             // SAFETY: `best` detected AVX2, FMA, F16C and AVX-VNNI.
@@ -561,7 +548,7 @@ mod x86 {
                 use std::arch::x86_64::*;
 
                 use super::super::{BlockQ8_0, BlockTerms, Levels, Pack8};
-                use super::bcast4;
+                use crate::cpu::x86::bcast4;
 
                 /// `0x10` in byte lane `i` where bit `i` of `bits` is set, else 0 (Q5_0's fifth bits).
                 #[target_feature(enable = $feat)]
@@ -592,6 +579,12 @@ mod x86 {
                     x: [&[BlockQ8_0]; N],
                     xs: [&[BlockTerms]; N],
                 ) -> [[f32; 8]; N] {
+                    if NARROW && P::LEVELS == Levels::Bytes {
+                        // 16-bit pair sums of unsigned levels up to 255 overflow: Q8_0 takes its signed levels.
+                        // SAFETY: this kernel's features include AVX2, FMA and F16C; `super::super::gemm`
+                        // checked the block counts.
+                        return unsafe { super::gemm_signed_bytes(w, x, xs) };
+                    }
                     let low = _mm256_set1_epi8(0x0F);
                     let mut acc = [_mm256_setzero_ps(); N];
                     for (i, wb) in w.iter().enumerate() {
@@ -635,7 +628,7 @@ mod x86 {
                                 let per_sum = if P::LEVELS == Levels::Nibbles { 8 } else { 4 };
                                 let mut part = _mm256_setzero_si256();
                                 for e in 0..8 {
-                                    part = dot(part, lv[e], bcast4(yb, 4 * e));
+                                    part = dot(part, lv[e], bcast4(&yb.qs, 4 * e));
                                     if (e + 1) % per_sum == 0 {
                                         let wide = _mm256_madd_epi16(part, _mm256_set1_epi16(1));
                                         s = _mm256_add_epi32(s, wide);
@@ -647,8 +640,8 @@ mod x86 {
                                 // one's latency.
                                 let mut odd = _mm256_setzero_si256();
                                 for e in (0..8).step_by(2) {
-                                    s = dot(s, lv[e], bcast4(yb, 4 * e));
-                                    odd = dot(odd, lv[e + 1], bcast4(yb, 4 * e + 4));
+                                    s = dot(s, lv[e], bcast4(&yb.qs, 4 * e));
+                                    odd = dot(odd, lv[e + 1], bcast4(&yb.qs, 4 * e + 4));
                                 }
                                 s = _mm256_add_epi32(s, odd);
                             }
@@ -771,9 +764,9 @@ mod x86 {
     #[cfg(test)]
     pub(super) fn levels_for_tests() -> Vec<(&'static str, bool)> {
         vec![
-            ("avx2", best().is_some()),
+            ("avx2", crate::cpu::Simd::Avx2.supported()),
             ("avxvnni", crate::cpu::Simd::AvxVnni.supported()),
-            ("avx512vnni", best() == Some(Level::Avx512Vnni)),
+            ("avx512vnni", crate::cpu::Simd::Avx512Vnni.supported()),
         ]
     }
 
@@ -787,7 +780,6 @@ mod x86 {
         // SAFETY: callers pass only the levels `levels_for_tests` reports as available.
         unsafe {
             match name {
-                "avx2" if P::LEVELS == Levels::Bytes => gemm_signed_bytes(w, x, xs),
                 "avx2" => avx2::gemm(w, x, xs),
                 "avxvnni" => avxvnni::gemm(w, x, xs),
                 _ => avx512vnni::gemm(w, x, xs),

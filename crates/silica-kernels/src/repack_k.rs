@@ -456,7 +456,7 @@ pub(crate) mod x86 {
     }
 
     /// The helpers of one ymm level of the eight-row k-quant kernels (this module's Q4_K and
-    /// [`crate::repack_q6k`]'s Q6_K): `NARROW`, `dot`, `finish` and `bcast4`, compiled for the features `$feat`.
+    /// [`crate::repack_q6k`]'s Q6_K): `NARROW`, `dot` and `finish`, compiled for the features `$feat`.
     macro_rules! ymm_helpers {
         (
             $feat:literal,
@@ -486,16 +486,6 @@ pub(crate) mod x86 {
             #[inline]
             fn finish($s: __m256i, $sc16: __m256i, $sc32: __m256i) -> __m256i {
                 $fin
-            }
-
-            /// Activation bytes `at..at + 4`, as one i32 broadcast to all lanes.
-            #[target_feature(enable = $feat)]
-            #[inline]
-            fn bcast4(q: &[i8; 256], at: usize) -> __m256i {
-                let q = &q[at..at + 4];
-                _mm256_set1_epi32(i32::from_le_bytes([
-                    q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8,
-                ]))
             }
         };
     }
@@ -546,6 +536,7 @@ pub(crate) mod x86 {
                 use std::arch::x86_64::*;
 
                 use super::super::{BlockQ4_Kx8, BlockQ8K};
+                use crate::cpu::x86::bcast4;
 
                 crate::repack_k::x86::ymm_helpers!(
                     $feat,

@@ -282,6 +282,7 @@ mod x86 {
                 use std::arch::x86_64::*;
 
                 use super::super::{BlockQ6_Kx8, BlockQ8K};
+                use crate::cpu::x86::bcast4;
 
                 crate::repack_k::x86::ymm_helpers!(
                     $feat,
