@@ -640,19 +640,21 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
         let mut i = i0;
         #[cfg(target_arch = "x86_64")]
         if X86 {
-            // Four queries at a time against eight keys at a time (keys transposed: `kt[d·n + jj]`), so each key
-            // vector load serves four queries and no horizontal sums are needed.
-            kt.resize(n * dk, 0.0);
+            // Four queries at a time against eight keys at a time (keys transposed: `kt[d·ld + jj]`), so each key
+            // vector load serves four queries and no horizontal sums are needed. Rows of `kt` and of the scores
+            // are `ld` floats apart (see `row_stride`).
+            let ld = row_stride(n);
+            kt.resize(ld * dk, 0.0);
             // Blocks of eight keys, so each write fills eight consecutive floats; full blocks in registers.
             for jb in (0..n).step_by(8) {
                 let w = (n - jb).min(8);
                 if w == 8 && dk.is_multiple_of(8) {
                     // SAFETY: `X86` callers checked AVX2 (see `to_f32`).
-                    unsafe { qk_x86::transpose_keys8(kf, dk, kt, n, jb) };
+                    unsafe { qk_x86::transpose_keys8(kf, dk, kt, ld, jb) };
                     continue;
                 }
                 for d in 0..dk {
-                    let dst = &mut kt[d * n + jb..d * n + jb + w];
+                    let dst = &mut kt[d * ld + jb..d * ld + jb + w];
                     for (t, x) in dst.iter_mut().enumerate() {
                         *x = kf[(jb + t) * dk + d];
                     }
@@ -681,17 +683,17 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                     })
                 })
             };
-            scores.resize(n_quads * 4 * n, 0.0);
+            scores.resize(n_quads * 4 * ld, 0.0);
             for (qd, _, a2, b2) in shares() {
                 let i = i0 + 4 * qd;
                 let qs: [&[f32]; 4] = std::array::from_fn(|r| &q[((i + r) * s.n_head + h) * dk..][..dk]);
-                let sc = &mut scores[qd * 4 * n..][..4 * n];
+                let sc = &mut scores[qd * 4 * ld..][..4 * ld];
                 // SAFETY: as above (AVX2 and FMA; AVX-512F where `zmm`).
                 unsafe {
                     if zmm {
-                        qk_x86::qk4_zmm(qs, kt, n, a2, b2, sc);
+                        qk_x86::qk4_zmm(qs, kt, ld, a2, b2, sc);
                     } else {
-                        qk_x86::qk4(qs, kt, n, a2, b2, sc);
+                        qk_x86::qk4(qs, kt, ld, a2, b2, sc);
                     }
                 }
             }
@@ -702,7 +704,7 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                 for r in 0..4 {
                     let p = s.p0 + i0 + 4 * qd + r;
                     let (lo, hi) = (window_lo(p) - j_lo, p + 1 - j_lo);
-                    let row = &mut scores[(qd * 4 + r) * n..][..n];
+                    let row = &mut scores[(qd * 4 + r) * ld..][..n];
                     let sum = crate::vexp::softmax_row(&mut row[lo..hi], s.scale);
                     row[a..lo].fill(0.0);
                     row[hi..b].fill(0.0);
@@ -710,14 +712,14 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
                 }
             }
             for (qd, a, a2, b2) in shares() {
-                let w = &scores[qd * 4 * n..][..4 * n];
+                let w = &scores[qd * 4 * ld..][..4 * ld];
                 let out = &mut acc4[qd * 4 * dv..][..4 * dv];
                 // SAFETY: as above. A quad's first block starts its sums, later ones continue them.
                 unsafe {
                     if zmm {
-                        qk_x86::pv4_zmm(w, n, a2, b2, vf, dv, out, a2 > a);
+                        qk_x86::pv4_zmm(w, ld, a2, b2, vf, dv, out, a2 > a);
                     } else {
-                        qk_x86::pv4(w, n, a2, b2, vf, dv, out, a2 > a);
+                        qk_x86::pv4(w, ld, a2, b2, vf, dv, out, a2 > a);
                     }
                 }
             }
@@ -748,6 +750,18 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, ith: u
     SCRATCH.set(scratch);
 }
 
+/// The distance in floats between rows of the prompt path's transposed keys and scores for `n` keys: `n` rounded
+/// up to a whole number of 64-byte lines, and to an odd number of them. The score kernel reads one line from each
+/// of the `dk` rows of the transposed keys per step and the transpose writes one to each; with rows a multiple of
+/// 4 KiB apart plus `2^k` lines, those lines fall in only `64 / 2^k` of an L1 data cache's 64 sets (8-way, 64-byte
+/// lines: Zen 4 and recent Intel cores) and evict each other. An odd number of lines puts 64 consecutive rows in
+/// 64 different sets.
+fn row_stride(n: usize) -> usize {
+    const LINE: usize = 64 / std::mem::size_of::<f32>();
+    let lines = n.div_ceil(LINE);
+    (lines | 1) * LINE
+}
+
 /// The score and value micro-kernels of the prompt path (indices spelled out: they mirror the layouts).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)]
@@ -757,8 +771,12 @@ mod qk_x86 {
     /// `kt[d·n + jb + t] = kf[(jb + t)·dk + d]` for the eight keys `jb..jb + 8` and every `d`: the prompt path's
     /// key transpose (`kf` `[keys][dk]`, `kt` `[dk][n]`), 8×8 blocks at a time through registers (unpack,
     /// shuffle, lane permute). Element by element it took 14% of SmolLM2's pp512 at depth 4096 (`perf`); this
-    /// takes 7% (it is bound by the stores to 64 rows 18 KB apart), and pp512 @ d4096 went 492–499 → 508–514
-    /// t/s in alternating runs.
+    /// took 7% (bound by the stores to 64 rows 18 KB apart), and pp512 @ d4096 went 492–499 → 508–514 t/s in
+    /// alternating runs. Rows `n` = [`super::row_stride`] apart then moved the whole path on again: rows of
+    /// `4096·m + 2^k·64` bytes had sent each step's 64 lines (transpose stores, score kernel loads) to a few L1
+    /// sets. `silica bench -p 512 -n 0 -d 4096 -r 2`, two alternating rounds: SmolLM2 Q4_0 522.6, 544.5 →
+    /// 594.9, 631.4 t/s; 1B-shape Q4_0 201.1, 209.4 → 224.3, 229.9; SmolLM2 pp512 at depth 0 2279.0, 2406.9 →
+    /// 2516.0, 2540.5.
     ///
     /// # Panics
     /// If `dk` is not a multiple of 8 or a slice is too short for the eight keys.
@@ -808,7 +826,8 @@ mod qk_x86 {
         }
     }
 
-    /// Checks the shapes of a four-query score product: `kt` `[dk][n]`, `scores` `[4][n]`, keys `a..b` of `n`.
+    /// Checks the shapes of a four-query score product: `kt` `[dk][n]`, `scores` `[4][n]`, keys `a..b` of `n`
+    /// (`n` is the row stride: the prompt path passes its padded [`super::row_stride`]).
     fn check_qk4(q: &[&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &[f32]) {
         let dk = q[0].len();
         assert!(
@@ -920,7 +939,8 @@ mod qk_x86 {
     /// registers of `$w / 2` lanes: `out[r·dv + d] = Σ_{j∈a..b} w[r·n + j] · vf[j·dv + d]`, or with `resume`,
     /// `out[r·dv + d] + Σ…`, continuing a sum over earlier keys in the same order of operations. Each value
     /// vector load serves four queries; accumulators stay in registers across the keys; columns past the last
-    /// whole step are summed one at a time, by the same FMA chain.
+    /// whole step are summed one at a time, by the same FMA chain. `w` is `[4][n]` (rows `n` floats apart),
+    /// `vf` `[b][dv]` at least.
     macro_rules! pv4_kernel {
         (
             $(#[$doc:meta])*
@@ -943,7 +963,7 @@ mod qk_x86 {
             ) {
                 const H: usize = $w / 2;
                 assert!(
-                    w.len() >= 4 * n && b <= n && vf.len() >= n * dv && out.len() >= 4 * dv,
+                    w.len() >= 4 * n && b <= n && vf.len() >= b * dv && out.len() >= 4 * dv,
                     concat!(stringify!($name), ": sizes")
                 );
                 let mut c0 = 0;
@@ -959,7 +979,7 @@ mod qk_x86 {
                         }
                     }
                     for j in a..b {
-                        // SAFETY: `j·dv + c0 + $w ≤ n·dv ≤ vf.len()`; unaligned loads.
+                        // SAFETY: `j·dv + c0 + $w ≤ b·dv ≤ vf.len()`; unaligned loads.
                         let (v0, v1) = unsafe {
                             let p = vf.as_ptr().add(j * dv + c0);
                             ($load(p), $load(p.add(H)))
