@@ -411,11 +411,9 @@ pub const TILE_Q: usize = 64;
 /// SmolLM2 Q4_0 pp512 at depth 4096 353–399 → 439–454 t/s, Llama 3.2 1B shape Q4_0 149–154 → 166–173
 /// (`silica bench -p 512 -n 0 -d 4096`, alternating, AMD EPYC Zen 4, 2 threads). The zmm micro-kernels
 /// ([`use_zmm`]) then took SmolLM2 from 420–429 to 504–515 t/s and the 1B shape from 170 to 192–195.
-#[cfg(target_arch = "x86_64")] // the key blocks and zmm kernels are the x86 prompt path's
 const KEY_BLOCK: usize = 256;
 
 /// [`KEY_BLOCK`], or in tests the block size a test set (0: none), to check that blocking changes no bit.
-#[cfg(target_arch = "x86_64")]
 fn key_block() -> usize {
     #[cfg(test)]
     {
@@ -665,6 +663,7 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, units:
     let mut scratch = SCRATCH.take();
     let [kf, kt, vf, scores, acc, acc4] = &mut scratch.f;
     let (acc, acc4) = (zeroed(acc, dv), zeroed(acc4, TILE_Q * dv));
+    let micro = Micro::pick::<X86>();
     loop {
         let u = next.fetch_add(1, Ordering::Relaxed);
         if u >= units.len() {
@@ -686,27 +685,22 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, units:
             to_f32::<K, X86>(krow, &mut kf[jj * dk..][..dk]);
             to_f32::<V, X86>(vrow, &mut vf[jj * dv..][..dv]);
         }
-        #[cfg(target_arch = "x86_64")]
+        // The unit's heads take four queries at a time against eight keys at a time (keys transposed once for
+        // all of them: `kt[d·ld + jj]`), so each key vector load serves four queries and no horizontal sums are
+        // needed. Rows of `kt` and of the scores are `ld` floats apart (see `row_stride`).
         let ld = row_stride(n);
-        #[cfg(target_arch = "x86_64")]
-        if X86 {
-            // The unit's heads take four queries at a time against eight keys at a time (keys transposed once
-            // for all of them: `kt[d·ld + jj]`), so each key vector load serves four queries and no horizontal
-            // sums are needed. Rows of `kt` and of the scores are `ld` floats apart (see `row_stride`).
-            kt.resize(ld * dk, 0.0);
-            // Blocks of eight keys, so each write fills eight consecutive floats; full blocks in registers.
-            for jb in (0..n).step_by(8) {
-                let w = (n - jb).min(8);
-                if w == 8 && dk.is_multiple_of(8) {
-                    // SAFETY: `X86` callers checked AVX2 (see `to_f32`).
-                    unsafe { qk_x86::transpose_keys8(kf, dk, kt, ld, jb) };
-                    continue;
-                }
-                for d in 0..dk {
-                    let dst = &mut kt[d * ld + jb..d * ld + jb + w];
-                    for (t, x) in dst.iter_mut().enumerate() {
-                        *x = kf[(jb + t) * dk + d];
-                    }
+        kt.resize(ld * dk, 0.0);
+        // Blocks of eight keys, so each write fills eight consecutive floats.
+        for jb in (0..n).step_by(8) {
+            if n - jb >= 8 && dk.is_multiple_of(8) {
+                micro.transpose_keys8(kf, dk, kt, ld, jb);
+                continue;
+            }
+            let w = (n - jb).min(8);
+            for d in 0..dk {
+                let dst = &mut kt[d * ld + jb..d * ld + jb + w];
+                for (t, x) in dst.iter_mut().enumerate() {
+                    *x = kf[(jb + t) * dk + d];
                 }
             }
         }
@@ -726,87 +720,64 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, units:
                     unsafe { optr.write((i * s.n_head + h) * dv + d, a * inv) };
                 }
             };
-            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))] // only x86 advances it in tiles
-            let mut i = i0;
-            #[cfg(target_arch = "x86_64")]
-            if X86 {
-                // The tile's queries four at a time ("quads"), each against the keys `a..b` it can see. Both passes
-                // go over the keys in blocks of `KEY_BLOCK` and give every quad its share of a block before the next
-                // block: a block of `kt` or `vf` is read from L2 by all the quads, where a quad at a time streamed the
-                // whole of both (a megabyte each at depth 4096) from L3. Each score and each value sum is computed by
-                // the same operations in the same key order as one quad at a time would, so the results are equal.
-                let n_quads = (i1 - i) / 4;
-                let key_block = key_block();
-                let zmm = use_zmm();
-                let range = |qd: usize| {
-                    let i = i0 + 4 * qd;
-                    (window_lo(s.p0 + i) - j_lo, s.p0 + i + 4 - j_lo)
-                };
-                // Block by block, each quad's share `a2..b2` of the block with its whole range `a..b`.
-                let shares = || {
-                    (0..n).step_by(key_block).flat_map(move |kb| {
-                        let kb_end = kb.saturating_add(key_block).min(n);
-                        (0..n_quads).filter_map(move |qd| {
-                            let (a, b) = range(qd);
-                            let (a2, b2) = (a.max(kb), b.min(kb_end));
-                            (a2 < b2).then_some((qd, a, a2, b2))
-                        })
+            // The tile's queries four at a time ("quads"), each against the keys `a..b` it can see. Both passes
+            // go over the keys in blocks of `KEY_BLOCK` and give every quad its share of a block before the next
+            // block: a block of `kt` or `vf` is read from L2 by all the quads, where a quad at a time streamed the
+            // whole of both (a megabyte each at depth 4096) from L3. Each score and each value sum is computed by
+            // the same operations in the same key order as one quad at a time would, so the results are equal.
+            let n_quads = (i1 - i0) / 4;
+            let key_block = key_block();
+            let range = |qd: usize| {
+                let i = i0 + 4 * qd;
+                (window_lo(s.p0 + i) - j_lo, s.p0 + i + 4 - j_lo)
+            };
+            // Block by block, each quad's share `a2..b2` of the block with its whole range `a..b`.
+            let shares = || {
+                (0..n).step_by(key_block).flat_map(move |kb| {
+                    let kb_end = kb.saturating_add(key_block).min(n);
+                    (0..n_quads).filter_map(move |qd| {
+                        let (a, b) = range(qd);
+                        let (a2, b2) = (a.max(kb), b.min(kb_end));
+                        (a2 < b2).then_some((qd, a, a2, b2))
                     })
-                };
-                scores.resize(n_quads * 4 * ld, 0.0);
-                for (qd, _, a2, b2) in shares() {
-                    let i = i0 + 4 * qd;
-                    let qs: [&[f32]; 4] = std::array::from_fn(|r| &q[((i + r) * s.n_head + h) * dk..][..dk]);
-                    let sc = &mut scores[qd * 4 * ld..][..4 * ld];
-                    // SAFETY: as above (AVX2 and FMA; AVX-512F where `zmm`).
-                    unsafe {
-                        if zmm {
-                            qk_x86::qk4_zmm(qs, kt, ld, a2, b2, sc);
-                        } else {
-                            qk_x86::qk4(qs, kt, ld, a2, b2, sc);
-                        }
-                    }
-                }
-                // Softmax weights over `a..b`, zero outside each query's own keys.
-                let mut inv = [[0f32; 4]; TILE_Q / 4];
-                for qd in 0..n_quads {
-                    let (a, b) = range(qd);
-                    for r in 0..4 {
-                        let p = s.p0 + i0 + 4 * qd + r;
-                        let (lo, hi) = (window_lo(p) - j_lo, p + 1 - j_lo);
-                        let row = &mut scores[(qd * 4 + r) * ld..][..n];
-                        let sum = crate::vexp::softmax_row(&mut row[lo..hi], s.scale);
-                        row[a..lo].fill(0.0);
-                        row[hi..b].fill(0.0);
-                        inv[qd][r] = 1.0 / sum;
-                    }
-                }
-                for (qd, a, a2, b2) in shares() {
-                    let w = &scores[qd * 4 * ld..][..4 * ld];
-                    let out = &mut acc4[qd * 4 * dv..][..4 * dv];
-                    // SAFETY: as above. A quad's first block starts its sums, later ones continue them.
-                    unsafe {
-                        if zmm {
-                            qk_x86::pv4_zmm(w, ld, a2, b2, vf, dv, out, a2 > a);
-                        } else {
-                            qk_x86::pv4(w, ld, a2, b2, vf, dv, out, a2 > a);
-                        }
-                    }
-                }
-                for qd in 0..n_quads {
-                    let o = &acc4[qd * 4 * dv..][..4 * dv];
-                    for r in 0..4 {
-                        let i = i0 + 4 * qd + r;
-                        for d in 0..dv {
-                            // SAFETY: (i, h) belongs to this unit only, and each unit to one thread.
-                            unsafe { optr.write((i * s.n_head + h) * dv + d, o[r * dv + d] * inv[qd][r]) };
-                        }
-                    }
-                }
-                i += 4 * n_quads;
+                })
+            };
+            scores.resize(n_quads * 4 * ld, 0.0);
+            for (qd, _, a2, b2) in shares() {
+                let i = i0 + 4 * qd;
+                let qs: [&[f32]; 4] = std::array::from_fn(|r| &q[((i + r) * s.n_head + h) * dk..][..dk]);
+                micro.qk4(qs, kt, ld, a2, b2, &mut scores[qd * 4 * ld..][..4 * ld]);
             }
-            let _ = (&kt, &acc4);
-            for i in i..i1 {
+            // Softmax weights over `a..b`, zero outside each query's own keys.
+            let mut inv = [[0f32; 4]; TILE_Q / 4];
+            for qd in 0..n_quads {
+                let (a, b) = range(qd);
+                for r in 0..4 {
+                    let p = s.p0 + i0 + 4 * qd + r;
+                    let (lo, hi) = (window_lo(p) - j_lo, p + 1 - j_lo);
+                    let row = &mut scores[(qd * 4 + r) * ld..][..n];
+                    let sum = crate::vexp::softmax_row(&mut row[lo..hi], s.scale);
+                    row[a..lo].fill(0.0);
+                    row[hi..b].fill(0.0);
+                    inv[qd][r] = 1.0 / sum;
+                }
+            }
+            for (qd, a, a2, b2) in shares() {
+                let w = &scores[qd * 4 * ld..][..4 * ld];
+                // A quad's first block starts its sums, later ones continue them.
+                micro.pv4(w, ld, a2, b2, vf, dv, &mut acc4[qd * 4 * dv..][..4 * dv], a2 > a);
+            }
+            for qd in 0..n_quads {
+                let o = &acc4[qd * 4 * dv..][..4 * dv];
+                for r in 0..4 {
+                    let i = i0 + 4 * qd + r;
+                    for d in 0..dv {
+                        // SAFETY: (i, h) belongs to this unit only, and each unit to one thread.
+                        unsafe { optr.write((i * s.n_head + h) * dv + d, o[r * dv + d] * inv[qd][r]) };
+                    }
+                }
+            }
+            for i in i0 + 4 * n_quads..i1 {
                 let p = s.p0 + i;
                 let lo = window_lo(p);
                 let qi = &q[(i * s.n_head + h) * dk..][..dk];
@@ -819,6 +790,220 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, units:
         }
     }
     SCRATCH.set(scratch);
+}
+
+/// The micro-kernels of the prompt path: x86's on ymm or zmm registers, or portable Rust that the compiler
+/// vectorizes (NEON on aarch64). All compute each score and each value sum by the same chain of FMAs in the same
+/// order, so they give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Micro {
+    /// [`qk_portable`].
+    Portable,
+    /// [`qk_x86`]'s AVX2 kernels (constructed only where the CPU has AVX2, FMA and F16C).
+    #[cfg(target_arch = "x86_64")]
+    Ymm,
+    /// [`qk_x86`]'s AVX-512F kernels (constructed only where the CPU has AVX-512 as well).
+    #[cfg(target_arch = "x86_64")]
+    Zmm,
+}
+
+impl Micro {
+    /// The x86 kernels where `X86` and the CPU has them (zmm ones with AVX-512, unless a test turned them off),
+    /// the portable ones otherwise.
+    fn pick<const X86: bool>() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if X86 && has_avx2_fma() {
+            return if use_zmm() { Micro::Zmm } else { Micro::Ymm };
+        }
+        Micro::Portable
+    }
+
+    /// `kt[d·ld + jb + t] = kf[(jb + t)·dk + d]` for the eight keys `jb..jb + 8`; `dk` a multiple of 8.
+    #[inline(always)]
+    fn transpose_keys8(self, kf: &[f32], dk: usize, kt: &mut [f32], ld: usize, jb: usize) {
+        match self {
+            Micro::Portable => qk_portable::transpose_keys8(kf, dk, kt, ld, jb),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: these variants exist only where the CPU has AVX2 (see `pick`).
+            Micro::Ymm | Micro::Zmm => unsafe { qk_x86::transpose_keys8(kf, dk, kt, ld, jb) },
+        }
+    }
+
+    /// `scores[r·ld + c] = Σ_d q[r][d]·kt[d·ld + c]` for keys `c` in `a..b` (see [`qk_portable::qk4`]).
+    #[inline(always)]
+    fn qk4(self, q: [&[f32]; 4], kt: &[f32], ld: usize, a: usize, b: usize, scores: &mut [f32]) {
+        match self {
+            Micro::Portable => qk_portable::qk4(q, kt, ld, a, b, scores),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA (see `pick`).
+            Micro::Ymm => unsafe { qk_x86::qk4(q, kt, ld, a, b, scores) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-512F too (see `pick`).
+            Micro::Zmm => unsafe { qk_x86::qk4_zmm(q, kt, ld, a, b, scores) },
+        }
+    }
+
+    /// `out[r·dv + d] (+)= Σ_{j∈a..b} w[r·ld + j]·vf[j·dv + d]` (see [`qk_portable::pv4`]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn pv4(
+        self,
+        w: &[f32],
+        ld: usize,
+        a: usize,
+        b: usize,
+        vf: &[f32],
+        dv: usize,
+        out: &mut [f32],
+        resume: bool,
+    ) {
+        match self {
+            Micro::Portable => qk_portable::pv4(w, ld, a, b, vf, dv, out, resume),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA (see `pick`).
+            Micro::Ymm => unsafe { qk_x86::pv4(w, ld, a, b, vf, dv, out, resume) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-512F too (see `pick`).
+            Micro::Zmm => unsafe { qk_x86::pv4_zmm(w, ld, a, b, vf, dv, out, resume) },
+        }
+    }
+}
+
+/// The prompt path's micro-kernels in plain Rust: fixed-size accumulator arrays that the compiler keeps in vector
+/// registers (`fmla` on aarch64's NEON: sixteen `fmla .4s` per step in each kernel's loop), each score and value
+/// sum the FMA chain of the x86 kernels.
+///
+/// Before them, targets without the x86 kernels computed each query's scores one key at a time (an 8-lane dot
+/// product and its horizontal sum per key). Timed only on x86, as a stand-in: both built with `RUSTFLAGS="-C
+/// target-feature=+avx2,+fma,+f16c"` and run in place of the x86 kernels, SmolLM2 Q4_0 `silica bench -p 512 -n 0
+/// -d 4096 -r 2` gave 131.7, 132.9 t/s for the per-query path and 488.3, 502.9 for these, against 682.4, 728.0
+/// for the x86 kernels (alternating runs, AMD EPYC Zen 4, 2 threads). No ARM CPU has timed them yet.
+mod qk_portable {
+    /// Keys (or value columns) per step: sixteen floats, four NEON registers per query.
+    const W: usize = 16;
+
+    /// See [`super::Micro::transpose_keys8`].
+    ///
+    /// # Panics
+    /// If `dk` is not a multiple of 8 or a slice is too short for the eight keys.
+    #[inline]
+    pub(super) fn transpose_keys8(kf: &[f32], dk: usize, kt: &mut [f32], ld: usize, jb: usize) {
+        assert!(
+            dk.is_multiple_of(8) && (jb + 8) * dk <= kf.len() && jb + 8 <= ld && dk * ld <= kt.len(),
+            "transpose_keys8: sizes"
+        );
+        for d0 in (0..dk).step_by(8) {
+            let rows: [&[f32]; 8] = std::array::from_fn(|t| &kf[(jb + t) * dk + d0..][..8]);
+            for d in 0..8 {
+                let dst = &mut kt[(d0 + d) * ld + jb..][..8];
+                for (t, x) in dst.iter_mut().enumerate() {
+                    *x = rows[t][d];
+                }
+            }
+        }
+    }
+
+    /// `scores[r·n + c] = Σ_d q[r][d]·kt[d·n + c]` for the four queries `r` and keys `c` in `a..b`: `kt` is
+    /// `[dk][n]` (keys transposed), `scores` `[4][n]` (`n` the row stride). Sixteen keys a step, then one at a
+    /// time; each score is one FMA chain over `d` from zero.
+    ///
+    /// # Panics
+    /// If the queries' lengths differ, a slice is too short, or not `a ≤ b ≤ n`.
+    #[inline]
+    pub(super) fn qk4(q: [&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &mut [f32]) {
+        let dk = q[0].len();
+        assert!(
+            q.iter().all(|r| r.len() == dk)
+                && kt.len() >= dk * n
+                && scores.len() >= 4 * n
+                && a <= b
+                && b <= n,
+            "qk4: sizes"
+        );
+        let q: [&[f32]; 4] = q.map(|r| &r[..dk]);
+        let mut c = a;
+        while c + W <= b {
+            let mut acc = [[0f32; W]; 4];
+            for d in 0..dk {
+                let kv = &kt[d * n + c..][..W];
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let qv = q[r][d];
+                    for (x, &k) in acc.iter_mut().zip(kv) {
+                        *x = qv.mul_add(k, *x);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                scores[r * n + c..][..W].copy_from_slice(acc);
+            }
+            c += W;
+        }
+        for c in c..b {
+            for (r, qr) in q.iter().enumerate() {
+                let mut x = 0f32;
+                for (d, &qd) in qr.iter().enumerate() {
+                    x = qd.mul_add(kt[d * n + c], x);
+                }
+                scores[r * n + c] = x;
+            }
+        }
+    }
+
+    /// `out[r·dv + d] = Σ_{j∈a..b} w[r·n + j]·vf[j·dv + d]` for the four rows `r` of weights (`w` `[4][n]`, `n`
+    /// the row stride; `vf` `[b][dv]` at least), or with `resume`, `out[r·dv + d] + Σ…`, continuing a sum over
+    /// earlier keys in the same order. Sixteen columns a step, then one at a time; each sum one FMA chain over `j`.
+    ///
+    /// # Panics
+    /// If a slice is too short or not `a ≤ b ≤ n`.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn pv4(
+        w: &[f32],
+        n: usize,
+        a: usize,
+        b: usize,
+        vf: &[f32],
+        dv: usize,
+        out: &mut [f32],
+        resume: bool,
+    ) {
+        assert!(
+            w.len() >= 4 * n && a <= b && b <= n && vf.len() >= b * dv && out.len() >= 4 * dv,
+            "pv4: sizes"
+        );
+        let w: [&[f32]; 4] = std::array::from_fn(|r| &w[r * n..r * n + b]);
+        let mut c0 = 0;
+        while c0 + W <= dv {
+            let mut acc = [[0f32; W]; 4];
+            if resume {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    acc.copy_from_slice(&out[r * dv + c0..][..W]);
+                }
+            }
+            for j in a..b {
+                let v = &vf[j * dv + c0..][..W];
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = w[r][j];
+                    for (y, &vv) in acc.iter_mut().zip(v) {
+                        *y = x.mul_add(vv, *y);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                out[r * dv + c0..][..W].copy_from_slice(acc);
+            }
+            c0 += W;
+        }
+        for d in c0..dv {
+            for (r, wr) in w.iter().enumerate() {
+                let mut x = if resume { out[r * dv + d] } else { 0.0 };
+                for j in a..b {
+                    x = wr[j].mul_add(vf[j * dv + d], x);
+                }
+                out[r * dv + d] = x;
+            }
+        }
+    }
 }
 
 /// The distance in floats between rows of the prompt path's transposed keys and scores for `n` keys: `n` rounded
@@ -1141,7 +1326,6 @@ mod tests {
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     /// The prompt path's key block size while a test overrides it (0: [`KEY_BLOCK`]).
-    #[cfg(target_arch = "x86_64")]
     pub(super) static KEY_BLOCK_OVERRIDE: std::sync::atomic::AtomicUsize =
         std::sync::atomic::AtomicUsize::new(0);
 
@@ -1176,7 +1360,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_arch = "x86_64")] // the portable prompt path has no key blocks
     fn key_blocks_of_any_size_give_the_same_bits() {
         let mut rng = StdRng::seed_from_u64(11);
         // 700 keys: three blocks of 256 for the last tiles; tiles of 64, 64, 64 and 8 queries; a window too.
@@ -1211,12 +1394,36 @@ mod tests {
                     "key block {block}, window {n_swa}: results differ from one block"
                 );
             }
-            // The ymm micro-kernels give the same bits as the zmm ones (where the CPU has AVX-512F).
-            ZMM_OFF.store(true, std::sync::atomic::Ordering::Relaxed);
-            let ymm = run(KEY_BLOCK);
-            ZMM_OFF.store(false, std::sync::atomic::Ordering::Relaxed);
-            let same = whole.iter().zip(&ymm).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "window {n_swa}: the ymm kernels differ from the zmm ones");
+            // The ymm micro-kernels give the same bits as the zmm ones (where the CPU has AVX-512F), and the
+            // portable ones as both.
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2_fma() {
+                ZMM_OFF.store(true, std::sync::atomic::Ordering::Relaxed);
+                let ymm = run(KEY_BLOCK);
+                ZMM_OFF.store(false, std::sync::atomic::Ordering::Relaxed);
+                let same = whole.iter().zip(&ymm).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "window {n_swa}: the ymm kernels differ from the zmm ones");
+                KEY_BLOCK_OVERRIDE.store(KEY_BLOCK, std::sync::atomic::Ordering::Relaxed);
+                let mut portable = vec![0f32; m * 9 * 64];
+                let w = Work {
+                    s,
+                    m,
+                    q: &q,
+                    k: &k,
+                    v: &v,
+                    out: SharedMut::new(&mut portable),
+                };
+                let (units, next) = (Units::new(s, m, threads), AtomicUsize::new(0));
+                pool.run(|_, _| tiled_worker::<f32, f32, false>(w, units, &next));
+                let same = whole
+                    .iter()
+                    .zip(&portable)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "window {n_swa}: the portable kernels differ from the x86 ones"
+                );
+            }
             KEY_BLOCK_OVERRIDE.store(0, std::sync::atomic::Ordering::Relaxed);
             let want = reference(s, &q, &k, &v);
             for (a, b) in whole.iter().zip(&want) {
@@ -1348,7 +1555,7 @@ mod tests {
                 assert!((a - b).abs() < 1e-4, "{a} vs {b}");
             }
             if m >= TILE_Q {
-                // The portable prompt path too (the x86 one above uses the 4-query score kernel).
+                // The portable micro-kernels too (on x86 the call above used the x86 ones).
                 let mut portable = vec![0f32; want.len()];
                 let optr = SharedMut::new(&mut portable);
                 let w = Work {
