@@ -43,8 +43,8 @@ pub fn exp_ref(x: f32) -> f32 {
 }
 
 /// Softmax numerator in place: `row[i] = e^(scale·row[i] − max)` with `max = max_i scale·row[i]`; returns
-/// `Σ row[i]`, the denominator. Uses [`exp_ref`]'s function (eight lanes at a time with AVX2, the
-/// same bits); the sum's order depends on the path.
+/// `Σ row[i]`, the denominator. Uses [`exp_ref`]'s function eight lanes at a time (AVX2 intrinsics, or
+/// [`softmax_row_lanes`], which the compiler vectorizes: the same bits, the sum included).
 ///
 /// An empty row gives 0.
 pub fn softmax_row(row: &mut [f32], scale: f32) -> f32 {
@@ -53,7 +53,42 @@ pub fn softmax_row(row: &mut [f32], scale: f32) -> f32 {
         // SAFETY: `best` returns a level only when AVX2, FMA and F16C are present.
         return unsafe { x86::softmax_row(row, scale) };
     }
-    softmax_row_ref(row, scale)
+    softmax_row_lanes(row, scale)
+}
+
+/// [`softmax_row`] in eight lanes of plain Rust, in the AVX2 path's order: the maximum and the sum per lane over
+/// whole chunks of eight, the lanes combined in order, then the tail one value at a time. Written so that the
+/// compiler vectorizes it (NEON on aarch64), where [`softmax_row_ref`]'s running maximum and sum, one value after
+/// another, keep it scalar.
+pub fn softmax_row_lanes(row: &mut [f32], scale: f32) -> f32 {
+    const L: usize = 8;
+    let n8 = row.len() / L * L;
+    let mut vmax = [f32::NEG_INFINITY; L];
+    for c in row[..n8].chunks_exact_mut(L) {
+        for (m, x) in vmax.iter_mut().zip(c) {
+            *x *= scale;
+            // `maxps`: the second operand unless the first is greater.
+            *m = if *m > *x { *m } else { *x };
+        }
+    }
+    let mut max = vmax.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for x in &mut row[n8..] {
+        *x *= scale;
+        max = max.max(*x);
+    }
+    let mut vsum = [0f32; L];
+    for c in row[..n8].chunks_exact_mut(L) {
+        for (s, x) in vsum.iter_mut().zip(c) {
+            *x = exp_ref(*x - max);
+            *s += *x;
+        }
+    }
+    let mut sum: f32 = vsum.iter().sum();
+    for x in &mut row[n8..] {
+        *x = exp_ref(*x - max);
+        sum += *x;
+    }
+    sum
 }
 
 /// [`softmax_row`] one value at a time.
@@ -183,6 +218,27 @@ mod tests {
                 assert_eq!(g.to_bits(), exp_ref(vi).to_bits(), "x = {vi}");
             }
             x += 0.093;
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn softmax_lanes_equal_the_avx2_path_to_the_bit() {
+        if crate::cpu::x86::best().is_none() {
+            return;
+        }
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(5);
+        for len in [0usize, 1, 7, 8, 9, 33, 515, 4160] {
+            let src: Vec<f32> = (0..len).map(|_| rng.random_range(-40.0..40.0)).collect();
+            let (mut a, mut b) = (src.clone(), src.clone());
+            let sa = softmax_row(&mut a, 0.125);
+            let sb = softmax_row_lanes(&mut b, 0.125);
+            assert_eq!(sa.to_bits(), sb.to_bits(), "sum, length {len}");
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "length {len}"
+            );
         }
     }
 
