@@ -882,6 +882,18 @@ mod qk_portable {
     /// Keys (or value columns) per step: sixteen floats, four NEON registers per query.
     const W: usize = 16;
 
+    /// `acc[r][l] = x[r]·v[l] + acc[r][l]` (one FMA each): the step both kernels repeat, a vector load of `v`
+    /// serving four rows.
+    #[inline(always)]
+    fn rank1(acc: &mut [[f32; W]; 4], x: [f32; 4], v: &[f32]) {
+        let v = &v[..W];
+        for (acc, x) in acc.iter_mut().zip(x) {
+            for (y, &vv) in acc.iter_mut().zip(v) {
+                *y = x.mul_add(vv, *y);
+            }
+        }
+    }
+
     /// See [`super::Micro::transpose_keys8`].
     ///
     /// # Panics
@@ -925,13 +937,11 @@ mod qk_portable {
         while c + W <= b {
             let mut acc = [[0f32; W]; 4];
             for d in 0..dk {
-                let kv = &kt[d * n + c..][..W];
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let qv = q[r][d];
-                    for (x, &k) in acc.iter_mut().zip(kv) {
-                        *x = qv.mul_add(k, *x);
-                    }
-                }
+                rank1(
+                    &mut acc,
+                    [q[0][d], q[1][d], q[2][d], q[3][d]],
+                    &kt[d * n + c..][..W],
+                );
             }
             for (r, acc) in acc.iter().enumerate() {
                 scores[r * n + c..][..W].copy_from_slice(acc);
@@ -981,13 +991,11 @@ mod qk_portable {
                 }
             }
             for j in a..b {
-                let v = &vf[j * dv + c0..][..W];
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let x = w[r][j];
-                    for (y, &vv) in acc.iter_mut().zip(v) {
-                        *y = x.mul_add(vv, *y);
-                    }
-                }
+                rank1(
+                    &mut acc,
+                    [w[0][j], w[1][j], w[2][j], w[3][j]],
+                    &vf[j * dv + c0..][..W],
+                );
             }
             for (r, acc) in acc.iter().enumerate() {
                 out[r * dv + c0..][..W].copy_from_slice(acc);
