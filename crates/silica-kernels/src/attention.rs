@@ -882,14 +882,50 @@ mod qk_portable {
     /// Keys (or value columns) per step: sixteen floats, four NEON registers per query.
     const W: usize = 16;
 
-    /// `acc[r][l] = x[r]·v[l] + acc[r][l]` (one FMA each): the step both kernels repeat, a vector load of `v`
-    /// serving four rows.
+    /// `out[r·ld_out + c] = Σ_{t∈ts} x(t)[r]·y[t·ld_y + c]` for the four rows `r` and the columns `c` in `cols`
+    /// (with `resume`, `out[r·ld_out + c] + Σ…`): sixteen columns a step, accumulators in registers, each vector
+    /// load of `y` serving four rows; then the last columns one at a time. Each element is one FMA chain over `t`
+    /// in order. The callers have checked the bounds (indexing still checks them).
     #[inline(always)]
-    fn rank1(acc: &mut [[f32; W]; 4], x: [f32; 4], v: &[f32]) {
-        let v = &v[..W];
-        for (acc, x) in acc.iter_mut().zip(x) {
-            for (y, &vv) in acc.iter_mut().zip(v) {
-                *y = x.mul_add(vv, *y);
+    #[allow(clippy::too_many_arguments)]
+    fn panel4(
+        x: impl Fn(usize) -> [f32; 4],
+        ts: std::ops::Range<usize>,
+        y: &[f32],
+        ld_y: usize,
+        cols: std::ops::Range<usize>,
+        out: &mut [f32],
+        ld_out: usize,
+        resume: bool,
+    ) {
+        let mut c = cols.start;
+        while c + W <= cols.end {
+            let mut acc = [[0f32; W]; 4];
+            if resume {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    acc.copy_from_slice(&out[r * ld_out + c..][..W]);
+                }
+            }
+            for t in ts.clone() {
+                let v = &y[t * ld_y + c..][..W];
+                for (acc, x) in acc.iter_mut().zip(x(t)) {
+                    for (a, &vv) in acc.iter_mut().zip(v) {
+                        *a = x.mul_add(vv, *a);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                out[r * ld_out + c..][..W].copy_from_slice(acc);
+            }
+            c += W;
+        }
+        for c in c..cols.end {
+            for r in 0..4 {
+                let mut a = if resume { out[r * ld_out + c] } else { 0.0 };
+                for t in ts.clone() {
+                    a = x(t)[r].mul_add(y[t * ld_y + c], a);
+                }
+                out[r * ld_out + c] = a;
             }
         }
     }
@@ -933,30 +969,16 @@ mod qk_portable {
             "qk4: sizes"
         );
         let q: [&[f32]; 4] = q.map(|r| &r[..dk]);
-        let mut c = a;
-        while c + W <= b {
-            let mut acc = [[0f32; W]; 4];
-            for d in 0..dk {
-                rank1(
-                    &mut acc,
-                    [q[0][d], q[1][d], q[2][d], q[3][d]],
-                    &kt[d * n + c..][..W],
-                );
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                scores[r * n + c..][..W].copy_from_slice(acc);
-            }
-            c += W;
-        }
-        for c in c..b {
-            for (r, qr) in q.iter().enumerate() {
-                let mut x = 0f32;
-                for (d, &qd) in qr.iter().enumerate() {
-                    x = qd.mul_add(kt[d * n + c], x);
-                }
-                scores[r * n + c] = x;
-            }
-        }
+        panel4(
+            |d| [q[0][d], q[1][d], q[2][d], q[3][d]],
+            0..dk,
+            kt,
+            n,
+            a..b,
+            scores,
+            n,
+            false,
+        );
     }
 
     /// `out[r·dv + d] = Σ_{j∈a..b} w[r·n + j]·vf[j·dv + d]` for the four rows `r` of weights (`w` `[4][n]`, `n`
@@ -982,35 +1004,16 @@ mod qk_portable {
             "pv4: sizes"
         );
         let w: [&[f32]; 4] = std::array::from_fn(|r| &w[r * n..r * n + b]);
-        let mut c0 = 0;
-        while c0 + W <= dv {
-            let mut acc = [[0f32; W]; 4];
-            if resume {
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    acc.copy_from_slice(&out[r * dv + c0..][..W]);
-                }
-            }
-            for j in a..b {
-                rank1(
-                    &mut acc,
-                    [w[0][j], w[1][j], w[2][j], w[3][j]],
-                    &vf[j * dv + c0..][..W],
-                );
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                out[r * dv + c0..][..W].copy_from_slice(acc);
-            }
-            c0 += W;
-        }
-        for d in c0..dv {
-            for (r, wr) in w.iter().enumerate() {
-                let mut x = if resume { out[r * dv + d] } else { 0.0 };
-                for j in a..b {
-                    x = wr[j].mul_add(vf[j * dv + d], x);
-                }
-                out[r * dv + d] = x;
-            }
-        }
+        panel4(
+            |j| [w[0][j], w[1][j], w[2][j], w[3][j]],
+            a..b,
+            vf,
+            dv,
+            0..dv,
+            out,
+            dv,
+            resume,
+        );
     }
 }
 
