@@ -959,15 +959,8 @@ mod qk_portable {
     /// If the queries' lengths differ, a slice is too short, or not `a ≤ b ≤ n`.
     #[inline]
     pub(super) fn qk4(q: [&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &mut [f32]) {
+        super::check_qk4(&q, kt, n, a, b, scores);
         let dk = q[0].len();
-        assert!(
-            q.iter().all(|r| r.len() == dk)
-                && kt.len() >= dk * n
-                && scores.len() >= 4 * n
-                && a <= b
-                && b <= n,
-            "qk4: sizes"
-        );
         let q: [&[f32]; 4] = q.map(|r| &r[..dk]);
         panel4(
             |d| [q[0][d], q[1][d], q[2][d], q[3][d]],
@@ -999,10 +992,7 @@ mod qk_portable {
         out: &mut [f32],
         resume: bool,
     ) {
-        assert!(
-            w.len() >= 4 * n && a <= b && b <= n && vf.len() >= b * dv && out.len() >= 4 * dv,
-            "pv4: sizes"
-        );
+        super::check_pv4(w, n, a, b, vf, dv, out);
         let w: [&[f32]; 4] = std::array::from_fn(|r| &w[r * n..r * n + b]);
         panel4(
             |j| [w[0][j], w[1][j], w[2][j], w[3][j]],
@@ -1015,6 +1005,31 @@ mod qk_portable {
             resume,
         );
     }
+}
+
+/// Checks the shapes of a four-query score product (the prompt path's micro-kernels): `kt` `[dk][n]`, `scores`
+/// `[4][n]`, keys `a..b` of `n` (`n` is the row stride: the prompt path passes its padded [`row_stride`]).
+///
+/// # Panics
+/// If the queries' lengths differ, a slice is too short, or not `a ≤ b ≤ n`.
+fn check_qk4(q: &[&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &[f32]) {
+    let dk = q[0].len();
+    assert!(
+        q.iter().all(|r| r.len() == dk) && kt.len() >= dk * n && scores.len() >= 4 * n && a <= b && b <= n,
+        "qk4: sizes"
+    );
+}
+
+/// Checks the shapes of a four-query value sum (the prompt path's micro-kernels): weights `w` `[4][n]` (`n` the
+/// row stride), keys `a..b` of `n`, values `vf` `[b][dv]` at least, `out` `[4][dv]`.
+///
+/// # Panics
+/// If a slice is too short or not `a ≤ b ≤ n`.
+fn check_pv4(w: &[f32], n: usize, a: usize, b: usize, vf: &[f32], dv: usize, out: &[f32]) {
+    assert!(
+        w.len() >= 4 * n && a <= b && b <= n && vf.len() >= b * dv && out.len() >= 4 * dv,
+        "pv4: sizes"
+    );
 }
 
 /// The distance in floats between rows of the prompt path's transposed keys and scores for `n` keys: `n` rounded
@@ -1093,20 +1108,6 @@ mod qk_x86 {
         }
     }
 
-    /// Checks the shapes of a four-query score product: `kt` `[dk][n]`, `scores` `[4][n]`, keys `a..b` of `n`
-    /// (`n` is the row stride: the prompt path passes its padded [`super::row_stride`]).
-    fn check_qk4(q: &[&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &[f32]) {
-        let dk = q[0].len();
-        assert!(
-            q.iter().all(|r| r.len() == dk)
-                && kt.len() >= dk * n
-                && scores.len() >= 4 * n
-                && b <= n
-                && a <= b,
-            "qk4: sizes"
-        );
-    }
-
     /// Defines `$name(q, kt, n, a, b, scores) -> c`, the four-query score steps for the features `$feat`: keys
     /// `a..c` in steps of `$w` (two key loads of `$w / 2` lanes and four query broadcasts feed eight FMAs), `c`
     /// the first key after the last whole step. Each score is one FMA chain over `d`, the same on every width.
@@ -1116,7 +1117,7 @@ mod qk_x86 {
             #[inline]
             fn $name(q: [&[f32]; 4], kt: &[f32], n: usize, a: usize, b: usize, scores: &mut [f32]) -> usize {
                 const H: usize = $w / 2;
-                check_qk4(&q, kt, n, a, b, scores);
+                super::check_qk4(&q, kt, n, a, b, scores);
                 let dk = q[0].len();
                 let mut c = a;
                 while c + $w <= b {
@@ -1229,10 +1230,7 @@ mod qk_x86 {
                 resume: bool,
             ) {
                 const H: usize = $w / 2;
-                assert!(
-                    w.len() >= 4 * n && b <= n && vf.len() >= b * dv && out.len() >= 4 * dv,
-                    concat!(stringify!($name), ": sizes")
-                );
+                super::check_pv4(w, n, a, b, vf, dv, out);
                 let mut c0 = 0;
                 while c0 + $w <= dv {
                     let mut acc = [[$zero(); 2]; 4];
