@@ -280,6 +280,41 @@ pub(crate) mod x86 {
     }
 }
 
+/// The aarch64 levels of the legacy and k-quant kernels, read from [`simd`].
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod arm {
+    /// An aarch64 feature level the kernels are compiled for.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Level {
+        /// NEON (Advanced SIMD).
+        Neon,
+        /// NEON with the dot-product extension (`sdot`).
+        DotProd,
+    }
+
+    impl Level {
+        /// Whether this CPU has every feature of the level (the tests run every supported level).
+        #[cfg(test)]
+        pub(crate) fn supported(self) -> bool {
+            match self {
+                Level::Neon => super::Simd::Neon.supported(),
+                Level::DotProd => super::Simd::NeonDotprod.supported(),
+            }
+        }
+    }
+
+    /// The level in use ([`super::simd`]: the fastest supported, or the one the user chose); `None`: the scalar
+    /// references.
+    #[inline]
+    pub(crate) fn best() -> Option<Level> {
+        match super::simd() {
+            super::Simd::NeonDotprod => Some(Level::DotProd),
+            super::Simd::Neon => Some(Level::Neon),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test

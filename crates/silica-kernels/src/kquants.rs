@@ -826,36 +826,7 @@ mod neon {
         dot_sdot
     );
 
-    /// An aarch64 feature level the kernels are compiled for.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(super) enum Level {
-        /// NEON.
-        Neon,
-        /// NEON + the dot-product extension.
-        DotProd,
-    }
-
-    impl Level {
-        /// Whether this CPU has every feature of the level (the tests run every supported level).
-        #[cfg(test)]
-        pub(super) fn supported(self) -> bool {
-            match self {
-                Level::Neon => crate::cpu::Simd::Neon.supported(),
-                Level::DotProd => crate::cpu::Simd::NeonDotprod.supported(),
-            }
-        }
-    }
-
-    /// The level in use ([`crate::cpu::simd`]: the fastest supported, or the one the user chose); `None`: the
-    /// scalar references.
-    #[inline]
-    pub(super) fn best() -> Option<Level> {
-        match crate::cpu::simd() {
-            crate::cpu::Simd::NeonDotprod => Some(Level::DotProd),
-            crate::cpu::Simd::Neon => Some(Level::Neon),
-            _ => None,
-        }
-    }
+    pub(super) use crate::cpu::arm::{Level, best};
 
     /// Q4_K / Q5_K kernel at `level`.
     ///

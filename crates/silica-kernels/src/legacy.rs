@@ -810,45 +810,24 @@ mod neon {
     kernels!("neon,dotprod", sdot, vec_dot_sdot, vec_dot_x4_sdot);
     kernels!("neon", mull_dot, vec_dot_mull, vec_dot_x4_mull);
 
-    /// The SIMD level this CPU supports.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    enum Level {
-        /// No NEON (soft-float targets): the scalar reference.
-        Scalar,
-        /// NEON.
-        Neon,
-        /// NEON with the dot-product extension.
-        DotProd,
-    }
+    use crate::cpu::arm::{Level, best};
 
-    /// The [`Level`] in use ([`crate::cpu::simd`]: the best this CPU has, or the one the user chose).
-    #[inline]
-    fn level() -> Level {
-        match crate::cpu::simd() {
-            crate::cpu::Simd::NeonDotprod => Level::DotProd,
-            crate::cpu::Simd::Neon => Level::Neon,
-            _ => Level::Scalar,
-        }
-    }
-
-    /// `vec_dot` on the best level, or `None` for the scalar reference.
+    /// `vec_dot` on the level in use, or `None` for the scalar reference.
     pub(super) fn vec_dot<W: LegacyWeight + Unpack>(w: &[W], x: &[W::Act]) -> Option<f32> {
-        match level() {
-            Level::Scalar => None,
-            // SAFETY: `level` detected NEON.
+        match best()? {
+            // SAFETY: `best` returns a level only where the CPU has NEON.
             Level::Neon => Some(unsafe { vec_dot_mull(w, x) }),
-            // SAFETY: `level` detected NEON and the dot-product extension.
+            // SAFETY: `best` returns it only where the CPU has NEON and the dot-product extension.
             Level::DotProd => Some(unsafe { vec_dot_sdot(w, x) }),
         }
     }
 
-    /// `vec_dot_x4` on the best level, or `None` for the scalar reference.
+    /// `vec_dot_x4` on the level in use, or `None` for the scalar reference.
     pub(super) fn vec_dot_x4<W: LegacyWeight + Unpack>(w: &[W], x: [&[W::Act]; 4]) -> Option<[f32; 4]> {
-        match level() {
-            Level::Scalar => None,
-            // SAFETY: `level` detected NEON.
+        match best()? {
+            // SAFETY: `best` returns a level only where the CPU has NEON.
             Level::Neon => Some(unsafe { vec_dot_x4_mull(w, x) }),
-            // SAFETY: `level` detected NEON and the dot-product extension.
+            // SAFETY: `best` returns it only where the CPU has NEON and the dot-product extension.
             Level::DotProd => Some(unsafe { vec_dot_x4_sdot(w, x) }),
         }
     }
