@@ -664,6 +664,7 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, units:
     let [kf, kt, vf, scores, acc, acc4] = &mut scratch.f;
     let (acc, acc4) = (zeroed(acc, dv), zeroed(acc4, TILE_Q * dv));
     let micro = Micro::pick::<X86>();
+    let key_block = key_block();
     loop {
         let u = next.fetch_add(1, Ordering::Relaxed);
         if u >= units.len() {
@@ -705,28 +706,12 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, units:
             }
         }
         for h in heads {
-            // Softmax of one query's raw scores `sc` (keys `lo..=p`), then its value sum, written to the output.
-            let mut finish = |i: usize, sc: &mut [f32], lo: usize, p: usize| {
-                let sum = crate::vexp::softmax_row(sc, s.scale);
-                acc.fill(0.0);
-                for (j, &w) in (lo..=p).zip(sc.iter()) {
-                    for (a, &x) in acc.iter_mut().zip(&vf[(j - j_lo) * dv..][..dv]) {
-                        *a = x.mul_add(w, *a);
-                    }
-                }
-                let inv = 1.0 / sum;
-                for (d, &a) in acc.iter().enumerate() {
-                    // SAFETY: (i, h) belongs to this unit only, and each unit to one thread.
-                    unsafe { optr.write((i * s.n_head + h) * dv + d, a * inv) };
-                }
-            };
             // The tile's queries four at a time ("quads"), each against the keys `a..b` it can see. Both passes
             // go over the keys in blocks of `KEY_BLOCK` and give every quad its share of a block before the next
             // block: a block of `kt` or `vf` is read from L2 by all the quads, where a quad at a time streamed the
             // whole of both (a megabyte each at depth 4096) from L3. Each score and each value sum is computed by
             // the same operations in the same key order as one quad at a time would, so the results are equal.
             let n_quads = (i1 - i0) / 4;
-            let key_block = key_block();
             let range = |qd: usize| {
                 let i = i0 + 4 * qd;
                 (window_lo(s.p0 + i) - j_lo, s.p0 + i + 4 - j_lo)
@@ -777,15 +762,25 @@ fn tiled_worker<K: KvElem, V: KvElem, const X86: bool>(w: Work<'_, K, V>, units:
                     }
                 }
             }
+            // The last queries of a tile that are not a whole quad: one at a time, the same softmax and f32 sums.
             for i in i0 + 4 * n_quads..i1 {
                 let p = s.p0 + i;
                 let lo = window_lo(p);
                 let qi = &q[(i * s.n_head + h) * dk..][..dk];
                 scores.clear();
                 scores.extend((lo..=p).map(|j| dot(qi, &kf[(j - j_lo) * dk..][..dk])));
-                let mut sc = std::mem::take(scores);
-                finish(i, &mut sc, lo, p);
-                *scores = sc;
+                let sum = crate::vexp::softmax_row(scores, s.scale);
+                acc.fill(0.0);
+                for (j, &w) in (lo..=p).zip(scores.iter()) {
+                    for (a, &x) in acc.iter_mut().zip(&vf[(j - j_lo) * dv..][..dv]) {
+                        *a = x.mul_add(w, *a);
+                    }
+                }
+                let inv = 1.0 / sum;
+                for (d, &a) in acc.iter().enumerate() {
+                    // SAFETY: (i, h) belongs to this unit only, and each unit to one thread.
+                    unsafe { optr.write((i * s.n_head + h) * dv + d, a * inv) };
+                }
             }
         }
     }
@@ -1413,17 +1408,7 @@ mod tests {
                 let same = whole.iter().zip(&ymm).all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "window {n_swa}: the ymm kernels differ from the zmm ones");
                 KEY_BLOCK_OVERRIDE.store(KEY_BLOCK, std::sync::atomic::Ordering::Relaxed);
-                let mut portable = vec![0f32; m * 9 * 64];
-                let w = Work {
-                    s,
-                    m,
-                    q: &q,
-                    k: &k,
-                    v: &v,
-                    out: SharedMut::new(&mut portable),
-                };
-                let (units, next) = (Units::new(s, m, threads), AtomicUsize::new(0));
-                pool.run(|_, _| tiled_worker::<f32, f32, false>(w, units, &next));
+                let portable = tiled_portable(&pool, s, &q, &k, &v);
                 let same = whole
                     .iter()
                     .zip(&portable)
@@ -1439,6 +1424,23 @@ mod tests {
                 assert!((a - b).abs() < 1e-4, "{a} vs {b}");
             }
         }
+    }
+
+    /// The prompt path on the portable micro-kernels ([`Micro::Portable`]) over an f32 cache, whatever the CPU.
+    fn tiled_portable(pool: &ThreadPool, s: AttnShape, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
+        let m = q.len() / (s.n_head * s.head_dim_k);
+        let mut out = vec![0f32; m * s.n_head * s.head_dim_v];
+        let w = Work {
+            s,
+            m,
+            q,
+            k,
+            v,
+            out: SharedMut::new(&mut out),
+        };
+        let (units, next) = (Units::new(s, m, pool.n_threads()), AtomicUsize::new(0));
+        pool.run(|_, _| tiled_worker::<f32, f32, false>(w, units, &next));
+        out
     }
 
     /// Plain two-pass reference in f64 over f32 data.
@@ -1565,18 +1567,7 @@ mod tests {
             }
             if m >= TILE_Q {
                 // The portable micro-kernels too (on x86 the call above used the x86 ones).
-                let mut portable = vec![0f32; want.len()];
-                let optr = SharedMut::new(&mut portable);
-                let w = Work {
-                    s,
-                    m,
-                    q: &q,
-                    k: &k,
-                    v: &v,
-                    out: optr,
-                };
-                let (units, next) = (Units::new(s, m, threads), AtomicUsize::new(0));
-                pool.run(|_, _| tiled_worker::<f32, f32, false>(w, units, &next));
+                let portable = tiled_portable(&pool, s, &q, &k, &v);
                 for (a, b) in portable.iter().zip(&want) {
                     assert!((a - b).abs() < 1e-4, "portable: {a} vs {b}");
                 }
