@@ -118,7 +118,7 @@ fn json_records_are_a_superset_of_llama_bench_sample() {
         }
         assert_eq!(o["engine"], "silica");
         // Without --simd, the CPU's best level.
-        let best = silica_kernels::Simd::available().pop().unwrap();
+        let best = silica_kernels::Simd::best();
         assert_eq!(o["kernel_simd"], best.name());
     }
     assert_eq!(ours[0]["test"], "pp512");
@@ -383,7 +383,7 @@ fn no_arguments_creates_the_default_model_and_prints_the_table() {
         rows[0].contains(" pp512 ") && rows[1].contains(" tg128 "),
         "{text}"
     );
-    let best = silica_kernels::Simd::available().pop().unwrap();
+    let best = silica_kernels::Simd::best();
     assert!(text.contains(&format!(", CPU kernels {best}\n")), "{text}");
     let saved = std::fs::read_to_string(data.path().join("bench-results.jsonl")).unwrap();
     assert_eq!(saved.lines().count(), 2);

@@ -79,6 +79,12 @@ impl Simd {
     pub fn available() -> Vec<Simd> {
         Simd::ALL.into_iter().filter(|l| l.supported()).collect()
     }
+
+    /// The best level this CPU runs: the last of [`Simd::available`], what [`simd`] uses unless [`set_simd`]
+    /// chose another.
+    pub fn best() -> Simd {
+        Simd::available().pop().unwrap_or(Simd::Scalar)
+    }
 }
 
 impl std::fmt::Display for Simd {
@@ -127,7 +133,7 @@ static CHOSEN: OnceLock<Simd> = OnceLock::new();
 /// already use another one.
 pub fn set_simd(level: Option<Simd>) -> Result<Simd, SimdError> {
     let level = match level {
-        None => best_available(),
+        None => Simd::best(),
         Some(l) if l.supported() => l,
         Some(l) => {
             return Err(SimdError::Unsupported {
@@ -146,12 +152,7 @@ pub fn set_simd(level: Option<Simd>) -> Result<Simd, SimdError> {
 
 /// The level the kernels use: the one [`set_simd`] chose, else the best this CPU has (fixed by this call).
 pub fn simd() -> Simd {
-    *CHOSEN.get_or_init(best_available)
-}
-
-/// The last of [`Simd::available`] (which always holds [`Simd::Scalar`]).
-fn best_available() -> Simd {
-    Simd::available().pop().unwrap_or(Simd::Scalar)
+    *CHOSEN.get_or_init(Simd::best)
 }
 
 #[cfg(target_arch = "x86_64")]
