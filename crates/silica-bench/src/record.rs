@@ -284,16 +284,31 @@ pub struct EnvInfo {
 }
 
 impl EnvInfo {
-    /// This machine, running on `device`.
-    pub fn detect(device: &silica_model::Device) -> Self {
-        let backends = match device {
-            silica_model::Device::Cpu => "CPU",
-            silica_model::Device::Cuda(_) => "CUDA",
-            silica_model::Device::Metal(_) => "Metal",
+    /// This machine, running on `device`; `graph` when the model runs candle's tensor graph on the CPU
+    /// (`--device cpu-graph`), whose backend reads `CPU (candle graph)` so its records never join the native
+    /// CPU's. A CUDA device's `gpu_info` is NVML's name of the GPU of the same index (NVML counts in PCI bus
+    /// order, CUDA by `CUDA_VISIBLE_DEVICES`; they agree when that variable is unset); Metal's is `Apple GPU`.
+    pub fn detect(device: &silica_model::Device, graph: bool) -> Self {
+        let (backends, gpu_info) = match device {
+            silica_model::Device::Cpu if graph => ("CPU (candle graph)", String::new()),
+            silica_model::Device::Cpu => ("CPU", String::new()),
+            silica_model::Device::Cuda(_) => {
+                let ordinal = match device.location() {
+                    silica_model::DeviceLocation::Cuda { gpu_id } => gpu_id,
+                    _ => 0,
+                };
+                let name = silica_telemetry::machine::machine_info()
+                    .gpus
+                    .into_iter()
+                    .find(|g| g.index as usize == ordinal)
+                    .map_or_else(|| format!("CUDA device {ordinal}"), |g| g.name);
+                ("CUDA", name)
+            }
+            silica_model::Device::Metal(_) => ("Metal", "Apple GPU".to_owned()),
         };
         EnvInfo {
             cpu_info: silica_telemetry::machine::cpu_info(),
-            gpu_info: String::new(),
+            gpu_info,
             backends: backends.into(),
             kernel_simd: silica_kernels::simd().name().into(),
         }
@@ -333,7 +348,7 @@ impl BenchRecord {
         let ns: Vec<f64> = m.samples_ns.iter().map(|&n| n as f64).collect();
         let (avg_ns, stddev_ns) = mean_stddev(&ns);
         let (avg_ts, stddev_ts) = mean_stddev(&samples_ts);
-        let on_gpu = env.backends != "CPU";
+        let on_gpu = !env.backends.starts_with("CPU");
         let telemetry = m.telemetry.as_ref();
         let (pp, tg) = (telemetry.and_then(|t| t.pp), telemetry.and_then(|t| t.tg));
         BenchRecord {

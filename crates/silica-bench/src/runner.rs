@@ -117,8 +117,10 @@ pub fn run_case(
     silica_telemetry::process::trim_heap();
     silica_telemetry::process::reset_peak_rss();
     let n_seq = case.n_parallel as usize;
-    let mut kv =
-        KvCache::new(hp, n_ctx as usize, n_seq, case.kv_types(), engine.device()).map_err(run_err)?;
+    let mut kv = engine
+        .model()
+        .new_kv_cache_typed(n_ctx as usize, n_seq, case.kv_types(), engine.device())
+        .map_err(run_err)?;
     let tok = engine.tokenizer();
     let bos = tok.bos().filter(|_| tok.add_bos());
     let mut ids = TokenSource {

@@ -58,7 +58,7 @@ fn reps_depth_and_parallel_sequences() {
             "n_par x n_ctx x 2 layers x 2 KV heads x 16 x (K + V) x 2 bytes"
         );
         let facts = ModelFacts::read(&path).unwrap();
-        let env = EnvInfo::detect(engine.device());
+        let env = EnvInfo::detect(engine.device(), engine.model().is_graph());
         let r = BenchRecord::new(&c, &env, &facts, &m, "2026-01-01T00:00:00Z".into());
         let tokens = f64::from(n_par * (n_prompt + n_gen));
         for (ns, ts) in r.samples_ns.iter().zip(&r.samples_ts) {

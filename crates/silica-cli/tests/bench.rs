@@ -295,6 +295,37 @@ fn simd_level_reaches_the_workers_and_the_records() {
     assert!(md.contains(", CPU kernels scalar\n"), "{md}");
 }
 
+/// `-dev cpu-graph` (the GPU code path on the CPU) reaches the workers, and its records say so: they must never
+/// join the native CPU's.
+#[test]
+fn device_reaches_the_workers_and_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stdout(&smol(
+        dir.path(),
+        &[
+            "-dev",
+            "cpu-graph",
+            "-p",
+            "8",
+            "-n",
+            "2",
+            "-r",
+            "1",
+            "-t",
+            "1,2",
+            "-o",
+            "jsonl",
+        ],
+    ));
+    let records: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 4, "{out}");
+    for r in &records {
+        assert_eq!(r["backends"], "CPU (candle graph)", "{r}");
+        assert_eq!(r["n_gpu_layers"], 0, "{r}");
+        assert!(r["avg_ts"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
 fn fails_with(args: &[&str], needle: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = bench(dir.path(), args);

@@ -8,8 +8,9 @@ use common::silica;
 use silica_kernels::Simd;
 use silica_test_support::{golden, models};
 
-/// `silica [--simd LEVEL] run` of SmolLM2 Q4_1's "def fibonacci(n):" for 32 greedy tokens: `(stdout, stderr)`.
-fn fibonacci_run(simd: &str) -> (String, String) {
+/// `silica --simd LEVEL run --device DEV` of SmolLM2 Q4_1's "def fibonacci(n):" for 32 greedy tokens:
+/// `(stdout, stderr)`.
+fn fibonacci_run(simd: &str, device: &str) -> (String, String) {
     let reference = golden::llama_cpp_greedy("SmolLM2-135M-Instruct.Q4_1");
     let p = &reference.prompts[2];
     let model = models::require(models::SMOLLM2_Q4_1);
@@ -27,10 +28,12 @@ fn fibonacci_run(simd: &str) -> (String, String) {
         "0",
         "-t",
         "2",
+        "--device",
+        device,
     ]);
     assert!(
         out.status.success(),
-        "--simd {simd}: {}",
+        "--simd {simd} --device {device}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     (
@@ -52,7 +55,7 @@ fn run_greedy_prints_llama_cpp_text_and_timings() {
             .map(Simd::name),
     );
     for simd in levels {
-        let (stdout, stderr) = fibonacci_run(simd);
+        let (stdout, stderr) = fibonacci_run(simd, "auto");
         assert_eq!(
             stdout,
             format!("{}{}\n", p.prompt, p.generated_text),
@@ -71,7 +74,7 @@ fn run_greedy_prints_llama_cpp_text_and_timings() {
 fn simd_scalar_runs_the_reference_kernels_and_unsupported_levels_fail() {
     // The scalar references round as ggml's generic C code, not its x86 kernels, so the text may leave llama.cpp's
     // (x86) text; all 32 tokens are generated.
-    let (stdout, stderr) = fibonacci_run("scalar");
+    let (stdout, stderr) = fibonacci_run("scalar", "cpu");
     assert!(stdout.starts_with("def fibonacci(n):"), "{stdout}");
     assert!(stderr.contains("/    32 tokens"), "{stderr}");
     // Every architecture lacks some level (x86-64 the NEON ones, aarch64 the x86 ones).
@@ -126,6 +129,36 @@ fn inspect_json_reports_counts_and_tokenizer() {
             && text.contains("5.74 bits per weight"),
         "{text}"
     );
+}
+
+/// `--device cpu-graph` runs the GPU code path (candle's tensor graph) on the CPU: llama.cpp's text too. A GPU
+/// backend this build lacks, or an unknown device, fails with exit code 2 saying what to do.
+#[test]
+fn the_gpu_code_path_on_the_cpu_prints_llama_cpp_text_and_missing_backends_fail_clearly() {
+    let reference = golden::llama_cpp_greedy("SmolLM2-135M-Instruct.Q4_1");
+    let p = &reference.prompts[2];
+    let (stdout, _) = fibonacci_run("auto", "cpu-graph");
+    assert_eq!(stdout, format!("{}{}\n", p.prompt, p.generated_text));
+    let model = models::require(models::SMOLLM2_Q4_1);
+    let m = model.to_str().unwrap();
+    let mut cases = vec![("gpu", "unknown device")];
+    if !cfg!(feature = "cuda") {
+        cases.push(("cuda:1", "--features cuda"));
+    }
+    if !cfg!(feature = "metal") {
+        cases.push(("metal", "--features metal"));
+    }
+    for (dev, says) in cases {
+        for args in [
+            vec!["run", "-m", m, "-p", "hi", "--device", dev],
+            vec!["bench", "-m", m, "-p", "8", "-n", "0", "-dev", dev, "--no-save"],
+        ] {
+            let out = silica(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(dev) && err.contains(says), "{args:?}: {err}");
+        }
+    }
 }
 
 #[test]

@@ -13,6 +13,10 @@
 //! # Ok::<(), silica_engine::Error>(())
 //! ```
 
+mod device;
+
+pub use device::DeviceSpec;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -56,21 +60,35 @@ pub enum Error {
     /// The request does not fit the context or is empty.
     #[error("{0}")]
     Request(String),
+    /// The device cannot be used: unknown name, a backend this build lacks, or a GPU that does not open.
+    #[error("device `{spec}`: {reason}")]
+    Device {
+        /// The device as asked for.
+        spec: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// How to load a model.
+/// How to load a model ([`DeviceSpec::open`] makes one from a `--device` choice).
 #[derive(Clone, Debug)]
 pub struct LoadParams {
     /// Device to run on (CPU by default).
     pub device: Device,
+    /// Run candle's tensor graph even on the CPU ([`silica_model::Model::load_graph`]: the GPU code path);
+    /// GPU devices always do.
+    pub graph: bool,
 }
 
 impl Default for LoadParams {
     fn default() -> Self {
-        LoadParams { device: Device::Cpu }
+        LoadParams {
+            device: Device::Cpu,
+            graph: false,
+        }
     }
 }
 
@@ -167,7 +185,12 @@ impl Engine {
         let path = path.as_ref().to_owned();
         let t0 = Instant::now();
         let file = GgufFile::open(&path)?;
-        let model = Model::load(&file, &params.device).map_err(|source| Error::Load {
+        let model = if params.graph {
+            Model::load_graph(&file, &params.device)
+        } else {
+            Model::load(&file, &params.device)
+        };
+        let model = model.map_err(|source| Error::Load {
             path: path.clone(),
             source: Box::new(source),
         })?;

@@ -96,8 +96,24 @@ impl KvCache {
         hp: &HParams,
         n_ctx: usize,
         n_seq: usize,
+        types: (DType, DType),
+        device: &Device,
+    ) -> Result<Self> {
+        Self::with_store(hp, n_ctx, n_seq, types, device, false)
+    }
+
+    /// [`KvCache::new`]; `tensors` asks for candle tensors even on the CPU (what a graph model's pass reads:
+    /// [`crate::Model::load_graph`]). Devices other than the CPU always get tensors.
+    ///
+    /// # Errors
+    /// As [`KvCache::new`].
+    pub(crate) fn with_store(
+        hp: &HParams,
+        n_ctx: usize,
+        n_seq: usize,
         (type_k, type_v): (DType, DType),
         device: &Device,
+        tensors: bool,
     ) -> Result<Self> {
         if n_ctx == 0 || n_seq == 0 {
             return Err(Error::InvalidBatch(format!(
@@ -112,7 +128,7 @@ impl KvCache {
             }
         }
         let (kd, vd, n_head_kv) = (hp.n_embd_head_k, hp.n_embd_head_v, hp.n_head_kv);
-        let store = if device.is_cpu() {
+        let store = if device.is_cpu() && !tensors {
             let cpu = |hd: usize, dtype: DType| {
                 per_layer_seq(hp.n_layer, n_seq, || {
                     Ok(KvBuf::zeros(dtype, n_head_kv * n_ctx * hd))
@@ -279,7 +295,7 @@ pub(crate) struct BatchPlan {
     /// Indices of the tokens whose logits are wanted.
     pub outputs: Vec<u32>,
     /// Per run: the causal mask `[m, n_kv]`, and the sliding-window one when the model has a window. Built once
-    /// per pass, shared by every layer; empty on the CPU, whose attention kernel masks by position.
+    /// per pass, shared by every layer; empty for the native cache, whose attention kernel masks by position.
     pub masks: Vec<(Tensor, Option<Tensor>)>,
 }
 
@@ -293,8 +309,8 @@ impl BatchPlan {
     ) -> Result<Self> {
         let mut plan = BatchPlan::default();
         plan.fill(batch, kv, n_vocab)?;
-        // The CPU path masks inside silica-kernels' attention; only candle's path needs mask tensors.
-        if !device.is_cpu() {
+        // The native cache's attention kernel masks by position; only a cache of tensors needs mask tensors.
+        if !kv.is_cpu() {
             let mut masks = Vec::with_capacity(plan.runs.len());
             for (_, p0, idx) in plan.runs() {
                 let (m, n_kv) = (idx.len(), p0 + idx.len());
@@ -380,37 +396,52 @@ impl BatchPlan {
     }
 }
 
-/// RMSNorm: `x / sqrt(mean(x²) + eps) · w` over the last dimension (ggml `rms_norm` then `mul`).
-///
-/// `x`: `[n_tokens, n]` (or any rank, normalised over the last dim), f32; `w`: `[n]` f32.
-pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() {
-        return cpu_f32(w, |wv| {
-            cpu_map(x, |xs, out| {
-                rms_norm_rows(xs, wv, eps, out);
-                Ok(())
-            })
-        });
-    }
-    let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let scale = (mean_sq + f64::from(eps))?.sqrt()?.recip()?;
-    x.broadcast_mul(&scale)?.broadcast_mul(w)
+/// The element-wise steps of the tensor graph, run either by silica's native row functions on CPU tensors (the
+/// graph of a native model, bit-equal to its native pass) or by candle operations (a graph model on any
+/// device: [`crate::Model::load_graph`], and every GPU).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ops {
+    native: bool,
 }
 
-/// `silu(gate) · up`, element-wise, same shapes (ggml `swiglu`); native on the CPU.
-pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
-    if gate.device().is_cpu() {
-        let up = up.contiguous()?;
-        let n = gate.dim(D::Minus1)?;
-        return cpu_f32(&up, |u| {
-            cpu_map(gate, |g, out| {
-                out.copy_from_slice(g);
-                swiglu_rows(out, u, n);
-                Ok(())
-            })
-        });
+impl Ops {
+    /// The ops that match `kv`: native for the native pass's buffers, candle's for a cache of tensors.
+    pub(crate) fn for_cache(kv: &KvCache) -> Self {
+        Ops { native: kv.is_cpu() }
     }
-    candle_nn::ops::silu(gate)? * up
+
+    /// RMSNorm: `x / sqrt(mean(x²) + eps) · w` over the last dimension (ggml `rms_norm` then `mul`).
+    ///
+    /// `x`: `[n_tokens, n]` (or any rank, normalised over the last dim), f32; `w`: `[n]` f32.
+    pub(crate) fn rms_norm(self, x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+        if self.native {
+            return cpu_f32(w, |wv| {
+                cpu_map(x, |xs, out| {
+                    rms_norm_rows(xs, wv, eps, out);
+                    Ok(())
+                })
+            });
+        }
+        let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let scale = (mean_sq + f64::from(eps))?.sqrt()?.recip()?;
+        x.broadcast_mul(&scale)?.broadcast_mul(w)
+    }
+
+    /// `silu(gate) · up`, element-wise, same shapes (ggml `swiglu`).
+    pub(crate) fn swiglu(self, gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+        if self.native {
+            let up = up.contiguous()?;
+            let n = gate.dim(D::Minus1)?;
+            return cpu_f32(&up, |u| {
+                cpu_map(gate, |g, out| {
+                    out.copy_from_slice(g);
+                    swiglu_rows(out, u, n);
+                    Ok(())
+                })
+            });
+        }
+        candle_nn::ops::silu(gate)? * up
+    }
 }
 
 /// Calls `f` with the f32 data of a CPU tensor (made contiguous).
@@ -713,10 +744,47 @@ mod tests {
     fn rms_norm_unit_weight_gives_unit_rms() {
         let x = Tensor::new(&[[3f32, 4.0], [1.0, -1.0]], &Device::Cpu).unwrap();
         let w = Tensor::new(&[1f32, 1.0], &Device::Cpu).unwrap();
-        let y = rms_norm(&x, &w, 0.0).unwrap().to_vec2::<f32>().unwrap();
-        for row in y {
-            let rms = (row.iter().map(|v| v * v).sum::<f32>() / 2.0).sqrt();
-            assert!((rms - 1.0).abs() < 1e-6);
+        for native in [true, false] {
+            let y = Ops { native }
+                .rms_norm(&x, &w, 0.0)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            for row in y {
+                let rms = (row.iter().map(|v| v * v).sum::<f32>() / 2.0).sqrt();
+                assert!((rms - 1.0).abs() < 1e-6, "native {native}: rms {rms}");
+            }
         }
+    }
+
+    /// The candle-op steps a GPU runs against the native row functions, on rows of mixed scale and sign.
+    #[test]
+    fn candle_ops_match_the_native_rows() {
+        let x: Vec<f32> = (0..3 * 40)
+            .map(|i| ((i * 7919) % 97) as f32 / 13.0 - 3.5)
+            .collect();
+        let x = Tensor::from_vec(x, (3, 40), &Device::Cpu).unwrap();
+        let w: Vec<f32> = (0..40).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
+        let w = Tensor::from_vec(w, 40, &Device::Cpu).unwrap();
+        let up = (x.clone() * 0.75).unwrap().cos().unwrap();
+        let (n, g) = (Ops { native: true }, Ops { native: false });
+        let close = |a: Tensor, b: Tensor, what: &str| {
+            let (a, b) = (
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (p - q).abs() <= 1e-5 * (1.0 + p.abs()),
+                    "{what} [{i}]: native {p} candle {q}"
+                );
+            }
+        };
+        close(
+            n.rms_norm(&x, &w, 1e-6).unwrap(),
+            g.rms_norm(&x, &w, 1e-6).unwrap(),
+            "rms_norm",
+        );
+        close(n.swiglu(&x, &up).unwrap(), g.swiglu(&x, &up).unwrap(), "swiglu");
     }
 }

@@ -13,7 +13,7 @@ pub mod loader;
 pub mod models;
 mod native;
 
-pub use candle_core::{DType, Device, Tensor};
+pub use candle_core::{DType, Device, DeviceLocation, Error as CandleError, Tensor};
 pub use error::{Error, LoadError, Result};
 pub use hparams::{Arch, HParams, RopeType};
 pub use layers::{Batch, KvCache};

@@ -243,14 +243,34 @@ impl Embedding {
 pub(crate) struct Loader<'a> {
     file: &'a GgufFile,
     device: Device,
+    /// Every weight as a candle `QTensor` for candle's tensor graph, even on the CPU (GPU devices always).
+    graph: bool,
 }
 
 impl<'a> Loader<'a> {
-    pub(crate) fn new(file: &'a GgufFile, device: &Device) -> Self {
+    /// A loader onto `device`; `graph` asks for candle tensors for every weight (forced on devices other than
+    /// the CPU).
+    pub(crate) fn new(file: &'a GgufFile, device: &Device, graph: bool) -> Self {
         Loader {
             file,
             device: device.clone(),
+            graph: graph || !device.is_cpu(),
         }
+    }
+
+    /// The file read.
+    pub(crate) fn file(&self) -> &'a GgufFile {
+        self.file
+    }
+
+    /// The device weights go to.
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether every weight is a candle tensor (the model then runs candle's tensor graph only).
+    pub(crate) fn graph(&self) -> bool {
+        self.graph
     }
 
     fn info(&self, name: &str, expected: &[usize]) -> Result<&'a TensorInfo, LoadError> {
@@ -297,7 +317,7 @@ impl<'a> Loader<'a> {
     ) -> Result<Option<NativeMat>, LoadError> {
         let info = self.info(name, &[rows, cols])?;
         let ty = info.ty;
-        let ok = self.device.is_cpu()
+        let ok = !self.graph
             && if need_matmul {
                 silica_kernels::supports(ty)
             } else {

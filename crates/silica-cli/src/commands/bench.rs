@@ -14,7 +14,7 @@ use silica_bench::record::{BenchRecord, EnvInfo, ModelFacts, now_rfc3339};
 use silica_bench::runner::{Progress, RunOptions, run_case};
 use silica_bench::store::{ResultsFile, default_results_path};
 use silica_convert::synth::{self, SynthParams, TokenizerSource};
-use silica_engine::{Engine, LoadParams};
+use silica_engine::{DeviceSpec, Engine};
 use silica_gguf::FileType;
 use silica_telemetry::EnergySources;
 
@@ -50,7 +50,7 @@ Every record is appended to the results file ($SILICA_DATA_DIR/bench-results.jso
 ~/.local/share/silica/bench-results.jsonl) unless --no-save. Several -t values run one worker process per \
 thread count (candle sizes its CPU pool once per process).
 
-Short multi-letter flags are llama-bench's: -pg, -ub, -ctk, -ctv, -oe.")]
+Short multi-letter flags are llama-bench's: -pg, -ub, -ctk, -ctv, -oe, -dev.")]
 pub(crate) struct BenchArgs {
     /// GGUF model file(s) (default: the synthetic Llama 3.2 1B-shape Q4_0 model, created on first use).
     #[arg(short = 'm', long = "model", value_name = "FILE")]
@@ -82,6 +82,10 @@ pub(crate) struct BenchArgs {
     /// CPU threads [default: the physical cores].
     #[arg(short = 't', long = "threads", value_name = "N")]
     threads: Vec<String>,
+    /// Where the model runs (written -dev): auto (GPU 0 of a `--features cuda`/`metal` build, else the CPU),
+    /// cpu, cuda[:N], metal[:N], or cpu-graph (the GPU code path on the CPU, to check it without a GPU).
+    #[arg(long = "device", default_value = "auto", value_name = "DEV")]
+    device: DeviceSpec,
     /// Parallel sequences decoded together (aggregate and per-sequence t/s) [default: 1].
     #[arg(long = "batch", value_name = "B")]
     batch: Vec<String>,
@@ -144,7 +148,7 @@ const UNSUPPORTED: [&str; 19] = [
     "--numa",
 ];
 
-/// Rewrites llama-bench's multi-letter short flags (`-pg`, `-ub`, `-ctk`, `-ctv`, `-oe`) to their long forms
+/// Rewrites llama-bench's multi-letter short flags (`-pg`, `-ub`, `-ctk`, `-ctv`, `-oe`, `-dev`) to their long forms
 /// before clap parses (clap's short flags are one letter). The subcommand is found after the global options
 /// `globals` (`--name`, and whether it takes a value: `silica --huge-pages on bench ...`).
 ///
@@ -179,6 +183,7 @@ pub(crate) fn rewrite_llama_bench_flags(
                 "-ctk" => "--cache-type-k".to_owned(),
                 "-ctv" => "--cache-type-v".to_owned(),
                 "-oe" => "--output-err".to_owned(),
+                "-dev" => "--device".to_owned(),
                 _ => a,
             })
         })
@@ -556,8 +561,8 @@ fn run_cases(
         idle_power_w,
         ..RunOptions::default()
     };
-    let load = LoadParams::default();
-    let env = EnvInfo::detect(&load.device);
+    let load = super::open_device(a.device)?;
+    let env = EnvInfo::detect(&load.device, load.graph);
     let mut loaded: Option<(PathBuf, Engine, ModelFacts)> = None;
     let n = cases.len();
     for (i, case) in cases.iter().enumerate() {

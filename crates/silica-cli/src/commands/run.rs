@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use silica_engine::{Engine, GenerateParams, LoadParams};
+use silica_engine::{DeviceSpec, Engine, GenerateParams};
 use silica_sample::SamplerParams;
 
 /// Arguments of `silica run`. Sampling defaults equal llama.cpp's.
@@ -29,6 +29,10 @@ pub(crate) struct RunArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads")]
     threads: Option<usize>,
+    /// Where the model runs (llama.cpp's `--device`): auto (GPU 0 of a `--features cuda`/`metal` build, else the
+    /// CPU), cpu, cuda[:N], metal[:N], or cpu-graph (the GPU code path on the CPU, to check it without a GPU).
+    #[arg(long = "device", default_value = "auto", value_name = "DEV")]
+    device: DeviceSpec,
     /// Temperature; 0 = greedy.
     #[arg(long = "temp", default_value_t = 0.8)]
     temp: f32,
@@ -99,7 +103,7 @@ pub(crate) fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
 
 pub(crate) fn run(a: &RunArgs) -> anyhow::Result<()> {
     set_threads(a.threads)?;
-    let engine = Engine::load(&a.model, &LoadParams::default())
+    let engine = Engine::load(&a.model, &super::open_device(a.device)?)
         .with_context(|| format!("loading model {}", a.model.display()))?;
     let sampling = SamplerParams {
         temp: a.temp,

@@ -4,11 +4,9 @@
 //! Norm weights in GGUF already include Gemma's `+1`. llama.cpp `llm_build_gemma3`.
 
 use candle_core::{Device, Tensor};
-use silica_gguf::GgufFile;
 
 use crate::layers::{
-    AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, rope_tables_into,
-    round_f16,
+    AttnParams, Batch, BatchPlan, KvCache, Ops, attention, rope, rope_tables, rope_tables_into, round_f16,
 };
 use crate::loader::{Embedding, Linear, Loader, tn};
 use crate::native::{
@@ -42,6 +40,7 @@ pub struct Gemma3 {
     output_norm: Tensor, // [n_embd] f32
     output: Linear,      // [n_vocab, n_embd], tied to token_embd when absent
     device: Device,
+    graph: bool, // candle tensors only ([`crate::Model::load_graph`])
 }
 
 /// GELU with tanh approximation, at ggml's CPU precision: ggml looks GELU up in a table indexed by the input
@@ -51,8 +50,7 @@ fn gelu_f16_table(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 impl Gemma3 {
-    pub(crate) fn load(file: &GgufFile, hp: HParams, device: &Device) -> Result<Self, LoadError> {
-        let ld = Loader::new(file, device);
+    pub(crate) fn load(ld: &Loader<'_>, hp: HParams) -> Result<Self, LoadError> {
         let (e, q, kv, ff, hd) = (
             hp.n_embd,
             hp.n_embd_q(),
@@ -88,7 +86,8 @@ impl Gemma3 {
             layers,
             output_norm,
             output,
-            device: device.clone(),
+            device: ld.device().clone(),
+            graph: ld.graph(),
         })
     }
 
@@ -96,8 +95,13 @@ impl Gemma3 {
         &self.hp
     }
 
+    pub(crate) fn is_graph(&self) -> bool {
+        self.graph
+    }
+
     pub(crate) fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Tensor> {
         let hp = &self.hp;
+        let ops = Ops::for_cache(kv);
         let plan = BatchPlan::new(batch, kv, hp.n_vocab, hp.n_swa, &self.device)?;
         let n = batch.len();
         let hd = hp.n_embd_head_k;
@@ -125,12 +129,12 @@ impl Gemma3 {
         for (il, l) in self.layers.iter().enumerate() {
             let swa = hp.swa_layers[il];
             let (cos, sin) = if swa { &local } else { &global };
-            let h = rms_norm(&x, &l.attn_norm, eps)?;
+            let h = ops.rms_norm(&x, &l.attn_norm, eps)?;
             let q = l.attn_q.forward(&h)?.reshape((n, hp.n_head, hd))?;
             let k = l.attn_k.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
             let v = l.attn_v.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
-            let q = rope(&rms_norm(&q, &l.attn_q_norm, eps)?, cos, sin, hp.rope_type)?;
-            let k = rope(&rms_norm(&k, &l.attn_k_norm, eps)?, cos, sin, hp.rope_type)?;
+            let q = rope(&ops.rms_norm(&q, &l.attn_q_norm, eps)?, cos, sin, hp.rope_type)?;
+            let k = rope(&ops.rms_norm(&k, &l.attn_k_norm, eps)?, cos, sin, hp.rope_type)?;
             // llama.cpp scales queries before attention and runs attention with kq_scale 1.
             let q = (q * f64::from(hp.f_attention_scale))?;
             let params = AttnParams {
@@ -139,15 +143,15 @@ impl Gemma3 {
                 n_swa: if swa { hp.n_swa } else { 0 },
             };
             let a = attention(&q, &k, &v, kv, &plan, params)?;
-            let a = rms_norm(&l.attn_output.forward(&a)?, &l.attn_post_norm, eps)?;
+            let a = ops.rms_norm(&l.attn_output.forward(&a)?, &l.attn_post_norm, eps)?;
             let sa = (a + &x)?;
-            let h = rms_norm(&sa, &l.ffn_norm, eps)?;
+            let h = ops.rms_norm(&sa, &l.ffn_norm, eps)?;
             let g = gelu_f16_table(&l.ffn_gate.forward(&h)?)?;
             let u = l.ffn_up.forward(&h)?;
-            let f = rms_norm(&l.ffn_down.forward(&(g * u)?)?, &l.ffn_post_norm, eps)?;
+            let f = ops.rms_norm(&l.ffn_down.forward(&(g * u)?)?, &l.ffn_post_norm, eps)?;
             x = (f + sa)?;
         }
-        super::head(&x, kv, &plan, &self.output_norm, eps, &self.output)
+        super::head(&x, kv, &plan, ops, &self.output_norm, eps, &self.output)
     }
 
     /// The CPU pass on the cache's workspace `ws` ([`crate::native`], which runs it through `run_pass` with the

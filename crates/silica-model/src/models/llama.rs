@@ -2,10 +2,9 @@
 //! RMSNorm → SwiGLU FFN (Touvron et al., 2023); llama.cpp `llm_build_llama`.
 
 use candle_core::{Device, Tensor};
-use silica_gguf::GgufFile;
 
 use crate::layers::{
-    AttnParams, Batch, BatchPlan, KvCache, attention, rms_norm, rope, rope_tables, rope_tables_into, swiglu,
+    AttnParams, Batch, BatchPlan, KvCache, Ops, attention, rope, rope_tables, rope_tables_into,
 };
 use crate::loader::{Embedding, Linear, Loader, tn};
 use crate::native::{self, Widths, Workspace, add_rows, fit, rms_norm_t, rope_rows, swiglu_rows};
@@ -34,11 +33,11 @@ pub struct Llama {
     output: Linear,               // [n_vocab, n_embd], tied to token_embd when absent
     rope_freqs: Option<Vec<f32>>, // [n_rot/2] Llama 3 frequency factors
     device: Device,
+    graph: bool, // candle tensors only ([`crate::Model::load_graph`])
 }
 
 impl Llama {
-    pub(crate) fn load(file: &GgufFile, hp: HParams, device: &Device) -> Result<Self, LoadError> {
-        let ld = Loader::new(file, device);
+    pub(crate) fn load(ld: &Loader<'_>, hp: HParams) -> Result<Self, LoadError> {
         let (e, q, kv, ff) = (hp.n_embd, hp.n_embd_q(), hp.n_embd_k_gqa(), hp.n_ff);
         let mut token_embd = ld.embedding(hp.n_vocab, e)?;
         let mut layers = Vec::with_capacity(hp.n_layer);
@@ -73,7 +72,8 @@ impl Llama {
             output_norm,
             output,
             rope_freqs,
-            device: device.clone(),
+            device: ld.device().clone(),
+            graph: ld.graph(),
         })
     }
 
@@ -81,8 +81,13 @@ impl Llama {
         &self.hp
     }
 
+    pub(crate) fn is_graph(&self) -> bool {
+        self.graph
+    }
+
     pub(crate) fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Tensor> {
         let hp = &self.hp;
+        let ops = Ops::for_cache(kv);
         let plan = BatchPlan::new(batch, kv, hp.n_vocab, 0, &self.device)?;
         let n = batch.len();
         let hd = hp.n_embd_head_k;
@@ -96,7 +101,7 @@ impl Llama {
             &self.device,
         )?;
         for (il, l) in self.layers.iter().enumerate() {
-            let h = rms_norm(&x, &l.attn_norm, hp.f_norm_rms_eps)?;
+            let h = ops.rms_norm(&x, &l.attn_norm, hp.f_norm_rms_eps)?;
             let q = l.attn_q.forward(&h)?.reshape((n, hp.n_head, hd))?;
             let k = l.attn_k.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
             let v = l.attn_v.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
@@ -109,12 +114,20 @@ impl Llama {
             };
             let a = attention(&q, &k, &v, kv, &plan, params)?;
             x = (x + l.attn_output.forward(&a)?)?;
-            let h = rms_norm(&x, &l.ffn_norm, hp.f_norm_rms_eps)?;
+            let h = ops.rms_norm(&x, &l.ffn_norm, hp.f_norm_rms_eps)?;
             let g = l.ffn_gate.forward(&h)?;
             let u = l.ffn_up.forward(&h)?;
-            x = (x + l.ffn_down.forward(&swiglu(&g, &u)?)?)?;
+            x = (x + l.ffn_down.forward(&ops.swiglu(&g, &u)?)?)?;
         }
-        super::head(&x, kv, &plan, &self.output_norm, hp.f_norm_rms_eps, &self.output)
+        super::head(
+            &x,
+            kv,
+            &plan,
+            ops,
+            &self.output_norm,
+            hp.f_norm_rms_eps,
+            &self.output,
+        )
     }
 
     /// The CPU pass on the cache's workspace `ws` ([`crate::native`], which runs it through `run_pass` with the

@@ -8,7 +8,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use silica_gguf::GgufFile;
 
-use crate::layers::{Batch, BatchPlan, KvCache};
+use crate::layers::{Batch, BatchPlan, KvCache, Ops};
+use crate::loader::Loader;
 use crate::{Arch, HParams, LoadError, Result};
 
 /// A loaded model of any supported architecture: immutable weights; per-request state lives in a
@@ -26,11 +27,29 @@ impl Model {
     ///
     /// # Errors
     /// [`LoadError`] naming the key or tensor at fault.
+    ///
+    /// On the CPU, weights of the types silica-kernels multiplies stay in place in the file's mapping and every
+    /// pass is the native one ([`Model::forward_logits`]); on GPU devices the model is [`Model::load_graph`]'s.
     pub fn load(file: &GgufFile, device: &Device) -> Result<Self, LoadError> {
-        let hp = HParams::from_gguf(file)?;
+        Self::load_with(&Loader::new(file, device, false))
+    }
+
+    /// Loads the model for candle's tensor graph alone, as GPU devices always run it: every weight a candle
+    /// `QTensor` on `device`, the KV cache of [`Model::new_kv_cache`] tensors on `device`, every operation of
+    /// [`Model::forward`] a candle operation. On the CPU this runs the GPU path's code on candle's CPU kernels
+    /// (slower than [`Model::load`]'s native pass): tests use it to check that path where no GPU is present.
+    ///
+    /// # Errors
+    /// As [`Model::load`].
+    pub fn load_graph(file: &GgufFile, device: &Device) -> Result<Self, LoadError> {
+        Self::load_with(&Loader::new(file, device, true))
+    }
+
+    fn load_with(ld: &Loader<'_>) -> Result<Self, LoadError> {
+        let hp = HParams::from_gguf(ld.file())?;
         Ok(match hp.arch {
-            Arch::Llama => Model::Llama(llama::Llama::load(file, hp, device)?),
-            Arch::Gemma3 => Model::Gemma3(gemma3::Gemma3::load(file, hp, device)?),
+            Arch::Llama => Model::Llama(llama::Llama::load(ld, hp)?),
+            Arch::Gemma3 => Model::Gemma3(gemma3::Gemma3::load(ld, hp)?),
         })
     }
 
@@ -51,12 +70,36 @@ impl Model {
         }
     }
 
-    /// A KV cache for this model: `n_ctx` positions for each of `n_seq` sequences, F16 as llama.cpp's default.
+    /// Whether the model runs candle's tensor graph alone ([`Model::load_graph`], and every GPU device).
+    pub fn is_graph(&self) -> bool {
+        match self {
+            Model::Llama(m) => m.is_graph(),
+            Model::Gemma3(m) => m.is_graph(),
+        }
+    }
+
+    /// A KV cache for this model: `n_ctx` positions for each of `n_seq` sequences, F16 as llama.cpp's default;
+    /// candle tensors on `device` for a graph model ([`Model::is_graph`]), the native pass's buffers otherwise.
     ///
     /// # Errors
     /// [`crate::Error::InvalidBatch`] for zero sizes; allocation errors.
     pub fn new_kv_cache(&self, n_ctx: usize, n_seq: usize, device: &Device) -> Result<KvCache> {
-        KvCache::new(self.hparams(), n_ctx, n_seq, (DType::F16, DType::F16), device)
+        self.new_kv_cache_typed(n_ctx, n_seq, (DType::F16, DType::F16), device)
+    }
+
+    /// [`Model::new_kv_cache`] with keys of `type_k` and values of `type_v` (llama.cpp's `-ctk`/`-ctv`: F32, F16
+    /// or BF16).
+    ///
+    /// # Errors
+    /// As [`KvCache::new`].
+    pub fn new_kv_cache_typed(
+        &self,
+        n_ctx: usize,
+        n_seq: usize,
+        types: (DType, DType),
+        device: &Device,
+    ) -> Result<KvCache> {
+        KvCache::with_store(self.hparams(), n_ctx, n_seq, types, device, self.is_graph())
     }
 
     /// Runs one batch, appending its keys and values to `kv`.
@@ -174,13 +217,14 @@ fn head(
     x: &Tensor,
     kv: &mut KvCache,
     plan: &BatchPlan,
+    ops: Ops,
     output_norm: &Tensor,
     eps: f32,
     output: &crate::loader::Linear,
 ) -> Result<Tensor> {
     commit(kv, plan);
     let x = select_outputs(x, plan)?;
-    let x = crate::layers::rms_norm(&x, output_norm, eps)?;
+    let x = ops.rms_norm(&x, output_norm, eps)?;
     Ok(output.forward(&x)?)
 }
 

@@ -1,15 +1,26 @@
 //! Greedy continuations of real models equal llama.cpp's (`shared/reference/reference-greedy.json`).
 
+use silica_gguf::GgufFile;
 use silica_model::{Device, Model};
 use silica_test_support::{golden, models};
 
-/// Compares with the reference (near-ties accepted, see [`golden::assert_greedy_matches`]).
+/// Compares with the reference (near-ties accepted, see [`golden::assert_greedy_matches`]): the native pass,
+/// and the GPU path run on the CPU ([`Model::load_graph`]).
 fn check(name: &str, file: &str) {
     let reference = golden::llama_cpp_greedy(name);
-    let model = Model::open(models::require(file), &Device::Cpu).unwrap();
-    golden::assert_greedy_matches(&reference, |prompt, n| {
-        model.greedy_top(prompt, n, &Device::Cpu).unwrap()
-    });
+    let file = GgufFile::open(models::require(file)).unwrap();
+    for (pass, model) in [
+        ("native pass", Model::load(&file, &Device::Cpu).unwrap()),
+        (
+            "graph path (the GPU code, on the CPU)",
+            Model::load_graph(&file, &Device::Cpu).unwrap(),
+        ),
+    ] {
+        eprintln!("{name}: {pass}");
+        golden::assert_greedy_matches(&reference, |prompt, n| {
+            model.greedy_top(prompt, n, &Device::Cpu).unwrap()
+        });
+    }
 }
 
 #[test]
