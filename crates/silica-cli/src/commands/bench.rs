@@ -14,7 +14,7 @@ use silica_bench::record::{BenchRecord, EnvInfo, ModelFacts, now_rfc3339};
 use silica_bench::runner::{Progress, RunOptions, run_case};
 use silica_bench::store::{ResultsFile, default_results_path};
 use silica_convert::synth::{self, SynthParams, TokenizerSource};
-use silica_engine::{DeviceSpec, Engine};
+use silica_engine::{DeviceSpec, Engine, LoadParams};
 use silica_gguf::FileType;
 use silica_telemetry::EnergySources;
 
@@ -358,6 +358,9 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(m.is_file(), "-m: {}: no such model file", m.display());
     }
     let cases = params.grid()?;
+    // The device opens before any output, so a device that cannot be used is the only thing said; a parent of
+    // workers lets it go again (each worker opens its own).
+    let load = super::open_device(a.device)?;
 
     if let Some(t) = child_threads {
         let mine: Vec<BenchCase> = cases.into_iter().filter(|c| c.n_threads == t).collect();
@@ -374,7 +377,7 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
             Ok(v) => Some(v.parse().with_context(|| format!("{CHILD_IDLE_W_ENV}={v}"))?),
             Err(_) => idle_power(a, &mut sources),
         };
-        return run_cases(a, &mine, &mut sinks, idle_w, sources);
+        return run_cases(a, &load, &mine, &mut sinks, idle_w, sources);
     }
 
     let stdout = std::io::stdout();
@@ -408,8 +411,9 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
     };
     let idle_w = idle_power(a, &mut sources);
     if in_process {
-        run_cases(a, &cases, &mut sinks, idle_w, sources)?;
+        run_cases(a, &load, &cases, &mut sinks, idle_w, sources)?;
     } else {
+        drop(load);
         for &t in &distinct {
             run_worker(t, idle_w, &mut sinks)?;
         }
@@ -544,10 +548,11 @@ fn run_worker(threads: u32, idle_w: Option<f64>, sinks: &mut Sinks<'_>) -> anyho
     Ok(())
 }
 
-/// Runs `cases` in this process, loading each model once, subtracting `idle_power_w`; every case's sampler reads
-/// the counters in `sources` (discovered by the first case when `None`).
+/// Runs `cases` in this process on `load`'s device, loading each model once, subtracting `idle_power_w`; every
+/// case's sampler reads the counters in `sources` (discovered by the first case when `None`).
 fn run_cases(
     a: &BenchArgs,
+    load: &LoadParams,
     cases: &[BenchCase],
     sinks: &mut Sinks<'_>,
     idle_power_w: Option<f64>,
@@ -561,7 +566,6 @@ fn run_cases(
         idle_power_w,
         ..RunOptions::default()
     };
-    let load = super::open_device(a.device)?;
     let env = EnvInfo::detect(&load.device, load.graph);
     let mut loaded: Option<(PathBuf, Engine, ModelFacts)> = None;
     let n = cases.len();
@@ -569,7 +573,7 @@ fn run_cases(
         if loaded.as_ref().is_none_or(|(p, _, _)| p != &case.model) {
             drop(loaded.take()); // free the previous model before loading the next
             let facts = ModelFacts::read(&case.model)?;
-            let engine = Engine::load(&case.model, &load)
+            let engine = Engine::load(&case.model, load)
                 .with_context(|| format!("loading model {}", case.model.display()))?;
             warn_ctx_train(&case.model, &engine, cases);
             loaded = Some((case.model.clone(), engine, facts));

@@ -1,5 +1,7 @@
 //! `silica synth`: random-weight models at the real shapes of published models.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -56,31 +58,36 @@ const LIST_TYPES: [FileType; 5] = [
 
 fn list() -> anyhow::Result<()> {
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    print!(
+    let mut out = String::new();
+    write!(
+        out,
         "{:<14} {:<7} {:>15} {:>15}",
         "preset", "arch", "params", "published"
-    );
+    )?;
     for t in LIST_TYPES {
-        print!(" {:>9}", format!("{t} GiB"));
+        write!(out, " {:>9}", format!("{t} GiB"))?;
     }
-    println!();
+    out.push('\n');
     for Preset {
         name,
         published_params,
         config,
     } in synth::presets()
     {
-        print!(
+        write!(
+            out,
             "{name:<14} {:<7} {:>15} {:>15}",
             config.arch.name(),
             config.n_params(),
             published_params
-        );
+        )?;
         for t in LIST_TYPES {
-            print!(" {:>9.2}", gib(synth::tensor_data_bytes(&config, t)?));
+            write!(out, " {:>9.2}", gib(synth::tensor_data_bytes(&config, t)?))?;
         }
-        println!();
+        out.push('\n');
     }
+    // A closed pipe (`--list | head`) comes back as an error, which main treats as a normal end.
+    std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(())
 }
 

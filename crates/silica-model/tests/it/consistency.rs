@@ -280,15 +280,15 @@ fn two_sequence_batches() -> Vec<Batch> {
 /// The GPU path run on the CPU ([`Model::load_graph`]: candle `QMatMul`s, a cache of candle tensors, candle's
 /// norm, RoPE, softmax and masks) against the native pass, over [`two_sequence_batches`]: logits within `tol`
 /// of the logit range, and the same greedy token wherever the native top two are further apart than that.
-fn graph_model_matches_native_pass(t: TinyModel, tol: f32) {
+pub(crate) fn graph_model_matches_native_pass(t: TinyModel, tol: f32, device: &Device) {
     let f = GgufFile::from_bytes(t.to_bytes(), "tiny.gguf").unwrap();
     let native = Model::load(&f, &Device::Cpu).unwrap();
-    let graph = Model::load_graph(&f, &Device::Cpu).unwrap();
+    let graph = Model::load_graph(&f, device).unwrap();
     assert!(graph.is_graph() && !native.is_graph());
     let n_vocab = native.hparams().n_vocab;
     let (mut kv_n, mut kv_g) = (
         native.new_kv_cache(96, 2, &Device::Cpu).unwrap(),
-        graph.new_kv_cache(96, 2, &Device::Cpu).unwrap(),
+        graph.new_kv_cache(96, 2, device).unwrap(),
     );
     for (bi, b) in two_sequence_batches().iter().enumerate() {
         let g = graph.forward_logits(b, &mut kv_g).unwrap().to_vec();
@@ -316,21 +316,33 @@ fn graph_model_matches_native_pass(t: TinyModel, tol: f32) {
     }
 }
 
-/// F32 and F16 weights go through the same dense product in both models, so what differs is the graph's own
-/// steps (attention over a cache of tensors, masks, norms, RoPE): measured at most 3.1e-3 of the logit range
-/// (an F16 rounding of the cache flipped by a summation-order difference upstream). Q8_0 weights go through
-/// candle's CPU `QMatMul` against silica-kernels, which round differently: measured up to 4.3e-2 in every batch
-/// alike, so those cases bound only gross errors (and run candle's quantized product on the path).
+/// Tolerance of [`graph_model_matches_native_pass`] where F32 and F16 weights go through the same dense product
+/// in both models, so that what differs is the graph's own steps (attention over a cache of tensors, masks,
+/// norms, RoPE): measured at most 3.1e-3 of the logit range on the CPU (an F16 rounding of the cache flipped by
+/// a summation-order difference upstream). A 1% error in the query scale, or a window off by one, fails it.
+pub(crate) const TOL_GRAPH: f32 = 6e-3;
+/// Q8_0 weights go through candle's `QMatMul` against silica-kernels, which round differently: measured up to
+/// 4.3e-2 on the CPU, in every batch alike, so these cases bound only gross errors (and run candle's quantized
+/// product on the path).
+pub(crate) const TOL_GRAPH_Q8: f32 = 8e-2;
+
+/// The fixtures the graph path is checked on, each with its tolerance.
+pub(crate) fn graph_cases() -> Vec<(TinyModel, f32)> {
+    vec![
+        (TinyModel::llama(), TOL_GRAPH),
+        (TinyModel::llama().tied(true), TOL_GRAPH),
+        (TinyModel::llama().weight_type(GgmlType::F16), TOL_GRAPH),
+        (TinyModel::gemma3(), TOL_GRAPH),
+        (TinyModel::llama().weight_type(GgmlType::Q8_0), TOL_GRAPH_Q8),
+        (TinyModel::gemma3().weight_type(GgmlType::Q8_0), TOL_GRAPH_Q8),
+    ]
+}
+
 #[test]
 fn the_gpu_path_on_the_cpu_matches_the_native_pass() {
-    const TOL_GRAPH: f32 = 6e-3;
-    const TOL_GRAPH_Q8: f32 = 8e-2;
-    graph_model_matches_native_pass(TinyModel::llama(), TOL_GRAPH);
-    graph_model_matches_native_pass(TinyModel::llama().tied(true), TOL_GRAPH);
-    graph_model_matches_native_pass(TinyModel::llama().weight_type(GgmlType::F16), TOL_GRAPH);
-    graph_model_matches_native_pass(TinyModel::gemma3(), TOL_GRAPH);
-    graph_model_matches_native_pass(TinyModel::llama().weight_type(GgmlType::Q8_0), TOL_GRAPH_Q8);
-    graph_model_matches_native_pass(TinyModel::gemma3().weight_type(GgmlType::Q8_0), TOL_GRAPH_Q8);
+    for (t, tol) in graph_cases() {
+        graph_model_matches_native_pass(t, tol, &Device::Cpu);
+    }
 }
 
 #[test]

@@ -2,4 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod consistency;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod reference;
