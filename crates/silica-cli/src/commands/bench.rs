@@ -83,7 +83,8 @@ pub(crate) struct BenchArgs {
     #[arg(short = 't', long = "threads", value_name = "N")]
     threads: Vec<String>,
     /// Where the model runs (written -dev): auto (GPU 0 of a `--features cuda`/`metal` build, else the CPU),
-    /// cpu, cuda[:N], metal[:N], or cpu-graph (the GPU code path on the CPU, to check it without a GPU).
+    /// cpu, cuda or cuda:N, metal or metal:N, or cpu-graph (the GPU code path on the CPU, to check it without a
+    /// GPU).
     #[arg(long = "device", default_value = "auto", value_name = "DEV")]
     device: DeviceSpec,
     /// Parallel sequences decoded together (aggregate and per-sequence t/s) [default: 1].

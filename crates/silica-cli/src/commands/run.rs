@@ -30,7 +30,8 @@ pub(crate) struct RunArgs {
     #[arg(short = 't', long = "threads")]
     threads: Option<usize>,
     /// Where the model runs (llama.cpp's `--device`): auto (GPU 0 of a `--features cuda`/`metal` build, else the
-    /// CPU), cpu, cuda[:N], metal[:N], or cpu-graph (the GPU code path on the CPU, to check it without a GPU).
+    /// CPU), cpu, cuda or cuda:N, metal or metal:N, or cpu-graph (the GPU code path on the CPU, to check it
+    /// without a GPU).
     #[arg(long = "device", default_value = "auto", value_name = "DEV")]
     device: DeviceSpec,
     /// Temperature; 0 = greedy.
