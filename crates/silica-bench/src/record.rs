@@ -289,22 +289,19 @@ impl EnvInfo {
     /// CPU's. A CUDA device's `gpu_info` is NVML's name of the GPU of the same index (NVML counts in PCI bus
     /// order, CUDA by `CUDA_VISIBLE_DEVICES`; they agree when that variable is unset); Metal's is `Apple GPU`.
     pub fn detect(device: &silica_model::Device, graph: bool) -> Self {
-        let (backends, gpu_info) = match device {
-            silica_model::Device::Cpu if graph => ("CPU (candle graph)", String::new()),
-            silica_model::Device::Cpu => ("CPU", String::new()),
-            silica_model::Device::Cuda(_) => {
-                let ordinal = match device.location() {
-                    silica_model::DeviceLocation::Cuda { gpu_id } => gpu_id,
-                    _ => 0,
-                };
+        use silica_model::DeviceLocation;
+        let (backends, gpu_info) = match device.location() {
+            DeviceLocation::Cpu if graph => ("CPU (candle graph)", String::new()),
+            DeviceLocation::Cpu => ("CPU", String::new()),
+            DeviceLocation::Cuda { gpu_id } => {
                 let name = silica_telemetry::machine::machine_info()
                     .gpus
                     .into_iter()
-                    .find(|g| g.index as usize == ordinal)
-                    .map_or_else(|| format!("CUDA device {ordinal}"), |g| g.name);
+                    .find(|g| g.index as usize == gpu_id)
+                    .map_or_else(|| format!("CUDA device {gpu_id}"), |g| g.name);
                 ("CUDA", name)
             }
-            silica_model::Device::Metal(_) => ("Metal", "Apple GPU".to_owned()),
+            DeviceLocation::Metal { .. } => ("Metal", "Apple GPU".to_owned()),
         };
         EnvInfo {
             cpu_info: silica_telemetry::machine::cpu_info(),
