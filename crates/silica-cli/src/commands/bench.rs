@@ -360,14 +360,10 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
     }
     let cases = params.grid()?;
     // The device opens before any output, so a device that cannot be used is the only thing said; a parent of
-    // workers lets it go again (each worker opens its own).
+    // workers lets it go again (each worker opens its own): `load` is `Some` exactly where the tests run here.
     let load = in_process.then_some(super::open_device(a.device)?);
-    let load = || {
-        load.as_ref()
-            .context("the device is opened in the process that runs the tests")
-    };
 
-    if let Some(t) = child_threads {
+    if let (Some(t), Some(load)) = (child_threads, &load) {
         let mine: Vec<BenchCase> = cases.into_iter().filter(|c| c.n_threads == t).collect();
         let stdout = std::io::stdout();
         let mut sinks = Sinks {
@@ -382,7 +378,7 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
             Ok(v) => Some(v.parse().with_context(|| format!("{CHILD_IDLE_W_ENV}={v}"))?),
             Err(_) => idle_power(a, &mut sources),
         };
-        return run_cases(a, load()?, &mine, &mut sinks, idle_w, sources);
+        return run_cases(a, load, &mine, &mut sinks, idle_w, sources);
     }
 
     let stdout = std::io::stdout();
@@ -415,8 +411,8 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
         tg: Vec::new(),
     };
     let idle_w = idle_power(a, &mut sources);
-    if in_process {
-        run_cases(a, load()?, &cases, &mut sinks, idle_w, sources)?;
+    if let Some(load) = &load {
+        run_cases(a, load, &cases, &mut sinks, idle_w, sources)?;
     } else {
         for &t in &distinct {
             run_worker(t, idle_w, &mut sinks)?;
