@@ -39,6 +39,11 @@ impl DeviceSpec {
         // candle's device errors carry a backtrace after their first line.
         let gpu_err = |e: CandleError| err(e.to_string().lines().next().unwrap_or_default().to_owned());
         let on = |device: Device| LoadParams { device, graph: false };
+        let not_built = |feature: &str| {
+            err(format!(
+                "this silica was built without it; rebuild with `cargo build --release --features {feature}`"
+            ))
+        };
         match self {
             DeviceSpec::Cpu => Ok(LoadParams::default()),
             DeviceSpec::CpuGraph => Ok(LoadParams {
@@ -46,21 +51,13 @@ impl DeviceSpec {
                 graph: true,
             }),
             DeviceSpec::Cuda(n) if cfg!(feature = "cuda") => Device::new_cuda(n).map(on).map_err(gpu_err),
+            DeviceSpec::Cuda(_) => Err(not_built("cuda")),
             DeviceSpec::Metal(n) if cfg!(feature = "metal") => Device::new_metal(n).map(on).map_err(gpu_err),
-            DeviceSpec::Cuda(_) | DeviceSpec::Metal(_) => Err(err(format!(
-                "this silica was built without it; rebuild with `cargo build --release --features {}`",
-                if matches!(self, DeviceSpec::Cuda(_)) {
-                    "cuda"
-                } else {
-                    "metal"
-                }
-            ))),
+            DeviceSpec::Metal(_) => Err(not_built("metal")),
             DeviceSpec::Auto => Ok(Self::auto().0),
         }
     }
-}
 
-impl DeviceSpec {
     /// What `auto` opens, and, when it falls back to the CPU in a build with a GPU backend, why GPU 0 did not
     /// open (for a note to the user; `None` in a CPU-only build, where the CPU is simply the device).
     pub fn auto() -> (LoadParams, Option<Error>) {
@@ -97,15 +94,11 @@ impl FromStr for DeviceSpec {
             "auto" => Some(DeviceSpec::Auto),
             "cpu" => Some(DeviceSpec::Cpu),
             "cpu-graph" => Some(DeviceSpec::CpuGraph),
-            l => {
-                if let Some(rest) = l.strip_prefix("cuda") {
-                    gpu(rest, DeviceSpec::Cuda)
-                } else if let Some(rest) = l.strip_prefix("metal") {
-                    gpu(rest, DeviceSpec::Metal)
-                } else {
-                    None
-                }
-            }
+            l => match (l.strip_prefix("cuda"), l.strip_prefix("metal")) {
+                (Some(rest), _) => gpu(rest, DeviceSpec::Cuda),
+                (_, Some(rest)) => gpu(rest, DeviceSpec::Metal),
+                _ => None,
+            },
         };
         spec.ok_or_else(|| Error::Device {
             spec: s.to_owned(),
