@@ -25,11 +25,11 @@ pub enum Model {
 impl Model {
     /// Loads the model in `file` onto `device`, checking every tensor's shape.
     ///
-    /// # Errors
-    /// [`LoadError`] naming the key or tensor at fault.
-    ///
     /// On the CPU, weights of the types silica-kernels multiplies stay in place in the file's mapping and every
     /// pass is the native one ([`Model::forward_logits`]); on GPU devices the model is [`Model::load_graph`]'s.
+    ///
+    /// # Errors
+    /// [`LoadError`] naming the key or tensor at fault.
     pub fn load(file: &GgufFile, device: &Device) -> Result<Self, LoadError> {
         Self::load_with(&Loader::new(file, device, false))
     }
