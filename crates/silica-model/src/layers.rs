@@ -427,6 +427,17 @@ impl Ops {
         x.broadcast_mul(&scale)?.broadcast_mul(w)
     }
 
+    /// RoPE of `x` (`[n_tokens, n_heads, head_dim]` f32) with the tables of [`rope_tables`] for its positions.
+    pub(crate) fn rope(
+        self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        ty: RopeType,
+    ) -> candle_core::Result<Tensor> {
+        rope(self.native, x, cos, sin, ty)
+    }
+
     /// `silu(gate) · up`, element-wise, same shapes (ggml `swiglu`).
     pub(crate) fn swiglu(self, gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
         if self.native {
@@ -522,10 +533,11 @@ pub(crate) fn rope_tables_into(
     }
 }
 
-/// Applies RoPE to `x`: `[n_tokens, n_heads, head_dim]` f32, returning the same shape.
-pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ty: RopeType) -> candle_core::Result<Tensor> {
+/// Applies RoPE to `x`: `[n_tokens, n_heads, head_dim]` f32, returning the same shape; `native` as in [`Ops`]
+/// (silica-kernels' rows on `[tokens, heads, dim]`, or candle's `rope_i` / `rope` on `[1, heads, tokens, dim]`).
+fn rope(native: bool, x: &Tensor, cos: &Tensor, sin: &Tensor, ty: RopeType) -> candle_core::Result<Tensor> {
     let (_, n_heads, head_dim) = x.dims3()?;
-    if x.device().is_cpu() && cos.dim(1)? * 2 == head_dim {
+    if native && cos.dim(1)? * 2 == head_dim {
         // silica-kernels works on [tokens, heads, dim] directly: no transposes.
         return cpu_f32(cos, |c| {
             cpu_f32(sin, |s| {
@@ -786,5 +798,21 @@ mod tests {
             "rms_norm",
         );
         close(n.swiglu(&x, &up).unwrap(), g.swiglu(&x, &up).unwrap(), "swiglu");
+        // RoPE of 3 tokens × 5 heads × 8 dims at positions far apart, both pairings (candle's `rope_i` and
+        // `rope` on transposed heads against the native rows on [tokens, heads, dim]).
+        let xh = (x.reshape((3, 5, 8)).unwrap() * 1.0).unwrap();
+        let (cos, sin) = rope_tables(&[0, 7, 300], 8, 10000.0, 1.0, None, &Device::Cpu).unwrap();
+        for ty in [RopeType::Norm, RopeType::Neox] {
+            let (a, b) = (
+                n.rope(&xh, &cos, &sin, ty).unwrap(),
+                g.rope(&xh, &cos, &sin, ty).unwrap(),
+            );
+            assert_ne!(
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                xh.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                "{ty:?}: RoPE moved nothing"
+            );
+            close(a, b, &format!("rope {ty:?}"));
+        }
     }
 }

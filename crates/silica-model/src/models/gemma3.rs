@@ -6,7 +6,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::layers::{
-    AttnParams, Batch, BatchPlan, KvCache, Ops, attention, rope, rope_tables, rope_tables_into, round_f16,
+    AttnParams, Batch, BatchPlan, KvCache, Ops, attention, rope_tables, rope_tables_into, round_f16,
 };
 use crate::loader::{Embedding, Linear, Loader, tn};
 use crate::native::{
@@ -133,8 +133,8 @@ impl Gemma3 {
             let q = l.attn_q.forward(&h)?.reshape((n, hp.n_head, hd))?;
             let k = l.attn_k.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
             let v = l.attn_v.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
-            let q = rope(&ops.rms_norm(&q, &l.attn_q_norm, eps)?, cos, sin, hp.rope_type)?;
-            let k = rope(&ops.rms_norm(&k, &l.attn_k_norm, eps)?, cos, sin, hp.rope_type)?;
+            let q = ops.rope(&ops.rms_norm(&q, &l.attn_q_norm, eps)?, cos, sin, hp.rope_type)?;
+            let k = ops.rope(&ops.rms_norm(&k, &l.attn_k_norm, eps)?, cos, sin, hp.rope_type)?;
             // llama.cpp scales queries before attention and runs attention with kq_scale 1.
             let q = (q * f64::from(hp.f_attention_scale))?;
             let params = AttnParams {

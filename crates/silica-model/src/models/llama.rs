@@ -3,9 +3,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::layers::{
-    AttnParams, Batch, BatchPlan, KvCache, Ops, attention, rope, rope_tables, rope_tables_into,
-};
+use crate::layers::{AttnParams, Batch, BatchPlan, KvCache, Ops, attention, rope_tables, rope_tables_into};
 use crate::loader::{Embedding, Linear, Loader, tn};
 use crate::native::{self, Widths, Workspace, add_rows, fit, rms_norm_t, rope_rows, swiglu_rows};
 use crate::{HParams, LoadError, Result, RopeType};
@@ -105,8 +103,8 @@ impl Llama {
             let q = l.attn_q.forward(&h)?.reshape((n, hp.n_head, hd))?;
             let k = l.attn_k.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
             let v = l.attn_v.forward(&h)?.reshape((n, hp.n_head_kv, hd))?;
-            let q = rope(&q, &cos, &sin, hp.rope_type)?;
-            let k = rope(&k, &cos, &sin, hp.rope_type)?;
+            let q = ops.rope(&q, &cos, &sin, hp.rope_type)?;
+            let k = ops.rope(&k, &cos, &sin, hp.rope_type)?;
             let params = AttnParams {
                 il,
                 kq_scale: hp.f_attention_scale,
