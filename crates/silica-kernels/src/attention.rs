@@ -1591,6 +1591,16 @@ mod tests {
         out
     }
 
+    /// `k` and `v` as an F16 cache, and [`reference`] on the data as the kernels see it (queries, keys and values
+    /// rounded to f16).
+    fn f16_cache(s: AttnShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f16>, Vec<f16>, Vec<f32>) {
+        let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
+        let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+        let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&x| f16::from_f32(x).to_f32()).collect() };
+        let want = reference(s, &round(q), &round(k), &round(v));
+        (k16, v16, want)
+    }
+
     /// Plain two-pass reference in f64 over f32 data.
     fn reference(s: AttnShape, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
         let (dk, dv) = (s.head_dim_k, s.head_dim_v);
@@ -1721,12 +1731,7 @@ mod tests {
                 }
             }
             // F16 cache: same data rounded to f16; queries rounded too.
-            let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
-            let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
-            let qr: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
-            let kr: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
-            let vr: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
-            let want = reference(s, &qr, &kr, &vr);
+            let (k16, v16, want) = f16_cache(s, &q, &k, &v);
             attention::<f16, f16>(&pool, s, &q, &k16, &v16, &mut out);
             if m < TILE_Q {
                 // The portable worker gives the same bits as the x86 one (same operations, same rounding).
@@ -1805,12 +1810,7 @@ mod tests {
             }
             // F16 cache (queries rounded to f16 as the kernel does): the reference on the rounded data, and the
             // portable worker's bits equal to the x86 ones, split or not.
-            let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
-            let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
-            let qr: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
-            let kr: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
-            let vr: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
-            let want = reference(s, &qr, &kr, &vr);
+            let (k16, v16, want) = f16_cache(s, &q, &k, &v);
             let mut out = vec![0f32; n_head * d];
             attention::<f16, f16>(&pool, s, &q, &k16, &v16, &mut out);
             let portable = one_token_portable(&pool, s, &q, &k16, &v16);
