@@ -317,7 +317,7 @@ fn one_token<K: KvElem, V: KvElem>(pool: &ThreadPool, w: Work<'_, K, V>, units: 
     });
 }
 
-/// Keys from which one query's attention may be split over the threads by key ([`OneUnits`]) rather than by
+/// Keys from which one query's attention may be split over the threads by key rather than by
 /// head: ggml's `use_split_kv_path` (`ggml_compute_forward_flash_attn_ext_f16` in `ggml-cpu/ops.cpp`, llama.cpp
 /// PR #19209) takes it for one query over 512 or more keys.
 pub const SPLIT_KV_MIN_KEYS: usize = 512;
