@@ -251,9 +251,11 @@ pub fn attention<K: KvElem, V: KvElem>(
         return attention_tiled(pool, s, m, q, k, v, out);
     }
     let n_chunks = kv_chunks(s, m, pool.n_threads());
-    let mut partials = PARTIALS.take();
-    partials.clear();
+    // Only the split path has partials (`Vec::new` allocates nothing).
+    let mut partials = Vec::new();
     if n_chunks > 1 {
+        partials = PARTIALS.take();
+        partials.clear();
         partials.resize(s.n_head * n_chunks * (2 + dv), 0.0);
     }
     let units = OneUnits {
@@ -271,8 +273,8 @@ pub fn attention<K: KvElem, V: KvElem>(
     one_token(pool, w, units);
     if n_chunks > 1 {
         reduce_partials(pool, s, n_chunks, &partials, out);
+        PARTIALS.set(partials);
     }
-    PARTIALS.set(partials);
 }
 
 /// Runs the one-token workers of `w` over `units` (the F16 kernel where the CPU and the shapes allow).
@@ -388,13 +390,13 @@ impl OneUnits {
     /// Stores unit `slot`'s running maximum, sum and value sum `acc`: `acc / sum` into the output (one chunk,
     /// multiplied by `1 / sum` as ggml's `ggml_vec_scale_f32`), or the partial.
     #[inline(always)]
-    fn finish<K, V>(&self, w: Work<'_, K, V>, slot: usize, max: f32, sum: f32, acc: &[f32]) {
+    fn finish(&self, out: SharedMut<f32>, slot: usize, max: f32, sum: f32, acc: &[f32]) {
         let dv = acc.len();
         if self.n_chunks == 1 {
             let inv = 1.0 / sum;
             // SAFETY: unit `slot` is this thread's only and its row lies inside `out` (lengths checked by
             // `attention`).
-            let row = unsafe { w.out.slice(slot * dv, dv) };
+            let row = unsafe { out.slice(slot * dv, dv) };
             for (o, &a) in row.iter_mut().zip(acc) {
                 *o = a * inv;
             }
@@ -515,7 +517,7 @@ mod one_chunk_f16 {
                 // SAFETY: `oc` is 32 writable bytes; unaligned store.
                 unsafe { _mm256_storeu_ps(oc.as_mut_ptr(), *a) };
             }
-            units.finish(w, slot, max, sum, o.as_flattened());
+            units.finish(w.out, slot, max, sum, o.as_flattened());
         }
     }
 
@@ -746,7 +748,7 @@ fn one_chunk_worker<K: KvElem, V: KvElem, const X86: bool>(
             }
             j += nk;
         }
-        units.finish(w, slot, max, sum, acc);
+        units.finish(w.out, slot, max, sum, acc);
     }
     SCRATCH.set(scratch);
 }
@@ -1794,13 +1796,13 @@ mod tests {
                 .collect();
             let pool = ThreadPool::new(threads).unwrap();
             let one = ThreadPool::new(1).unwrap();
-            let run = |pool: &ThreadPool, k: &[f32], v: &[f32]| {
+            let run = |pool: &ThreadPool| {
                 let mut out = vec![0f32; n_head * d];
-                attention::<f32, f32>(pool, s, &q, k, v, &mut out);
+                attention::<f32, f32>(pool, s, &q, &k, &v, &mut out);
                 out
             };
             let want = reference(s, &q, &k, &v);
-            let (split_f32, whole_f32) = (run(&pool, &k, &v), run(&one, &k, &v));
+            let (split_f32, whole_f32) = (run(&pool), run(&one));
             for ((a, b), c) in split_f32.iter().zip(&want).zip(&whole_f32) {
                 assert!(
                     (a - b).abs() < 1e-4,
