@@ -427,7 +427,9 @@ impl Ops {
         x.broadcast_mul(&scale)?.broadcast_mul(w)
     }
 
-    /// RoPE of `x` (`[n_tokens, n_heads, head_dim]` f32) with the tables of [`rope_tables`] for its positions.
+    /// RoPE of `x` (`[n_tokens, n_heads, head_dim]` f32, the same shape returned) with the tables of
+    /// [`rope_tables`] for its positions: silica-kernels' rows on `[tokens, heads, dim]`, or candle's `rope_i` /
+    /// `rope` on `[1, heads, tokens, dim]`.
     pub(crate) fn rope(
         self,
         x: &Tensor,
@@ -435,7 +437,26 @@ impl Ops {
         sin: &Tensor,
         ty: RopeType,
     ) -> candle_core::Result<Tensor> {
-        rope(self.native, x, cos, sin, ty)
+        let (_, n_heads, head_dim) = x.dims3()?;
+        if self.native && cos.dim(1)? * 2 == head_dim {
+            // silica-kernels works on [tokens, heads, dim] directly: no transposes.
+            return cpu_f32(cos, |c| {
+                cpu_f32(sin, |s| {
+                    cpu_map(x, |xs, out| {
+                        out.copy_from_slice(xs);
+                        rope_rows(out, n_heads, head_dim, (c, s), ty == RopeType::Neox);
+                        Ok(())
+                    })
+                })
+            });
+        }
+        // candle's kernels take [batch, heads, tokens, dim].
+        let xt = x.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
+        let y = match ty {
+            RopeType::Norm => candle_nn::rotary_emb::rope_i(&xt, cos, sin)?,
+            RopeType::Neox => candle_nn::rotary_emb::rope(&xt, cos, sin)?,
+        };
+        y.squeeze(0)?.transpose(0, 1)?.contiguous()
     }
 
     /// `silu(gate) · up`, element-wise, same shapes (ggml `swiglu`).
@@ -531,31 +552,6 @@ pub(crate) fn rope_tables_into(
             theta *= theta_scale;
         }
     }
-}
-
-/// Applies RoPE to `x`: `[n_tokens, n_heads, head_dim]` f32, returning the same shape; `native` as in [`Ops`]
-/// (silica-kernels' rows on `[tokens, heads, dim]`, or candle's `rope_i` / `rope` on `[1, heads, tokens, dim]`).
-fn rope(native: bool, x: &Tensor, cos: &Tensor, sin: &Tensor, ty: RopeType) -> candle_core::Result<Tensor> {
-    let (_, n_heads, head_dim) = x.dims3()?;
-    if native && cos.dim(1)? * 2 == head_dim {
-        // silica-kernels works on [tokens, heads, dim] directly: no transposes.
-        return cpu_f32(cos, |c| {
-            cpu_f32(sin, |s| {
-                cpu_map(x, |xs, out| {
-                    out.copy_from_slice(xs);
-                    rope_rows(out, n_heads, head_dim, (c, s), ty == RopeType::Neox);
-                    Ok(())
-                })
-            })
-        });
-    }
-    // candle's kernels take [batch, heads, tokens, dim].
-    let xt = x.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
-    let y = match ty {
-        RopeType::Norm => candle_nn::rotary_emb::rope_i(&xt, cos, sin)?,
-        RopeType::Neox => candle_nn::rotary_emb::rope(&xt, cos, sin)?,
-    };
-    y.squeeze(0)?.transpose(0, 1)?.contiguous()
 }
 
 /// Rounds f32 values to the nearest f16 and back: llama.cpp converts activations to F16 before dot products
