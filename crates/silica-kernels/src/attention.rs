@@ -171,7 +171,7 @@ struct Work<'a, K, V> {
 
 impl<'a, K, V> Work<'a, K, V> {
     /// The same call with empty caches of other element types (to be filled by struct update).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
     fn with_types<K2, V2>(self) -> Work<'a, K2, V2> {
         Work {
             s: self.s,
@@ -285,9 +285,8 @@ fn one_token<K: KvElem, V: KvElem>(pool: &ThreadPool, w: Work<'_, K, V>, units: 
         return pool.run(|ith, nth| one_chunk_worker::<K, V, false>(w, units, ith, nth));
     }
     // The common case — an F16 cache, equal head widths of 64, 128 or 256 — has a register-resident kernel.
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma()
-        && std::any::TypeId::of::<K>() == std::any::TypeId::of::<f16>()
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+    if std::any::TypeId::of::<K>() == std::any::TypeId::of::<f16>()
         && std::any::TypeId::of::<V>() == std::any::TypeId::of::<f16>()
         && dk == w.s.head_dim_v
         && matches!(dk, 64 | 128 | 256)
@@ -297,17 +296,29 @@ fn one_token<K: KvElem, V: KvElem>(pool: &ThreadPool, w: Work<'_, K, V>, units: 
             v: bytemuck::cast_slice::<V, f16>(w.v),
             ..w.with_types()
         };
-        pool.run(|ith, nth| {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
-            unsafe {
-                match dk {
-                    64 => one_chunk_f16::worker::<8>(w16, units, ith, nth),
-                    128 => one_chunk_f16::worker::<16>(w16, units, ith, nth),
-                    _ => one_chunk_f16::worker::<32>(w16, units, ith, nth),
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            pool.run(|ith, nth| {
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
+                unsafe {
+                    match dk {
+                        64 => one_chunk_f16::worker::<8>(w16, units, ith, nth),
+                        128 => one_chunk_f16::worker::<16>(w16, units, ith, nth),
+                        _ => one_chunk_f16::worker::<32>(w16, units, ith, nth),
+                    }
                 }
-            }
-        });
-        return;
+            });
+            return;
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        {
+            pool.run(|ith, nth| match dk {
+                64 => one_chunk_f16_neon::worker::<16>(w16, units, ith, nth),
+                128 => one_chunk_f16_neon::worker::<32>(w16, units, ith, nth),
+                _ => one_chunk_f16_neon::worker::<64>(w16, units, ith, nth),
+            });
+            return;
+        }
     }
     pool.run(|ith, nth| {
         #[cfg(target_arch = "x86_64")]
@@ -534,6 +545,150 @@ mod one_chunk_f16 {
         let mut a = [0f32; 8];
         // SAFETY: `a` is 32 writable bytes; unaligned store.
         unsafe { _mm256_storeu_ps(a.as_mut_ptr(), x) };
+        a.iter().sum()
+    }
+}
+
+/// The generation path for an F16 cache on aarch64: [`one_chunk_worker`]'s algorithm with the query, the running
+/// value sum (rounded to f16 after every update, as ggml) and each key's conversion in NEON registers, as the x86
+/// kernel (`one_chunk_f16`) does. The conversions are `FCVTL` (f16 → f32) and `FCVTN` (f32 → f16, rounding to
+/// nearest even under the default FPCR), base Armv8.0 Advanced SIMD instructions (no FEAT_FP16), written as inline
+/// assembly because Rust's `float16x4_t` intrinsics are unstable.
+///
+/// Without it, ARM ran the portable worker, which converts each key and value row through `half`'s slice
+/// functions and rounds the value sum with two more. Its cost, measured on x86 where both run (the portable
+/// worker built with FMA but `half`'s conversions, against the F16C kernel; `silica bench -m
+/// synth-llama-3.2-1b-Q4_0.gguf -p 0 -n 32 -d 4096 -r 2`, alternating, AMD EPYC Zen 4, 2 threads): tg32 @ d4096
+/// 11.72, 12.86 against 32.65, 30.15 t/s. This kernel is not timed on ARM hardware.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod one_chunk_f16_neon {
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    use half::f16;
+
+    use super::{OneUnits, Work};
+
+    /// `NQ` = head width / 4 (NEON vectors per row).
+    pub(super) fn worker<const NQ: usize>(w: Work<'_, f16, f16>, units: OneUnits, ith: usize, nth: usize) {
+        let Work { s, q, k, v, .. } = w;
+        let d = 4 * NQ;
+        let n_group = s.n_head / s.n_head_kv;
+        for u in units.range(s, w.m, ith, nth) {
+            let (i, h, keys, slot) = units.unit(s, u);
+            let g = h / n_group;
+            let qrow = &q[(i * s.n_head + h) * d..][..d];
+            // The query rounded to f16 (the key type), as ggml converts it for the dot products.
+            // SAFETY: `4c + 4 ≤ d = qrow.len()`; unaligned load.
+            let qv: [float32x4_t; NQ] =
+                std::array::from_fn(|c| round_f16(unsafe { vld1q_f32(qrow.as_ptr().add(4 * c)) }));
+            // SAFETY: all-zero bits are a valid vector.
+            let mut acc = [unsafe { vdupq_n_f32(0.0) }; NQ];
+            let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+            let kb: &[u16] = bytemuck::cast_slice(&k[g * s.n_ctx * d..(g * s.n_ctx + keys.end) * d]);
+            let vb: &[u16] = bytemuck::cast_slice(&v[g * s.n_ctx * d..(g * s.n_ctx + keys.end) * d]);
+            // As the x86 kernel: eight keys' scores, their `e^x` in one call, then the updates in key order.
+            let mut j = keys.start;
+            while j < keys.end {
+                let nk = (keys.end - j).min(8);
+                let mut sc = [0f32; 8];
+                for (t, sct) in sc.iter_mut().enumerate().take(nk) {
+                    // Two accumulators: lanes 0–3 and 4–7 of [`super::dot`]'s eight (each product of two f16
+                    // values is exact in f32, so fused and separate multiply-adds agree).
+                    // SAFETY: all-zero bits are a valid vector.
+                    let (mut lo, mut hi) = unsafe { (vdupq_n_f32(0.0), vdupq_n_f32(0.0)) };
+                    for (c, qc) in qv.chunks_exact(2).enumerate() {
+                        // SAFETY: `(j + t)·d + 8c + 8 ≤ keys.end·d = kb.len()`; unaligned 16-byte load.
+                        let kh = unsafe { vld1q_u16(kb.as_ptr().add((j + t) * d + 8 * c)) };
+                        // SAFETY: plain register arithmetic (NEON is a static target feature here).
+                        unsafe {
+                            lo = vfmaq_f32(lo, qc[0], widen_lo(kh));
+                            hi = vfmaq_f32(hi, qc[1], widen_hi(kh));
+                        }
+                    }
+                    *sct = s.scale * hsum(lo, hi);
+                }
+                let steps = super::online_steps(&sc, nk, &mut max);
+                for (t, &(ms, vs, new_max)) in steps[..nk].iter().enumerate() {
+                    if new_max {
+                        for a in acc.iter_mut() {
+                            // SAFETY: as above.
+                            *a = round_f16(unsafe { vmulq_n_f32(*a, ms) });
+                        }
+                    }
+                    // SAFETY: as above.
+                    let vsv = unsafe { vdupq_n_f32(vs) };
+                    for (c, a) in acc.chunks_exact_mut(2).enumerate() {
+                        // SAFETY: as for the keys.
+                        let vh = unsafe { vld1q_u16(vb.as_ptr().add((j + t) * d + 8 * c)) };
+                        // SAFETY: as above.
+                        unsafe {
+                            a[0] = round_f16(vfmaq_f32(a[0], widen_lo(vh), vsv));
+                            a[1] = round_f16(vfmaq_f32(a[1], widen_hi(vh), vsv));
+                        }
+                    }
+                    sum = sum * ms + vs;
+                }
+                j += nk;
+            }
+            let mut o = [[0f32; 4]; NQ];
+            for (oc, a) in o.iter_mut().zip(&acc) {
+                // SAFETY: `oc` is 16 writable bytes; unaligned store.
+                unsafe { vst1q_f32(oc.as_mut_ptr(), *a) };
+            }
+            units.finish(w.out, slot, max, sum, o.as_flattened());
+        }
+    }
+
+    /// Halves 0–3 of `h` as f32 (`FCVTL`).
+    #[inline(always)]
+    fn widen_lo(h: uint16x8_t) -> float32x4_t {
+        let r: float32x4_t;
+        // SAFETY: FCVTL reads and writes vector registers only (Armv8.0 Advanced SIMD, always present with NEON).
+        unsafe {
+            asm!("fcvtl {r:v}.4s, {h:v}.4h", r = lateout(vreg) r, h = in(vreg) h, options(pure, nomem, nostack));
+        }
+        r
+    }
+
+    /// Halves 4–7 of `h` as f32 (`FCVTL2`).
+    #[inline(always)]
+    fn widen_hi(h: uint16x8_t) -> float32x4_t {
+        let r: float32x4_t;
+        // SAFETY: as in `widen_lo`.
+        unsafe {
+            asm!("fcvtl2 {r:v}.4s, {h:v}.8h", r = lateout(vreg) r, h = in(vreg) h, options(pure, nomem, nostack));
+        }
+        r
+    }
+
+    /// `x` rounded to f16 (to nearest even) and back (`FCVTN`, `FCVTL`).
+    #[inline(always)]
+    fn round_f16(x: float32x4_t) -> float32x4_t {
+        let r: float32x4_t;
+        // SAFETY: as in `widen_lo`.
+        unsafe {
+            asm!(
+                "fcvtn {t:v}.4h, {x:v}.4s",
+                "fcvtl {r:v}.4s, {t:v}.4h",
+                x = in(vreg) x,
+                t = out(vreg) _,
+                r = lateout(vreg) r,
+                options(pure, nomem, nostack),
+            );
+        }
+        r
+    }
+
+    /// The 8 lanes' sum (`lo`'s, then `hi`'s), in [`super::dot`]'s order (added left to right).
+    #[inline(always)]
+    fn hsum(lo: float32x4_t, hi: float32x4_t) -> f32 {
+        let mut a = [0f32; 8];
+        // SAFETY: `a` is 32 writable bytes; unaligned stores.
+        unsafe {
+            vst1q_f32(a.as_mut_ptr(), lo);
+            vst1q_f32(a.as_mut_ptr().add(4), hi);
+        }
         a.iter().sum()
     }
 }
@@ -1462,7 +1617,7 @@ mod tests {
     pub(super) static KEY_BLOCK_OVERRIDE: std::sync::atomic::AtomicUsize =
         std::sync::atomic::AtomicUsize::new(0);
 
-    /// While above 0 (tests that compare the portable one-token worker with the x86 ones hold it up), the
+    /// While above 0 (tests that compare the portable one-token worker with the SIMD ones, x86 or NEON, hold it up), the
     /// one-token path uses the portable worker. Both give the same bits, so other tests running meanwhile see no
     /// difference.
     pub(super) static PORTABLE_ONE_TOKEN: AtomicUsize = AtomicUsize::new(0);
@@ -1736,7 +1891,8 @@ mod tests {
             let (k16, v16, want) = f16_cache(s, &q, &k, &v);
             attention::<f16, f16>(&pool, s, &q, &k16, &v16, &mut out);
             if m < TILE_Q {
-                // The portable worker gives the same bits as the x86 one (same operations, same rounding).
+                // The portable worker gives the same bits as the F16 kernel, x86 or NEON (same operations, same
+                // rounding).
                 let portable = one_token_portable(&pool, s, &q, &k16, &v16);
                 assert_eq!(
                     portable.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
@@ -1811,14 +1967,14 @@ mod tests {
                 assert!((a - c).abs() < 1e-5, "split against one thread: {a} vs {c}");
             }
             // F16 cache (queries rounded to f16 as the kernel does): the reference on the rounded data, and the
-            // portable worker's bits equal to the x86 ones, split or not.
+            // portable worker's bits equal to the F16 kernel's (x86 or NEON), split or not.
             let (k16, v16, want) = f16_cache(s, &q, &k, &v);
             let mut out = vec![0f32; n_head * d];
             attention::<f16, f16>(&pool, s, &q, &k16, &v16, &mut out);
             let portable = one_token_portable(&pool, s, &q, &k16, &v16);
             assert!(
                 out.iter().zip(&portable).all(|(a, b)| a.to_bits() == b.to_bits()),
-                "{n_keys} keys, {threads} threads: the portable worker differs from the x86 one"
+                "{n_keys} keys, {threads} threads: the portable worker differs from the F16 kernel"
             );
             for (a, b) in out.iter().zip(&want) {
                 assert!(
