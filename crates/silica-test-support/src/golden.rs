@@ -63,6 +63,27 @@ pub fn llama_cpp_greedy(name: &str) -> ModelRef {
         .unwrap_or_else(|| panic!("{} has no model `{name}`", path.display()))
 }
 
+/// llama.cpp's greedy continuations built for aarch64, for the models and prompts of the shared (x86-64) file,
+/// committed in this crate (its `llama_cpp`, `commands` and `notes` fields say how they were made).
+pub fn aarch64_greedy_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden-llama-cpp-greedy-aarch64.json")
+}
+
+/// llama.cpp's references named `name` on the architecture the tests run on: on aarch64 from
+/// [`aarch64_greedy_file`], elsewhere [`llama_cpp_greedy`]'s (x86-64). llama.cpp's NEON kernels sum in other
+/// orders than its x86 ones, and its own greedy tokens move at near-ties: for 4 of the 6 prompts its aarch64
+/// continuation differs from its x86 one.
+///
+/// # Panics
+/// As [`llama_cpp_greedy`] and [`greedy_from`].
+pub fn llama_cpp_greedy_here(name: &str) -> ModelRef {
+    if cfg!(target_arch = "aarch64") {
+        greedy_from(&aarch64_greedy_file(), name)
+    } else {
+        llama_cpp_greedy(name)
+    }
+}
+
 /// The references named `name` in a reference file of the same schema at `path` (e.g. the token-only files
 /// committed beside tests).
 ///

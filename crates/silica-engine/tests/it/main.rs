@@ -7,7 +7,7 @@ use silica_test_support::{golden, models};
 
 #[test]
 fn gemma3_greedy_text_matches_llama_cpp() {
-    let reference = golden::llama_cpp_greedy("gemma-3-270m-q4_k_m");
+    let reference = golden::llama_cpp_greedy_here("gemma-3-270m-q4_k_m");
     let path = models::require(models::GEMMA3_Q4_K_M);
     let engine = Engine::load(&path, &LoadParams::default()).unwrap();
     // The engine's text path must take the model's greedy tokens; where those equal llama.cpp's for the whole

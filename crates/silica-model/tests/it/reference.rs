@@ -1,5 +1,6 @@
-//! Greedy continuations of real models equal llama.cpp's on the same architecture: x86-64's in
-//! `shared/reference/reference-greedy.json`, aarch64's in `tests/golden/llama-cpp-greedy-aarch64.json`.
+//! Greedy continuations of real models equal llama.cpp's on the same architecture
+//! ([`golden::llama_cpp_greedy_here`]): x86-64's in `shared/reference/reference-greedy.json`, aarch64's in
+//! silica-test-support's `golden-llama-cpp-greedy-aarch64.json`.
 //!
 //! Why two: llama.cpp's NEON kernels sum in other orders than its x86 ones, and that alone moves its own greedy
 //! tokens at near-ties. Built for aarch64 (build 11434, Armv8.2-A + dotprod + fp16, run under qemu), it gives
@@ -8,30 +9,14 @@
 //! aarch64 logits equal `--simd scalar`'s on x86), so on aarch64 it is held to llama.cpp's aarch64 tokens, with
 //! the same near-tie rule.
 
-use std::path::PathBuf;
-
 use silica_gguf::GgufFile;
 use silica_model::{Device, Model};
 use silica_test_support::{golden, models};
 
-/// llama.cpp's greedy continuations on aarch64 (committed beside the tests; its `notes` say how they were made).
-fn aarch64_file() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/llama-cpp-greedy-aarch64.json")
-}
-
-/// llama.cpp's reference for `name` on this architecture (module docs).
-fn llama_cpp_reference(name: &str) -> golden::ModelRef {
-    if cfg!(target_arch = "aarch64") {
-        golden::greedy_from(&aarch64_file(), name)
-    } else {
-        golden::llama_cpp_greedy(name)
-    }
-}
-
 /// Compares with the reference (near-ties accepted, see [`golden::assert_greedy_matches`]): the native pass,
 /// and the GPU path run on the CPU ([`Model::load_graph`]).
 fn check(name: &str, file: &str) {
-    let reference = llama_cpp_reference(name);
+    let reference = golden::llama_cpp_greedy_here(name);
     let file = GgufFile::open(models::require(file)).unwrap();
     for (pass, model) in [
         ("native pass", Model::load(&file, &Device::Cpu).unwrap()),
@@ -57,14 +42,14 @@ fn gemma3_q4_k_m_greedy_matches_llama_cpp() {
     check("gemma-3-270m-q4_k_m", models::GEMMA3_Q4_K_M);
 }
 
-/// The aarch64 file holds the same models and prompts (and prompt ids) as the shared x86 reference, and
+/// [`golden::aarch64_greedy_file`] holds the same models and prompts (and prompt ids) as the shared x86 reference, and
 /// continuations of the same lengths: checked on every architecture, so CI (x86) reads the file too.
 #[test]
 fn aarch64_reference_has_the_shared_prompts() {
     for name in ["SmolLM2-135M-Instruct.Q4_1", "gemma-3-270m-q4_k_m"] {
         let (x86, arm) = (
             golden::llama_cpp_greedy(name),
-            golden::greedy_from(&aarch64_file(), name),
+            golden::greedy_from(&golden::aarch64_greedy_file(), name),
         );
         assert_eq!(x86.file, arm.file, "{name}");
         assert_eq!(x86.prompts.len(), arm.prompts.len(), "{name}");
