@@ -53,14 +53,11 @@ pub fn shared_dir() -> PathBuf {
 /// # Panics
 /// If the reference file or the model entry is missing.
 pub fn llama_cpp_greedy(name: &str) -> ModelRef {
-    let path = shared_dir().join("reference/reference-greedy.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e} (set SILICA_SHARED_DIR)", path.display()));
-    let refs: RefFile = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    refs.models
-        .into_iter()
-        .find(|m| m.name == name)
-        .unwrap_or_else(|| panic!("{} has no model `{name}`", path.display()))
+    read_model(
+        &shared_dir().join("reference/reference-greedy.json"),
+        name,
+        " (set SILICA_SHARED_DIR)",
+    )
 }
 
 /// llama.cpp's greedy continuations built for aarch64, for the models and prompts of the shared (x86-64) file,
@@ -90,8 +87,13 @@ pub fn llama_cpp_greedy_here(name: &str) -> ModelRef {
 /// # Panics
 /// If the file or the entry is missing.
 pub fn greedy_from(path: &std::path::Path, name: &str) -> ModelRef {
+    read_model(path, name, "")
+}
+
+/// The entry `name` of the reference file at `path`; `hint` follows the message when the file cannot be read.
+fn read_model(path: &std::path::Path, name: &str, hint: &str) -> ModelRef {
     let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}{hint}", path.display()));
     let refs: RefFile = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     refs.models
         .into_iter()
