@@ -199,3 +199,28 @@ pub fn assert_teacher_forced(
         "{name}: first at only {first} of {steps} steps"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`aarch64_greedy_file`] holds the same models and prompts (and prompt ids) as the shared x86 reference, and
+    /// continuations of the same lengths: checked on every architecture, so CI (x86) reads the file too.
+    #[test]
+    fn aarch64_reference_has_the_shared_prompts() {
+        for name in ["SmolLM2-135M-Instruct.Q4_1", "gemma-3-270m-q4_k_m"] {
+            let (x86, arm) = (llama_cpp_greedy(name), greedy_from(&aarch64_greedy_file(), name));
+            assert_eq!(x86.file, arm.file, "{name}");
+            assert_eq!(x86.prompts.len(), arm.prompts.len(), "{name}");
+            for (a, b) in x86.prompts.iter().zip(&arm.prompts) {
+                assert_eq!((&a.prompt, &a.prompt_ids), (&b.prompt, &b.prompt_ids), "{name}");
+                assert_eq!(
+                    a.generated_ids.len(),
+                    b.generated_ids.len(),
+                    "{name} {:?}",
+                    a.prompt
+                );
+            }
+        }
+    }
+}
