@@ -796,7 +796,7 @@ mod tests {
         close(n.swiglu(&x, &up).unwrap(), g.swiglu(&x, &up).unwrap(), "swiglu");
         // RoPE of 3 tokens × 5 heads × 8 dims at positions far apart, both pairings (candle's `rope_i` and
         // `rope` on transposed heads against the native rows on [tokens, heads, dim]).
-        let xh = (x.reshape((3, 5, 8)).unwrap() * 1.0).unwrap();
+        let xh = x.reshape((3, 5, 8)).unwrap();
         let (cos, sin) = rope_tables(&[0, 7, 300], 8, 10000.0, 1.0, None, &Device::Cpu).unwrap();
         for ty in [RopeType::Norm, RopeType::Neox] {
             let (a, b) = (
