@@ -582,7 +582,7 @@ mod one_chunk_f16_neon {
             // SAFETY: `4c + 4 ≤ d = qrow.len()`; unaligned load.
             let qv: [float32x4_t; NQ] =
                 std::array::from_fn(|c| round_f16(unsafe { vld1q_f32(qrow.as_ptr().add(4 * c)) }));
-            // SAFETY: all-zero bits are a valid vector.
+            // SAFETY: register arithmetic only (NEON is a static target feature here).
             let mut acc = [unsafe { vdupq_n_f32(0.0) }; NQ];
             let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
             let kb: &[u16] = bytemuck::cast_slice(&k[g * s.n_ctx * d..(g * s.n_ctx + keys.end) * d]);
@@ -595,12 +595,12 @@ mod one_chunk_f16_neon {
                 for (t, sct) in sc.iter_mut().enumerate().take(nk) {
                     // Two accumulators: lanes 0–3 and 4–7 of [`super::dot`]'s eight (each product of two f16
                     // values is exact in f32, so fused and separate multiply-adds agree).
-                    // SAFETY: all-zero bits are a valid vector.
+                    // SAFETY: register arithmetic only (NEON is a static target feature here).
                     let (mut lo, mut hi) = unsafe { (vdupq_n_f32(0.0), vdupq_n_f32(0.0)) };
                     for (c, qc) in qv.chunks_exact(2).enumerate() {
                         // SAFETY: `(j + t)·d + 8c + 8 ≤ keys.end·d = kb.len()`; unaligned 16-byte load.
                         let kh = unsafe { vld1q_u16(kb.as_ptr().add((j + t) * d + 8 * c)) };
-                        // SAFETY: plain register arithmetic (NEON is a static target feature here).
+                        // SAFETY: as above.
                         unsafe {
                             lo = vfmaq_f32(lo, qc[0], widen_lo(kh));
                             hi = vfmaq_f32(hi, qc[1], widen_hi(kh));
