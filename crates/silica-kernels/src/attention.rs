@@ -600,7 +600,7 @@ mod one_chunk_f16_neon {
                     for (c, qc) in qv.chunks_exact(2).enumerate() {
                         // SAFETY: `(j + t)·d + 8c + 8 ≤ keys.end·d = kb.len()`; unaligned 16-byte load.
                         let kh = unsafe { vld1q_u16(kb.as_ptr().add((j + t) * d + 8 * c)) };
-                        // SAFETY: as above.
+                        // SAFETY: register arithmetic only, as for `lo` and `hi`.
                         unsafe {
                             lo = vfmaq_f32(lo, qc[0], widen_lo(kh));
                             hi = vfmaq_f32(hi, qc[1], widen_hi(kh));
