@@ -568,6 +568,7 @@ mod one_chunk_f16_neon {
     use half::f16;
 
     use super::{OneUnits, Work};
+    use crate::cpu::arm::{widen_hi, widen_lo};
 
     /// `NQ` = head width / 4 (NEON vectors per row).
     pub(super) fn worker<const NQ: usize>(w: Work<'_, f16, f16>, units: OneUnits, ith: usize, nth: usize) {
@@ -640,33 +641,12 @@ mod one_chunk_f16_neon {
         }
     }
 
-    /// Halves 0–3 of `h` as f32 (`FCVTL`).
-    #[inline(always)]
-    fn widen_lo(h: uint16x8_t) -> float32x4_t {
-        let r: float32x4_t;
-        // SAFETY: FCVTL reads and writes vector registers only (Armv8.0 Advanced SIMD, always present with NEON).
-        unsafe {
-            asm!("fcvtl {r:v}.4s, {h:v}.4h", r = lateout(vreg) r, h = in(vreg) h, options(pure, nomem, nostack));
-        }
-        r
-    }
-
-    /// Halves 4–7 of `h` as f32 (`FCVTL2`).
-    #[inline(always)]
-    fn widen_hi(h: uint16x8_t) -> float32x4_t {
-        let r: float32x4_t;
-        // SAFETY: as in `widen_lo`.
-        unsafe {
-            asm!("fcvtl2 {r:v}.4s, {h:v}.8h", r = lateout(vreg) r, h = in(vreg) h, options(pure, nomem, nostack));
-        }
-        r
-    }
-
     /// `x` rounded to f16 (to nearest even) and back (`FCVTN`, `FCVTL`).
     #[inline(always)]
     fn round_f16(x: float32x4_t) -> float32x4_t {
         let r: float32x4_t;
-        // SAFETY: as in `widen_lo`.
+        // SAFETY: FCVTN and FCVTL read and write vector registers only (Armv8.0 Advanced SIMD, always present
+        // with NEON).
         unsafe {
             asm!(
                 "fcvtn {t:v}.4h, {x:v}.4s",

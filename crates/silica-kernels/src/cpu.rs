@@ -281,8 +281,9 @@ pub(crate) mod x86 {
     }
 }
 
-/// The aarch64 levels of the legacy and k-quant kernels, read from [`simd`].
+/// The aarch64 levels of the kernels, read from [`simd`], and the instruction helpers they share.
 #[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)] // the helpers below wrap single instructions in inline assembly
 pub(crate) mod arm {
     /// An aarch64 feature level the kernels are compiled for.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -313,6 +314,89 @@ pub(crate) mod arm {
             super::Simd::Neon => Some(Level::Neon),
             _ => None,
         }
+    }
+
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    /// `acc` plus the sums of 4 adjacent byte products per lane, with the dot-product extension's `sdot`
+    /// (Arm ARM, `SDOT (vector)`): lane `i` adds `Σ_t a[4i + t] · b[4i + t]`.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    pub(crate) fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        // SAFETY: `sdot` reads and writes only these registers; this function's features include dotprod.
+        unsafe {
+            asm!(
+                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+                acc = inout(vreg) acc,
+                a = in(vreg) a,
+                b = in(vreg) b,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
+    /// `acc` plus, in every lane `i`, `Σ_t a[4i + t] · b[4L + t]`: the four bytes `4L..4L+4` of `b` against each
+    /// lane's four of `a` (`SDOT (by element)`; `L` in 0..4). With `a` holding four elements of four rows, one per
+    /// lane, and `b` a token's activations, one instruction advances four rows' dot products.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    pub(crate) fn sdot_lane<const L: u32>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        const { assert!(L < 4) };
+        let mut acc = acc;
+        // SAFETY: `sdot` reads and writes only these registers; this function's features include dotprod; the
+        // lane index is below 4 (checked at compile time).
+        unsafe {
+            asm!(
+                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.4b[{l}]",
+                acc = inout(vreg) acc,
+                a = in(vreg) a,
+                b = in(vreg) b,
+                l = const L,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
+    /// 0x10 in byte `k` where bit `k % 8` of `a` (`k < 8`) or `b` (`k ≥ 8`) is set, else 0: Q5_0's fifth bits
+    /// spread to the byte lanes of its levels.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) fn fifth_bits(a: u8, b: u8) -> uint8x16_t {
+        let bit = vcombine_u8(
+            vcreate_u8(0x8040_2010_0804_0201),
+            vcreate_u8(0x8040_2010_0804_0201),
+        );
+        let bytes = vcombine_u8(vdup_n_u8(a), vdup_n_u8(b));
+        vandq_u8(vtstq_u8(bytes, bit), vdupq_n_u8(0x10))
+    }
+
+    /// Halves 0–3 of `h` as f32 (`FCVTL`, base Armv8.0 Advanced SIMD: no FEAT_FP16 needed; inline assembly
+    /// because Rust's `float16x4_t` intrinsics are unstable).
+    #[cfg(target_feature = "neon")]
+    #[inline(always)]
+    pub(crate) fn widen_lo(h: uint16x8_t) -> float32x4_t {
+        let r: float32x4_t;
+        // SAFETY: FCVTL reads and writes vector registers only (Armv8.0 Advanced SIMD, always present with NEON).
+        unsafe {
+            asm!("fcvtl {r:v}.4s, {h:v}.4h", r = lateout(vreg) r, h = in(vreg) h, options(pure, nomem, nostack));
+        }
+        r
+    }
+
+    /// Halves 4–7 of `h` as f32 (`FCVTL2`).
+    #[cfg(target_feature = "neon")]
+    #[inline(always)]
+    pub(crate) fn widen_hi(h: uint16x8_t) -> float32x4_t {
+        let r: float32x4_t;
+        // SAFETY: as in `widen_lo`.
+        unsafe {
+            asm!("fcvtl2 {r:v}.4s, {h:v}.8h", r = lateout(vreg) r, h = in(vreg) h, options(pure, nomem, nostack));
+        }
+        r
     }
 }
 

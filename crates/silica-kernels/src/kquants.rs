@@ -605,6 +605,7 @@ mod neon {
 
     use super::{K4Block, unpack_scales_mins};
     use crate::blocks::{BlockQ6K, BlockQ8K};
+    use crate::cpu::arm::sdot as dot_sdot;
 
     /// Loads 16 bytes.
     #[inline]
@@ -628,24 +629,6 @@ mod neon {
     fn ld_s16(src: &[i16; 8]) -> int16x8_t {
         // SAFETY: `src` is 8 readable, 2-byte aligned i16.
         unsafe { vld1q_s16(src.as_ptr()) }
-    }
-
-    /// `acc` plus the sums of 4 adjacent byte products per lane: `sdot` (the dot-product extension).
-    #[inline]
-    #[target_feature(enable = "neon,dotprod")]
-    fn dot_sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        let mut acc = acc;
-        // SAFETY: `sdot` reads and writes only these registers; this function's features include dotprod.
-        unsafe {
-            core::arch::asm!(
-                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-                acc = inout(vreg) acc,
-                a = in(vreg) a,
-                b = in(vreg) b,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        acc
     }
 
     /// The same total as [`dot_sdot`] with base NEON: widening multiplies, then pairwise adds (the lanes hold

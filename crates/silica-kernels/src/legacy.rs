@@ -641,6 +641,7 @@ mod neon {
     use half::f16;
 
     use super::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, LegacyAct, LegacyWeight};
+    use crate::cpu::arm::{fifth_bits, sdot};
 
     /// Unpacks a weight block into its 32 levels as signed bytes (elements 0..16 and 16..32).
     pub(super) trait Unpack {
@@ -658,18 +659,6 @@ mod neon {
         // SAFETY: `qs` is 16 readable bytes; `vld1q_u8` needs no alignment.
         let q = unsafe { vld1q_u8(qs.as_ptr()) };
         [vandq_u8(q, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(q)]
-    }
-
-    /// 0x10 in byte `k` where bit `k % 8` of `a` (`k < 8`) or `b` (`k ≥ 8`) is set, else 0.
-    #[target_feature(enable = "neon")]
-    #[inline]
-    fn fifth_bits(a: u8, b: u8) -> uint8x16_t {
-        let bit = vcombine_u8(
-            vcreate_u8(0x8040_2010_0804_0201),
-            vcreate_u8(0x8040_2010_0804_0201),
-        );
-        let bytes = vcombine_u8(vdup_n_u8(a), vdup_n_u8(b));
-        vandq_u8(vtstq_u8(bytes, bit), vdupq_n_u8(0x10))
     }
 
     impl Unpack for BlockQ4_0 {
@@ -723,24 +712,6 @@ mod neon {
     fn levels(qs: &[i8; 32]) -> [int8x16_t; 2] {
         // SAFETY: `qs` is 32 readable bytes; `vld1q_s8` needs no alignment.
         unsafe { [vld1q_s8(qs.as_ptr()), vld1q_s8(qs.as_ptr().add(16))] }
-    }
-
-    /// `acc` plus the sums of 4 adjacent byte products per lane, with the dot-product extension's `sdot`.
-    #[target_feature(enable = "neon,dotprod")]
-    #[inline]
-    fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        let mut acc = acc;
-        // SAFETY: `sdot` reads and writes only these registers; this function's features include dotprod.
-        unsafe {
-            std::arch::asm!(
-                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-                acc = inout(vreg) acc,
-                a = in(vreg) a,
-                b = in(vreg) b,
-                options(pure, nomem, nostack, preserves_flags),
-            );
-        }
-        acc
     }
 
     /// The same total without the extension: widening multiplies, then pairwise adds (ggml's `ggml_vdotq_s32`
