@@ -1,6 +1,7 @@
-//! Q4_0, Q5_0 and Q8_0 repacked eight rows at a time, for prefill and generation on x86-64 (llama.cpp repacks
-//! Q4_0 the same way on AVX2 machines: `q4_0_8x8_q8_0` in `ggml-cpu/repack.cpp`; the layouts and kernels here are
-//! silica's own).
+//! Q4_0, Q5_0 and Q8_0 repacked eight rows at a time, for prefill and generation on x86-64 and on aarch64 with the
+//! dot-product extension (llama.cpp repacks Q4_0 the same way on AVX2 machines: `q4_0_8x8_q8_0` in
+//! `ggml-cpu/repack.cpp`, and four rows at a time for `sdot`: `q4_0_4x4_q8_0`; the layouts and kernels here are
+//! silica's own; the aarch64 kernel is described at `neon::gemm`).
 //!
 //! A [`BlockQ4_0x8`] holds block `i` of eight consecutive rows: their eight scales, then their nibbles arranged
 //! so that one 32-byte load gives, for four consecutive elements, the levels of all eight rows. An integer dot
@@ -350,12 +351,15 @@ pub fn gemm_ref<P: Pack8, const N: usize>(
 }
 
 /// Whether this CPU has a SIMD kernel for `P`'s layout: x86-64 with AVX2, FMA and F16C (AVX-VNNI or AVX-512
-/// VNNI used where present). Elsewhere the row-major kernels are faster than [`gemm_ref`], so callers should not
-/// repack.
+/// VNNI used where present), or aarch64 with the dot-product extension (`neon-dotprod`: Apple M1 and later,
+/// Neoverse N1 / Graviton2 and later). Elsewhere the row-major kernels are faster than [`gemm_ref`], so callers
+/// should not repack.
 pub fn has_fast_path<P: Pack8>() -> bool {
     #[cfg(target_arch = "x86_64")]
     return x86::available(false);
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    return crate::cpu::arm::best() == Some(crate::cpu::arm::Level::DotProd);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     false
 }
 
@@ -374,6 +378,11 @@ pub fn gemm<P: Pack8, const N: usize>(
     #[cfg(target_arch = "x86_64")]
     if let Some(v) = x86::gemm(w, x, xs) {
         return v;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if crate::cpu::arm::best() == Some(crate::cpu::arm::Level::DotProd) {
+        // SAFETY: the level in use has NEON and the dot-product extension; block counts checked above.
+        return unsafe { neon::gemm(w, x, xs) };
     }
     gemm_ref::<P, N>(w, x, xs)
 }
@@ -788,11 +797,139 @@ mod x86 {
     }
 }
 
+/// aarch64 kernel ([`super::gemm`] where the CPU has NEON and the dot-product extension).
+///
+/// A 16-byte load of a chunk of [`BlockQ4_0x8::qs`] holds four elements of four rows, row `j` in lane `j`: the
+/// layout x86's eight-lane `vpdpbusd` reads as 32 bytes is two NEON vectors. `SDOT (by element)` multiplies such
+/// a vector by the token's four activation bytes of the same elements, taken as lane `e % 4` of a 16-byte
+/// activation vector, and adds each row's four products to its lane ([`crate::cpu::arm::sdot_lane`]): eight
+/// instructions give four rows' exact integer sums for a block, with no horizontal add (the row-major kernels
+/// reduce each row's vector with `ADDV`). llama.cpp interleaves Q4_0 the same way for `sdot` on ARM
+/// (`ggml_gemm_q4_0_4x4_q8_0` in `ggml-cpu/arch/arm/repack.cpp`).
+///
+/// `sdot` multiplies signed bytes: nibbles (0..15) and five-bit levels (0..31) are valid as such, and the sums start
+/// at [`BlockTerms::base`] as on x86; Q8_0's stored `level + 128` bytes are flipped back to the signed levels (xor
+/// 0x80), whose sum is `Σ u·y − 128·Σ y` itself, so they start at zero. Each block is then one convert and one
+/// fused multiply-add per four rows, in block order: the reference's bits.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::{BlockQ8_0, BlockTerms, Levels, Pack8};
+    use crate::cpu::arm::{fifth_bits, sdot_lane, widen_hi, widen_lo};
+
+    /// See [`super::gemm`]. Each half (rows 0..4, then 4..8) of each block unpacks its levels once for the `N`
+    /// tokens.
+    ///
+    /// # Safety
+    /// The CPU must have NEON and the dot-product extension; every `x[k]` and `xs[k]` must have `w.len()` blocks.
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) unsafe fn gemm<P: Pack8, const N: usize>(
+        w: &[P],
+        x: [&[BlockQ8_0]; N],
+        xs: [&[BlockTerms]; N],
+    ) -> [[f32; 8]; N] {
+        let low = vdupq_n_u8(0x0F);
+        let flip = vdupq_n_u8(0x80);
+        let mut acc = [[vdupq_n_f32(0.0); 2]; N];
+        for (i, wb) in w.iter().enumerate() {
+            let bytes = bytemuck::bytes_of(wb);
+            // SAFETY: the 16 scale bytes start the block; unaligned load.
+            let dh = unsafe { vld1q_u16(wb.scales().as_ptr().cast()) };
+            let dw = [widen_lo(dh), widen_hi(dh)];
+            let qs: *const u8 = bytes[16..].as_ptr();
+            for h in 0..2 {
+                // Levels of elements 4e..4e+4 of rows 4h..4h+4, one vector per e.
+                let mut lv = [vdupq_n_s8(0); 8];
+                if P::LEVELS == Levels::Bytes {
+                    for (e, l) in lv.iter_mut().enumerate() {
+                        // SAFETY: a Q8_0x8 block has 256 level bytes after its 16 scale bytes; unaligned.
+                        let raw = unsafe { vld1q_u8(qs.add(32 * e + 16 * h)) };
+                        *l = vreinterpretq_s8_u8(veorq_u8(raw, flip));
+                    }
+                } else {
+                    for c in 0..4 {
+                        // SAFETY: Q4_0x8 and Q5_0x8 blocks have 128 nibble bytes after their 16 scale bytes.
+                        let raw = unsafe { vld1q_u8(qs.add(32 * c + 16 * h)) };
+                        let (mut lo, mut hi) = (vandq_u8(raw, low), vshrq_n_u8::<4>(raw));
+                        if P::LEVELS == Levels::NibblesAndFifthBits {
+                            // Rows 4h..4h+4 of chunk e are bits 16h..16h+16 of its u32: two bytes of the 32 at 128.
+                            // SAFETY: a Q5_0x8 block has 32 fifth-bit bytes after its 128 nibble bytes.
+                            let qh = |e: usize, b: usize| unsafe { *qs.add(128 + 4 * e + 2 * h + b) };
+                            lo = vorrq_u8(lo, fifth_bits(qh(c, 0), qh(c, 1)));
+                            hi = vorrq_u8(hi, fifth_bits(qh(4 + c, 0), qh(4 + c, 1)));
+                        }
+                        lv[c] = vreinterpretq_s8_u8(lo);
+                        lv[4 + c] = vreinterpretq_s8_u8(hi);
+                    }
+                }
+                for k in 0..N {
+                    // SAFETY: the caller guarantees `w.len()` blocks in `x[k]` and `xs[k]`; `i < w.len()`.
+                    let (yb, yt) = unsafe { (x[k].get_unchecked(i), xs[k].get_unchecked(i)) };
+                    // SAFETY: an activation block has 32 level bytes; unaligned loads.
+                    let (y0, y1) = unsafe { (vld1q_s8(yb.qs.as_ptr()), vld1q_s8(yb.qs.as_ptr().add(16))) };
+                    let start = if P::LEVELS == Levels::Bytes { 0 } else { yt.base };
+                    // Two chains (even and odd e), so each `sdot` does not wait for the one before.
+                    let mut s = vdupq_n_s32(start);
+                    let mut t = vdupq_n_s32(0);
+                    s = sdot_lane::<0>(s, lv[0], y0);
+                    t = sdot_lane::<1>(t, lv[1], y0);
+                    s = sdot_lane::<2>(s, lv[2], y0);
+                    t = sdot_lane::<3>(t, lv[3], y0);
+                    s = sdot_lane::<0>(s, lv[4], y1);
+                    t = sdot_lane::<1>(t, lv[5], y1);
+                    s = sdot_lane::<2>(s, lv[6], y1);
+                    t = sdot_lane::<3>(t, lv[7], y1);
+                    let d = vmulq_n_f32(dw[h], yt.d);
+                    acc[k][h] = vfmaq_f32(acc[k][h], d, vcvtq_f32_s32(vaddq_s32(s, t)));
+                }
+            }
+        }
+        let mut out = [[0f32; 8]; N];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            // SAFETY: `o` is 32 writable bytes; unaligned stores.
+            unsafe {
+                vst1q_f32(o.as_mut_ptr(), a[0]);
+                vst1q_f32(o.as_mut_ptr().add(4), a[1]);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::{EIGHT_TOKENS, assert_pair_bits, random_q8_0, random_rows};
     use rand::{SeedableRng, rngs::StdRng};
+
+    /// The SIMD kernels of this architecture and whether this CPU has each one's features.
+    fn levels_for_tests() -> Vec<(&'static str, bool)> {
+        #[cfg(target_arch = "x86_64")]
+        return x86::levels_for_tests();
+        #[cfg(target_arch = "aarch64")]
+        return vec![("neon-dotprod", crate::cpu::arm::Level::DotProd.supported())];
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        Vec::new()
+    }
+
+    /// The kernel `name` (one [`levels_for_tests`] reports as available).
+    #[allow(unused_variables)]
+    fn gemm_at<P: Pack8, const N: usize>(
+        name: &str,
+        w: &[P],
+        x: [&[BlockQ8_0]; N],
+        xs: [&[BlockTerms]; N],
+    ) -> [[f32; 8]; N] {
+        #[cfg(target_arch = "x86_64")]
+        return x86::gemm_at(name, w, x, xs);
+        // SAFETY: called only where `levels_for_tests` found NEON and the dot-product extension; the tests pass
+        // equal block counts.
+        #[cfg(target_arch = "aarch64")]
+        return unsafe { neon::gemm(w, x, xs) };
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        unreachable!("no SIMD kernels on this architecture")
+    }
 
     /// Packed products equal the scalar reference to the bit on every SIMD level, for 1, 4 and 8 tokens, and the
     /// row-major reference closely (same integers, other rounding).
@@ -827,10 +964,9 @@ mod tests {
                 );
                 let one = gemm::<P, 1>(p.group(g), [xr[2]], [sr[2]]);
                 assert_eq!(one[0].map(f32::to_bits), want[2].map(f32::to_bits), "{ty}");
-                #[cfg(target_arch = "x86_64")]
-                for (name, ok) in x86::levels_for_tests() {
+                for (name, ok) in levels_for_tests() {
                     if ok {
-                        let got = x86::gemm_at(name, p.group(g), xr, sr);
+                        let got = gemm_at(name, p.group(g), xr, sr);
                         let (a, b) = (
                             got.map(|r| r.map(f32::to_bits)),
                             want.map(|r| r.map(f32::to_bits)),
@@ -892,11 +1028,10 @@ mod tests {
         let sr: [&[BlockTerms]; 4] = std::array::from_fn(|k| sums[k].as_slice());
         let want = crate::test_util::bits(gemm_ref(p.group(0), xr, sr));
         assert_eq!(crate::test_util::bits(gemm(p.group(0), xr, sr)), want);
-        #[cfg(target_arch = "x86_64")]
-        for (name, ok) in x86::levels_for_tests() {
+        for (name, ok) in levels_for_tests() {
             if ok {
                 assert_eq!(
-                    crate::test_util::bits(x86::gemm_at(name, p.group(0), xr, sr)),
+                    crate::test_util::bits(gemm_at(name, p.group(0), xr, sr)),
                     want,
                     "{name}"
                 );
