@@ -1,6 +1,7 @@
-//! Q4_K repacked eight rows at a time against Q8_K activations, for prefill and generation on x86-64
-//! (llama.cpp repacks Q4_K the same way: `q4_K_8x8_q8_K` in `ggml-cpu/repack.cpp`; the layout and kernels here
-//! are silica's own).
+//! Q4_K repacked eight rows at a time against Q8_K activations, for prefill and generation on x86-64 and on
+//! aarch64 with the dot-product extension (llama.cpp repacks Q4_K the same way: `q4_K_8x8_q8_K` in
+//! `ggml-cpu/repack.cpp`; the layout and kernels here are silica's own; the aarch64 kernel is described at
+//! `neon::gemm`'s module).
 //!
 //! A [`BlockQ4_Kx8`] holds super-block `i` (256 values) of eight consecutive rows: their `d` and `dmin`, their
 //! 6-bit sub-block scales and mins rearranged so that the kernels unpack eight rows' values with a few byte-lane
@@ -132,6 +133,9 @@ pub trait PackK8: Pod + Send + Sync + std::fmt::Debug + 'static {
     type Src: Pod + Sync;
     /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s) into `b`, which holds zeros.
     fn pack_into(src: [&Self::Src; 8], b: &mut Self);
+    /// Whether this CPU has a SIMD kernel for this layout ([`has_fast_path_k`], or for Q4_K aarch64 with the
+    /// dot-product extension): elsewhere callers should not repack.
+    fn has_fast_path() -> bool;
     /// `out[k][j]` = row `j` of the group `w` times token `x[k]`, on the fastest path this CPU has.
     ///
     /// # Panics
@@ -172,6 +176,12 @@ impl PackK8 for BlockQ4_Kx8 {
     type Src = BlockQ4K;
     fn pack_into(src: [&BlockQ4K; 8], b: &mut Self) {
         BlockQ4_Kx8::pack_into(src, b)
+    }
+    fn has_fast_path() -> bool {
+        #[cfg(target_arch = "aarch64")]
+        return crate::cpu::arm::best() == Some(crate::cpu::arm::Level::DotProd);
+        #[cfg(not(target_arch = "aarch64"))]
+        has_fast_path_k()
     }
     fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
         gemm_q4k(w, x)
@@ -266,7 +276,8 @@ pub fn gemm_q4k_ref<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [
 
 /// Whether this CPU has SIMD kernels for [`gemm_q4k`] and [`crate::repack_q6k::gemm_q6k`] (x86-64 with AVX2,
 /// FMA and F16C; AVX-VNNI or AVX-512 VNNI used when present). Elsewhere the row-major k-quant kernels are faster
-/// than the scalar references, so callers should not repack.
+/// than the scalar references, so callers should not repack. aarch64 with the dot-product extension has a kernel
+/// for Q4_K only ([`PackK8::has_fast_path`]).
 pub fn has_fast_path_k() -> bool {
     #[cfg(target_arch = "x86_64")]
     return x86::best().is_some();
@@ -288,7 +299,171 @@ pub fn gemm_q4k<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32
         // SAFETY: `best` returns only levels this CPU supports; the block counts were checked above.
         return unsafe { x86::gemm(level, w, x) };
     }
+    #[cfg(target_arch = "aarch64")]
+    if crate::cpu::arm::best() == Some(crate::cpu::arm::Level::DotProd) {
+        // SAFETY: the level in use has NEON and the dot-product extension; the block counts were checked above.
+        return unsafe { neon::gemm(w, x) };
+    }
     gemm_q4k_ref(w, x)
+}
+
+/// aarch64 kernel ([`gemm_q4k`] where the CPU has NEON and the dot-product extension), after
+/// [`crate::repack`]'s: a 16-byte half of a 32-byte chunk of [`BlockQ4_Kx8::qs`] is four elements of two
+/// sub-blocks (low and high nibbles) of four rows, and `SDOT (by element)` against the token's four activation
+/// bytes of those elements adds each row's four products to its lane. Per sub-block, the eight chunks' sums are
+/// multiplied by the four rows' scales into the super-block's sum (`MLA`); the mins' sum takes the Q8_K `bsums` of
+/// the sub-block pairs (`SMLAL` by a scalar). The scales and mins of all eight rows are unpacked once per
+/// super-block with byte-lane masks and shifts, the same reading as [`BlockQ4_Kx8::scale`] and
+/// [`BlockQ4_Kx8::min`]. The integers are the reference's, and the f32 steps its operations in its order.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::{BlockQ4_Kx8, BlockQ8K};
+    use crate::cpu::arm::{sdot_lane, widen_hi, widen_lo};
+
+    /// The eight sub-blocks' 6-bit scales and mins of the eight rows, lane `j` = row `j`, widened to u16.
+    #[target_feature(enable = "neon")]
+    pub(super) fn scales_mins(wb: &BlockQ4_Kx8) -> ([uint16x8_t; 8], [uint16x8_t; 8]) {
+        let low = vdupq_n_u8(0x0F);
+        let three = vdupq_n_u8(3);
+        let mut sc = [vdupq_n_u16(0); 8];
+        let mut mn = [vdupq_n_u16(0); 8];
+        for v in 0..2 {
+            // Pairs 2v and 2v + 1: byte 8·(p − 2v) + j of each 16-byte load.
+            // SAFETY: `sc_lo`, `mn_lo` and `hi` are 32 bytes each; 16 are read from byte 16·v; unaligned loads.
+            let (s, m, h) = unsafe {
+                (
+                    vld1q_u8(wb.sc_lo.as_flattened().as_ptr().add(16 * v)),
+                    vld1q_u8(wb.mn_lo.as_flattened().as_ptr().add(16 * v)),
+                    vld1q_u8(wb.hi.as_flattened().as_ptr().add(16 * v)),
+                )
+            };
+            let s_even = vorrq_u8(vandq_u8(s, low), vshlq_n_u8::<4>(vandq_u8(h, three)));
+            let s_odd = vorrq_u8(
+                vshrq_n_u8::<4>(s),
+                vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<2>(h), three)),
+            );
+            let m_even = vorrq_u8(
+                vandq_u8(m, low),
+                vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<4>(h), three)),
+            );
+            let m_odd = vorrq_u8(vshrq_n_u8::<4>(m), vshlq_n_u8::<4>(vshrq_n_u8::<6>(h)));
+            // Sub-blocks 4v, 4v + 1 (pair 2v, the low eight bytes) and 4v + 2, 4v + 3 (pair 2v + 1, the high).
+            sc[4 * v] = vmovl_u8(vget_low_u8(s_even));
+            sc[4 * v + 1] = vmovl_u8(vget_low_u8(s_odd));
+            sc[4 * v + 2] = vmovl_high_u8(s_even);
+            sc[4 * v + 3] = vmovl_high_u8(s_odd);
+            mn[4 * v] = vmovl_u8(vget_low_u8(m_even));
+            mn[4 * v + 1] = vmovl_u8(vget_low_u8(m_odd));
+            mn[4 * v + 2] = vmovl_high_u8(m_even);
+            mn[4 * v + 3] = vmovl_high_u8(m_odd);
+        }
+        (sc, mn)
+    }
+
+    /// Lanes 0–3 (`h` = 0) or 4–7 (`h` = 1) of `v` as i32.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    fn half_i32(v: uint16x8_t, h: usize) -> int32x4_t {
+        vreinterpretq_s32_u32(if h == 0 {
+            vmovl_u16(vget_low_u16(v))
+        } else {
+            vmovl_high_u16(v)
+        })
+    }
+
+    /// See [`super::gemm_q4k`]. Each half (rows 0..4, then 4..8) of each sub-block pair unpacks its levels once for
+    /// the `N` tokens.
+    ///
+    /// # Safety
+    /// The CPU must have NEON and the dot-product extension; every `x[k]` must have `w.len()` blocks.
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) unsafe fn gemm<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
+        let low = vdupq_n_u8(0x0F);
+        let mut acc = [[vdupq_n_f32(0.0); 2]; N];
+        for (i, wb) in w.iter().enumerate() {
+            let (sc, mn) = scales_mins(wb);
+            // SAFETY: `d` and `dmin` are 16 bytes each; unaligned loads.
+            let (dh, mh) = unsafe {
+                (
+                    vld1q_u16(wb.d.as_ptr().cast()),
+                    vld1q_u16(wb.dmin.as_ptr().cast()),
+                )
+            };
+            let d = [widen_lo(dh), widen_hi(dh)];
+            let dmin = [widen_lo(mh), widen_hi(mh)];
+            // SAFETY: the caller guarantees `w.len()` blocks in every `x[k]`; `i < w.len()`.
+            let yb: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
+            for h in 0..2 {
+                let mut isum = [vdupq_n_s32(0); N];
+                for p in 0..4 {
+                    // Levels of elements 4c..4c+4 of sub-blocks 2p (lo) and 2p + 1 (hi) of rows 4h..4h+4.
+                    let mut lo = [vdupq_n_s8(0); 8];
+                    let mut hi = [vdupq_n_s8(0); 8];
+                    for c in 0..8 {
+                        // SAFETY: `qs` is 1024 bytes; 16 are read from 256·p + 32·c + 16·h < 1024; unaligned.
+                        let raw = unsafe { vld1q_u8(wb.qs.as_ptr().add(256 * p + 32 * c + 16 * h)) };
+                        lo[c] = vreinterpretq_s8_u8(vandq_u8(raw, low));
+                        hi[c] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw));
+                    }
+                    let (sc_lo, sc_hi) = (half_i32(sc[2 * p], h), half_i32(sc[2 * p + 1], h));
+                    for k in 0..N {
+                        let y = yb[k].qs.as_ptr();
+                        // Elements 0..16 and 16..32 of sub-blocks 2p and 2p + 1.
+                        // SAFETY: `qs` is 256 bytes; 16 are read from 64·p + 16·q ≤ 240; unaligned.
+                        let [a0, a1, b0, b1] =
+                            std::array::from_fn(|q| unsafe { vld1q_s8(y.add(64 * p + 16 * q)) });
+                        let mut s = vdupq_n_s32(0);
+                        let mut t = vdupq_n_s32(0);
+                        s = sdot_lane::<0>(s, lo[0], a0);
+                        t = sdot_lane::<0>(t, hi[0], b0);
+                        s = sdot_lane::<1>(s, lo[1], a0);
+                        t = sdot_lane::<1>(t, hi[1], b0);
+                        s = sdot_lane::<2>(s, lo[2], a0);
+                        t = sdot_lane::<2>(t, hi[2], b0);
+                        s = sdot_lane::<3>(s, lo[3], a0);
+                        t = sdot_lane::<3>(t, hi[3], b0);
+                        s = sdot_lane::<0>(s, lo[4], a1);
+                        t = sdot_lane::<0>(t, hi[4], b1);
+                        s = sdot_lane::<1>(s, lo[5], a1);
+                        t = sdot_lane::<1>(t, hi[5], b1);
+                        s = sdot_lane::<2>(s, lo[6], a1);
+                        t = sdot_lane::<2>(t, hi[6], b1);
+                        s = sdot_lane::<3>(s, lo[7], a1);
+                        t = sdot_lane::<3>(t, hi[7], b1);
+                        isum[k] = vmlaq_s32(vmlaq_s32(isum[k], s, sc_lo), t, sc_hi);
+                    }
+                }
+                for k in 0..N {
+                    // Σ_sb min · (bsums[2sb] + bsums[2sb + 1]); each pair sum is at most 32 · 128 in magnitude.
+                    let bs = &yb[k].bsums;
+                    let mut msum = vdupq_n_s32(0);
+                    for (sb, m) in mn.iter().enumerate() {
+                        let pair = bs[2 * sb] + bs[2 * sb + 1];
+                        let m4 = vreinterpret_s16_u16(if h == 0 {
+                            vget_low_u16(*m)
+                        } else {
+                            vget_high_u16(*m)
+                        });
+                        msum = vmlal_n_s16(msum, m4, pair);
+                    }
+                    let b = vmulq_f32(dmin[h], vcvtq_f32_s32(msum));
+                    let t = vfmaq_f32(vnegq_f32(b), d[h], vcvtq_f32_s32(isum[k]));
+                    acc[k][h] = vfmaq_f32(acc[k][h], vdupq_n_f32(yb[k].d), t);
+                }
+            }
+        }
+        let mut out = [[0f32; 8]; N];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            // SAFETY: `o` is 32 writable bytes; unaligned stores.
+            unsafe {
+                vst1q_f32(o.as_mut_ptr(), a[0]);
+                vst1q_f32(o.as_mut_ptr().add(4), a[1]);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -788,6 +963,24 @@ mod tests {
                             b.min(j, sb),
                             "row {j} min {sb}"
                         );
+                    }
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                // SAFETY: NEON is a static target feature of aarch64 targets.
+                let (scales, mins) = unsafe { neon::scales_mins(&b) };
+                let lanes = |v: std::arch::aarch64::uint16x8_t| {
+                    let mut a = [0u16; 8];
+                    // SAFETY: `a` is 16 writable bytes; unaligned store.
+                    unsafe { std::arch::aarch64::vst1q_u16(a.as_mut_ptr(), v) };
+                    a
+                };
+                for sb in 0..8 {
+                    let (sc, mn) = (lanes(scales[sb]), lanes(mins[sb]));
+                    for j in 0..8 {
+                        assert_eq!(i32::from(sc[j]), b.scale(j, sb), "row {j} scale {sb}");
+                        assert_eq!(i32::from(mn[j]), b.min(j, sb), "row {j} min {sb}");
                     }
                 }
             }

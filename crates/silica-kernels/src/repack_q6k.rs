@@ -142,6 +142,9 @@ impl PackK8 for BlockQ6_Kx8 {
     fn pack_into(src: [&BlockQ6K; 8], b: &mut Self) {
         BlockQ6_Kx8::pack_into(src, b)
     }
+    fn has_fast_path() -> bool {
+        crate::repack_k::has_fast_path_k()
+    }
     fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
         gemm_q6k(w, x)
     }

@@ -1,8 +1,7 @@
 //! Greedy continuations of real models equal llama.cpp's on the same architecture
 //! ([`golden::llama_cpp_greedy_here`]: its x86-64 tokens in `shared/reference/`, its aarch64 ones, which differ
-//! at near-ties, in silica-test-support). silica's NEON kernels give its scalar references' bits (the aarch64
-//! logits equal `--simd scalar`'s on x86), so on aarch64 it is held to llama.cpp's aarch64 tokens, with the same
-//! near-tie rule.
+//! at near-ties, in silica-test-support). silica's NEON kernels give its scalar references' bits (ggml's generic
+//! order, not its NEON one), so on aarch64 it is held to llama.cpp's aarch64 tokens, with the same near-tie rule.
 
 use silica_gguf::GgufFile;
 use silica_model::{Device, Model};
