@@ -361,6 +361,21 @@ pub(crate) mod arm {
         acc
     }
 
+    /// The eight-row kernels' results: token `k`'s rows 0–3 in `acc[k][0]`, rows 4–7 in `acc[k][1]`.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) fn store8<const N: usize>(acc: [[float32x4_t; 2]; N]) -> [[f32; 8]; N] {
+        let mut out = [[0f32; 8]; N];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            // SAFETY: `o` is 32 writable bytes; unaligned stores.
+            unsafe {
+                vst1q_f32(o.as_mut_ptr(), a[0]);
+                vst1q_f32(o.as_mut_ptr().add(4), a[1]);
+            }
+        }
+        out
+    }
+
     /// 0x10 in byte `k` where bit `k % 8` of `a` (`k < 8`) or `b` (`k ≥ 8`) is set, else 0: Q5_0's fifth bits
     /// spread to the byte lanes of its levels.
     #[target_feature(enable = "neon")]

@@ -816,7 +816,7 @@ mod neon {
     use std::arch::aarch64::*;
 
     use super::{BlockQ8_0, BlockTerms, Levels, Pack8};
-    use crate::cpu::arm::{fifth_bits, sdot_lane, widen_hi, widen_lo};
+    use crate::cpu::arm::{fifth_bits, sdot_lane, store8, widen_hi, widen_lo};
 
     /// See [`super::gemm`]. Each half (rows 0..4, then 4..8) of each block unpacks its levels once for the `N`
     /// tokens.
@@ -885,15 +885,7 @@ mod neon {
                 }
             }
         }
-        let mut out = [[0f32; 8]; N];
-        for (o, a) in out.iter_mut().zip(&acc) {
-            // SAFETY: `o` is 32 writable bytes; unaligned stores.
-            unsafe {
-                vst1q_f32(o.as_mut_ptr(), a[0]);
-                vst1q_f32(o.as_mut_ptr().add(4), a[1]);
-            }
-        }
-        out
+        store8(acc)
     }
 }
 

@@ -320,7 +320,7 @@ mod neon {
     use std::arch::aarch64::*;
 
     use super::{BlockQ4_Kx8, BlockQ8K};
-    use crate::cpu::arm::{sdot_lane, widen_hi, widen_lo};
+    use crate::cpu::arm::{sdot_lane, store8, widen_hi, widen_lo};
 
     /// The eight sub-blocks' 6-bit scales and mins of the eight rows, lane `j` = row `j`, widened to u16.
     #[target_feature(enable = "neon")]
@@ -454,15 +454,7 @@ mod neon {
                 }
             }
         }
-        let mut out = [[0f32; 8]; N];
-        for (o, a) in out.iter_mut().zip(&acc) {
-            // SAFETY: `o` is 32 writable bytes; unaligned stores.
-            unsafe {
-                vst1q_f32(o.as_mut_ptr(), a[0]);
-                vst1q_f32(o.as_mut_ptr().add(4), a[1]);
-            }
-        }
-        out
+        store8(acc)
     }
 }
 
