@@ -316,6 +316,13 @@ pub(crate) mod arm {
         }
     }
 
+    /// Whether the level in use has the dot-product extension: the repacked kernels (`repack`, `repack_k`) need
+    /// `sdot` by element and are used only then.
+    #[inline]
+    pub(crate) fn has_dotprod() -> bool {
+        best() == Some(Level::DotProd)
+    }
+
     use std::arch::aarch64::*;
     use std::arch::asm;
 

@@ -358,7 +358,7 @@ pub fn has_fast_path<P: Pack8>() -> bool {
     #[cfg(target_arch = "x86_64")]
     return x86::available(false);
     #[cfg(target_arch = "aarch64")]
-    return crate::cpu::arm::best() == Some(crate::cpu::arm::Level::DotProd);
+    return crate::cpu::arm::has_dotprod();
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     false
 }
@@ -380,7 +380,7 @@ pub fn gemm<P: Pack8, const N: usize>(
         return v;
     }
     #[cfg(target_arch = "aarch64")]
-    if crate::cpu::arm::best() == Some(crate::cpu::arm::Level::DotProd) {
+    if crate::cpu::arm::has_dotprod() {
         // SAFETY: the level in use has NEON and the dot-product extension; block counts checked above.
         return unsafe { neon::gemm(w, x, xs) };
     }
