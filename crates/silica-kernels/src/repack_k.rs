@@ -179,7 +179,7 @@ impl PackK8 for BlockQ4_Kx8 {
     }
     fn has_fast_path() -> bool {
         #[cfg(target_arch = "aarch64")]
-        return crate::cpu::arm::best() == Some(crate::cpu::arm::Level::DotProd);
+        return crate::cpu::arm::has_dotprod();
         #[cfg(not(target_arch = "aarch64"))]
         has_fast_path_k()
     }
@@ -300,7 +300,7 @@ pub fn gemm_q4k<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32
         return unsafe { x86::gemm(level, w, x) };
     }
     #[cfg(target_arch = "aarch64")]
-    if crate::cpu::arm::best() == Some(crate::cpu::arm::Level::DotProd) {
+    if crate::cpu::arm::has_dotprod() {
         // SAFETY: the level in use has NEON and the dot-product extension; the block counts were checked above.
         return unsafe { neon::gemm(w, x) };
     }
@@ -395,6 +395,18 @@ mod neon {
             let dmin = [widen_lo(mh), widen_hi(mh)];
             // SAFETY: the caller guarantees `w.len()` blocks in every `x[k]`; `i < w.len()`.
             let yb: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
+            // Σ_sb min · (bsums[2sb] + bsums[2sb + 1]) of rows 0..4 and 4..8, per token; each pair sum is at most
+            // 32 · 128 in magnitude.
+            let msum: [[int32x4_t; 2]; N] = std::array::from_fn(|k| {
+                let bs = &yb[k].bsums;
+                let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
+                for (sb, m) in mn.iter().enumerate() {
+                    let (pair, m) = (bs[2 * sb] + bs[2 * sb + 1], vreinterpretq_s16_u16(*m));
+                    lo = vmlal_n_s16(lo, vget_low_s16(m), pair);
+                    hi = vmlal_high_n_s16(hi, m, pair);
+                }
+                [lo, hi]
+            });
             for h in 0..2 {
                 let mut isum = [vdupq_n_s32(0); N];
                 for p in 0..4 {
@@ -436,19 +448,7 @@ mod neon {
                     }
                 }
                 for k in 0..N {
-                    // Σ_sb min · (bsums[2sb] + bsums[2sb + 1]); each pair sum is at most 32 · 128 in magnitude.
-                    let bs = &yb[k].bsums;
-                    let mut msum = vdupq_n_s32(0);
-                    for (sb, m) in mn.iter().enumerate() {
-                        let pair = bs[2 * sb] + bs[2 * sb + 1];
-                        let m4 = vreinterpret_s16_u16(if h == 0 {
-                            vget_low_u16(*m)
-                        } else {
-                            vget_high_u16(*m)
-                        });
-                        msum = vmlal_n_s16(msum, m4, pair);
-                    }
-                    let b = vmulq_f32(dmin[h], vcvtq_f32_s32(msum));
+                    let b = vmulq_f32(dmin[h], vcvtq_f32_s32(msum[k][h]));
                     let t = vfmaq_f32(vnegq_f32(b), d[h], vcvtq_f32_s32(isum[k]));
                     acc[k][h] = vfmaq_f32(acc[k][h], vdupq_n_f32(yb[k].d), t);
                 }
