@@ -79,13 +79,14 @@ pub fn kv_cache_bytes(hp: &silica_model::HParams, case: &BenchCase) -> u64 {
 /// With `opts.telemetry_interval`, the sampler reads the energy counters in `sources`, discovered here when it is
 /// `None`, and hands them back there for the next case (counters opened once keep counting across cases).
 ///
-/// The thread count is not set here: candle's CPU pool is sized once per process, so the caller runs each
-/// `n_threads` value in a process started with that many threads (`silica bench` does) and `case.n_threads`
-/// is a label.
+/// The thread count is not set here: the CPU pools (silica's and candle's) are sized once per process, so the
+/// caller runs each `n_threads` value in a process whose count is set before the model loads (`silica bench`
+/// does), and on a CPU device `case.n_threads` must be that count ([`silica_model::cpu_threads`]).
 ///
 /// # Errors
 /// [`Error::Memory`] when the KV cache would not fit in the memory available; [`Error::Run`] naming the case
-/// when a forward pass fails.
+/// when a forward pass fails, or when the case's `n_threads` is not the count this process computes with on the
+/// CPU (its records would be mislabelled).
 pub fn run_case(
     engine: &Engine,
     case: &BenchCase,
@@ -97,6 +98,17 @@ pub fn run_case(
     let hp = model.hparams();
     let n_ctx = case.n_ctx_effective();
     let kv_bytes = kv_cache_bytes(hp, case);
+    let in_use = silica_model::cpu_threads();
+    if engine.device().is_cpu() && in_use != case.n_threads as usize {
+        return Err(Error::Run {
+            test: case.test_name(),
+            message: format!(
+                "this process computes with {in_use} CPU threads, the test asks for {}; each n_threads value \
+                 needs a process of its own whose count is set before the model loads",
+                case.n_threads
+            ),
+        });
+    }
     if let Some(avail) = silica_telemetry::machine::ram_available_bytes()
         && kv_bytes > avail
     {

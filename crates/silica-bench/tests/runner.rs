@@ -8,6 +8,14 @@ use silica_bench::runner::{Progress, RunOptions, kv_cache_bytes, run_case};
 use silica_engine::{Engine, LoadParams};
 use silica_test_support::fixtures::TinyModel;
 
+/// Loads `path` in a process that computes with one thread, the count [`case`] asks for (fixed before any model
+/// loads).
+fn load(path: &std::path::Path) -> Engine {
+    silica_kernels::set_cpu_threads(1).unwrap();
+    Engine::load(path, &LoadParams::default()).unwrap()
+}
+
+/// A case on one thread.
 fn case(path: &std::path::Path, n_prompt: u32, n_gen: u32, n_depth: u32, n_parallel: u32) -> BenchCase {
     let mut p = BenchParams::with_threads(1);
     p.models = vec![path.to_owned()];
@@ -26,7 +34,7 @@ fn case(path: &std::path::Path, n_prompt: u32, n_gen: u32, n_depth: u32, n_paral
 #[test]
 fn reps_depth_and_parallel_sequences() {
     let (_dir, path) = TinyModel::llama().write_temp();
-    let engine = Engine::load(&path, &LoadParams::default()).unwrap();
+    let engine = load(&path);
     let opts = RunOptions {
         reps: 3,
         ..RunOptions::default()
@@ -71,7 +79,7 @@ fn reps_depth_and_parallel_sequences() {
 #[test]
 fn a_full_context_is_an_error_not_a_panic() {
     let (_dir, path) = TinyModel::llama().write_temp();
-    let engine = Engine::load(&path, &LoadParams::default()).unwrap();
+    let engine = load(&path);
     let mut c = case(&path, 8, 0, 0, 1);
     c.n_ctx = 4; // bypasses the grid's check on purpose
     let e = run_case(&engine, &c, &RunOptions::default(), &mut None, |_| {}).unwrap_err();
@@ -79,9 +87,23 @@ fn a_full_context_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn a_thread_count_the_process_does_not_use_is_an_error() {
+    let (_dir, path) = TinyModel::llama().write_temp();
+    let engine = load(&path);
+    let mut c = case(&path, 8, 0, 0, 1);
+    c.n_threads = 2; // the process computes with 1: its record would be mislabelled
+    let e = run_case(&engine, &c, &RunOptions::default(), &mut None, |_| {}).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("pp8:") && msg.contains("computes with 1 CPU threads"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn kv_types_change_the_cache_size() {
     let (_dir, path) = TinyModel::llama().write_temp();
-    let engine = Engine::load(&path, &LoadParams::default()).unwrap();
+    let engine = load(&path);
     let mut c = case(&path, 8, 0, 0, 1);
     c.type_k = KvType::F32;
     c.type_v = KvType::Bf16;

@@ -251,21 +251,50 @@ fn several_thread_counts_run_in_workers() {
         dir.path(),
         &["-p", "8", "-n", "0", "-r", "1", "-t", "1,2", "-o", "jsonl"],
     ));
-    let threads: Vec<u64> = out
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["n_threads"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(threads, [1, 2]);
+    assert_eq!(record_threads(&out), [1, 2]);
     let saved = std::fs::read_to_string(dir.path().join("bench-results.jsonl")).unwrap();
     assert_eq!(
         saved.lines().count(),
         2,
         "the parent saves the workers' records once"
     );
+}
+
+/// The `n_threads` values of JSONL records.
+fn record_threads(out: &str) -> Vec<u64> {
+    out.lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["n_threads"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// One thread count runs in the `silica bench` process itself, which must compute with that count and not the
+/// machine's default (the runner refuses a case whose count the process does not use). 1 and 3 cannot both be
+/// the default, so one of them always differs from it.
+#[test]
+fn one_thread_count_runs_here_with_that_count() {
+    let dir = tempfile::tempdir().unwrap();
+    for t in ["1", "3"] {
+        let out = stdout(&smol(
+            dir.path(),
+            &["-p", "8", "-n", "0", "-r", "1", "-t", t, "-o", "jsonl"],
+        ));
+        assert_eq!(record_threads(&out), [t.parse::<u64>().unwrap()]);
+    }
+    // Without -t, SILICA_NUM_THREADS is the count.
+    let model = smollm2();
+    let o = Command::new(env!("CARGO_BIN_EXE_silica"))
+        .args([
+            "bench", "-m", &model, "-p", "8", "-n", "0", "-r", "1", "-o", "jsonl",
+        ])
+        .env("SILICA_DATA_DIR", dir.path())
+        .env("SILICA_NUM_THREADS", "3")
+        .output()
+        .unwrap();
+    assert_eq!(record_threads(&stdout(&o)), [3]);
 }
 
 #[test]

@@ -111,19 +111,49 @@ pub use cpu::{Simd, SimdError, set_simd, simd};
 pub use matmul::{
     KernelError, QMatRef, RepackedMatrix, Scratch, matmul, matmul_packed, matmul_packed_k, repack, supports,
 };
-pub use pool::{ThreadPool, par_rows};
+pub use pool::{ThreadPool, ThreadsError, par_rows};
 pub use repack::{Packed, PackedQ4_0, PackedQ5_0, PackedQ8_0};
 pub use repack_k::{BlockQ4_Kx8, PackK8, PackedK, PackedQ4K, has_fast_path_k};
 pub use repack_q6k::{BlockQ6_Kx8, PackedQ6K};
 
-/// The number of CPU threads silica computes with: `SILICA_NUM_THREADS`, else `CANDLE_NUM_THREADS` or
-/// `RAYON_NUM_THREADS` (what `-t` sets, and what candle's own CPU pool reads), else the available parallelism.
-pub fn cpu_threads() -> usize {
+/// The thread count named by the environment: `SILICA_NUM_THREADS`, else `CANDLE_NUM_THREADS` or
+/// `RAYON_NUM_THREADS` (what candle's own CPU pool reads); `None` when none holds a positive integer.
+pub fn env_threads() -> Option<usize> {
     ["SILICA_NUM_THREADS", "CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
         .iter()
         .find_map(|k| std::env::var(k).ok()?.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The thread count of [`global_pool`], fixed at first use (by [`set_cpu_threads`] or [`cpu_threads`]).
+static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// The number of CPU threads silica computes with: the count [`set_cpu_threads`] chose, else [`env_threads`],
+/// else the available parallelism. The first call fixes it for the process (it does not start any thread).
+pub fn cpu_threads() -> usize {
+    *THREADS.get_or_init(|| {
+        env_threads().unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
+}
+
+/// Makes [`global_pool`] use `n` threads (the caller included), and returns `n`.
+///
+/// Call it before the first product (before loading a model): the count is fixed at first use, like
+/// [`set_simd`]'s level, because the pool's threads are spawned once.
+///
+/// # Errors
+/// [`ThreadsError::Zero`] for `n` = 0; [`ThreadsError::AlreadyChosen`] when the count was already fixed at
+/// another value (by an earlier call, or by a [`cpu_threads`] or [`global_pool`] call).
+pub fn set_cpu_threads(n: usize) -> Result<usize, ThreadsError> {
+    if n == 0 {
+        return Err(ThreadsError::Zero);
+    }
+    let in_use = *THREADS.get_or_init(|| n);
+    if in_use == n {
+        Ok(n)
+    } else {
+        Err(ThreadsError::AlreadyChosen { asked: n, in_use })
+    }
 }
 
 /// The process-wide pool of [`cpu_threads`] threads, created on first use.

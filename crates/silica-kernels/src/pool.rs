@@ -15,6 +15,22 @@ use std::time::{Duration, Instant};
 /// token (a few µs of element-wise work), short enough not to steal a core from other work for long.
 const SPIN: Duration = Duration::from_micros(200);
 
+/// Why [`crate::set_cpu_threads`] refused a thread count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ThreadsError {
+    /// A pool needs at least one thread.
+    #[error("the CPU thread count must be at least 1")]
+    Zero,
+    /// The count was already fixed: the pool's threads are spawned once per process.
+    #[error("{asked} CPU threads asked for after the kernels fixed {in_use} (set it before loading a model)")]
+    AlreadyChosen {
+        /// The count asked for.
+        asked: usize,
+        /// The count in use.
+        in_use: usize,
+    },
+}
+
 /// The job of one `run` call: a type-erased `&(dyn Fn(usize, usize) + Sync)`.
 #[derive(Clone, Copy)]
 struct Job(*const (dyn Fn(usize, usize) + Sync));

@@ -19,9 +19,9 @@ pub use hparams::{Arch, HParams, RopeType};
 pub use layers::{Batch, KvCache};
 pub use models::{GREEDY_TOP, GreedyStep, Model};
 
-/// The CPU threads the native kernels use in this process (`silica_kernels::cpu_threads`: `SILICA_NUM_THREADS`,
-/// `CANDLE_NUM_THREADS` or `RAYON_NUM_THREADS`, which `silica -t` sets, else the available parallelism). Fixed
-/// once the pool exists (first call).
+/// The CPU threads the native kernels use in this process ([`silica_kernels::cpu_threads`]: the count
+/// `silica_kernels::set_cpu_threads` chose, else `SILICA_NUM_THREADS`, `CANDLE_NUM_THREADS` or
+/// `RAYON_NUM_THREADS`, else the available parallelism). The first call fixes it; no thread is started.
 pub fn cpu_threads() -> usize {
-    silica_kernels::global_pool().n_threads()
+    silica_kernels::cpu_threads()
 }

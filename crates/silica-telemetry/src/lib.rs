@@ -48,8 +48,8 @@ pub use energy::{
 pub use error::{Error, Result};
 pub use gpu::{GpuProcessStat, GpuReader};
 pub use machine::{
-    GpuInfo, MachineInfo, PowerSourceInfo, PowerSourceKind, machine_info, simd_features,
-    theoretical_bandwidth_gbps,
+    GpuInfo, MachineInfo, PowerSourceInfo, PowerSourceKind, default_compute_threads, machine_info,
+    physical_cores, simd_features, theoretical_bandwidth_gbps,
 };
 pub use probe::{
     DEFAULT_ARRAY_BYTES, MIN_DEFAULT_ARRAY_BYTES, Probe, ProbeParams, default_array_bytes, measure,

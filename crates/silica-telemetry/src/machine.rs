@@ -157,16 +157,7 @@ pub fn machine_info() -> MachineInfo {
         None => std::env::consts::OS.to_owned(),
     };
 
-    let n_cores_physical = if is_linux {
-        cpuinfo
-            .as_deref()
-            .and_then(physical_cores_from_cpuinfo)
-            .or_else(|| physical_cores_from_sysfs(Path::new("/sys/devices/system/cpu")))
-    } else if is_macos {
-        sysctl("hw.physicalcpu").and_then(|s| s.parse().ok())
-    } else {
-        None
-    };
+    let n_cores_physical = physical_cores_in(cpuinfo.as_deref());
 
     let (mut power_sources, power_note) = if is_linux {
         power_sources_in(Path::new("/sys/class/powercap"))
@@ -216,6 +207,47 @@ pub(crate) fn ram_total_bytes() -> Option<u64> {
         fs_err::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|t| meminfo_bytes(&t, "MemTotal"))
+    } else {
+        None
+    }
+}
+
+/// Physical cores, as in [`MachineInfo::n_cores_physical`], without reading the other facts.
+pub fn physical_cores() -> Option<usize> {
+    let cpuinfo = if cfg!(target_os = "linux") {
+        fs_err::read_to_string("/proc/cpuinfo").ok()
+    } else {
+        None
+    };
+    physical_cores_in(cpuinfo.as_deref())
+}
+
+/// The threads silica computes with by default: the physical cores of the fastest kind (on macOS
+/// `hw.perflevel0.physicalcpu`, the performance cores, as llama.cpp's `cpu_get_num_physical_cores` in
+/// `common/common.cpp`; elsewhere all physical cores), at most the logical CPUs this process may use (a
+/// container's CPU limit), and those logical CPUs where the cores cannot be read. SMT siblings share a core's
+/// execution units and its path to memory, so they add contention, not speed, to matrix products.
+pub fn default_compute_threads() -> usize {
+    let cores = if cfg!(target_os = "macos") {
+        sysctl("hw.perflevel0.physicalcpu")
+            .and_then(|s| s.parse().ok())
+            .or_else(physical_cores)
+    } else {
+        physical_cores()
+    };
+    let logical = available_threads();
+    cores.filter(|&c| c > 0).map_or(logical, |c| c.min(logical))
+}
+
+/// Physical cores from `/proc/cpuinfo`'s text (Linux; `None` elsewhere), else from sysfs topology (Linux), else
+/// `hw.physicalcpu` (macOS).
+fn physical_cores_in(cpuinfo: Option<&str>) -> Option<usize> {
+    if cfg!(target_os = "linux") {
+        cpuinfo
+            .and_then(physical_cores_from_cpuinfo)
+            .or_else(|| physical_cores_from_sysfs(Path::new("/sys/devices/system/cpu")))
+    } else if cfg!(target_os = "macos") {
+        sysctl("hw.physicalcpu").and_then(|s| s.parse().ok())
     } else {
         None
     }
@@ -628,6 +660,12 @@ mod tests {
             assert!(m.ram_total_bytes.unwrap() > 0);
             assert!(m.ram_available_bytes.unwrap() <= m.ram_total_bytes.unwrap());
             assert!(m.n_cores_physical.unwrap() >= 1);
+            assert_eq!(physical_cores(), m.n_cores_physical);
+            // The default is the physical cores, capped by the CPUs this process may use.
+            assert_eq!(
+                default_compute_threads(),
+                m.n_cores_physical.unwrap().min(m.n_threads_logical)
+            );
         }
         #[cfg(target_arch = "x86_64")]
         assert_eq!(

@@ -79,7 +79,7 @@ pub(crate) struct BenchArgs {
     /// Value cache type: f32, f16, bf16 (written -ctv) [default: f16].
     #[arg(long = "cache-type-v", value_name = "TYPE")]
     cache_type_v: Vec<String>,
-    /// CPU threads [default: the physical cores].
+    /// CPU threads [default: SILICA_NUM_THREADS, else the physical cores].
     #[arg(short = 't', long = "threads", value_name = "N")]
     threads: Vec<String>,
     /// Where the model runs (written -dev): auto (GPU 0 of a `--features cuda`/`metal` build, else the CPU),
@@ -231,7 +231,7 @@ fn pg_list(values: &[String]) -> anyhow::Result<Vec<(u32, u32)>> {
 
 /// The validated parameters, with no models yet (the caller fills them in).
 fn params(a: &BenchArgs) -> anyhow::Result<BenchParams> {
-    let threads = int_list("-t/--threads", &a.threads, silica_model::cpu_threads() as u32)?;
+    let threads = int_list("-t/--threads", &a.threads, super::run::default_threads() as u32)?;
     for &t in &threads {
         super::run::check_threads(t as usize)?;
     }
@@ -344,9 +344,9 @@ pub(crate) fn run(a: &BenchArgs) -> anyhow::Result<()> {
             distinct.push(t);
         }
     }
-    // One thread count runs here; several run one worker each. Without -t, candle's default is kept.
+    // One thread count runs here (fixed before any thread exists); several run one worker each.
     let in_process = child_threads.is_some() || distinct.len() == 1;
-    if !a.threads.is_empty() && in_process {
+    if in_process {
         super::run::set_threads(Some(child_threads.unwrap_or(distinct[0]) as usize))?;
     }
 

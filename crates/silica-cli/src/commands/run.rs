@@ -26,7 +26,7 @@ pub(crate) struct RunArgs {
     /// Prompt tokens per forward pass (llama.cpp n_batch).
     #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
     batch_size: usize,
-    /// CPU threads (default: all cores).
+    /// CPU threads [default: SILICA_NUM_THREADS, else the physical cores].
     #[arg(short = 't', long = "threads")]
     threads: Option<usize>,
     /// Where the model runs (llama.cpp's `--device`): auto (GPU 0 of a `--features cuda`/`metal` build, else the
@@ -78,28 +78,35 @@ pub(crate) fn check_threads(t: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets the CPU thread count used by candle's kernels (`RAYON_NUM_THREADS`, and `CANDLE_NUM_THREADS`, which its
-/// quantized kernels read first) before any kernel runs.
-pub(crate) fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
-    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        // silica-kernels' pool runs the heavy operations; candle's CPU pool (element-wise ops) would otherwise
-        // spin for 25,000 iterations after each op, on the cores silica's workers need.
-        #[allow(unsafe_code)]
-        // SAFETY: called from `main`'s thread before any other thread exists.
-        unsafe {
+/// The thread count used without `-t`: `SILICA_NUM_THREADS` (or `CANDLE_NUM_THREADS`, `RAYON_NUM_THREADS`),
+/// else the physical cores (`silica_telemetry::default_compute_threads`, llama.cpp's default too).
+pub(crate) fn default_threads() -> usize {
+    silica_kernels::env_threads().unwrap_or_else(silica_telemetry::default_compute_threads)
+}
+
+/// Fixes the CPU thread count (`threads`, else [`default_threads`]) for silica's kernels and candle's before
+/// any kernel runs, and returns it.
+///
+/// # Errors
+/// A count out of [`check_threads`]' range, or one set after the kernels' pool already fixed another.
+pub(crate) fn set_threads(threads: Option<usize>) -> anyhow::Result<usize> {
+    let t = threads.unwrap_or_else(default_threads);
+    check_threads(t)?;
+    silica_kernels::set_cpu_threads(t)?;
+    #[allow(unsafe_code)]
+    // SAFETY: called from `main`'s thread before any other thread (rayon's pool and silica's included) exists:
+    // `set_cpu_threads` above fixes the count without spawning the pool.
+    unsafe {
+        if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+            // silica-kernels' pool runs the heavy operations; candle's CPU pool (element-wise ops) would
+            // otherwise spin for 25,000 iterations after each op, on the cores silica's workers need.
             std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "500");
         }
+        // candle's kernels read `CANDLE_NUM_THREADS` first, its rayon pool `RAYON_NUM_THREADS`.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", t.to_string());
     }
-    if let Some(t) = threads {
-        check_threads(t)?;
-        #[allow(unsafe_code)]
-        // SAFETY: called from `main`'s thread before any other thread (rayon's pool included) exists.
-        unsafe {
-            std::env::set_var("RAYON_NUM_THREADS", t.to_string());
-            std::env::set_var("CANDLE_NUM_THREADS", t.to_string());
-        }
-    }
-    Ok(())
+    Ok(t)
 }
 
 pub(crate) fn run(a: &RunArgs) -> anyhow::Result<()> {
