@@ -133,9 +133,11 @@ pub trait PackK8: Pod + Send + Sync + std::fmt::Debug + 'static {
     type Src: Pod + Sync;
     /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s) into `b`, which holds zeros.
     fn pack_into(src: [&Self::Src; 8], b: &mut Self);
-    /// Whether this CPU has a SIMD kernel for this layout ([`has_fast_path_k`], or for Q4_K aarch64 with the
-    /// dot-product extension): elsewhere callers should not repack.
-    fn has_fast_path() -> bool;
+    /// Whether this CPU has a SIMD kernel for this layout (by default [`has_fast_path_k`], which holds for every
+    /// layout so far): elsewhere callers should not repack.
+    fn has_fast_path() -> bool {
+        has_fast_path_k()
+    }
     /// `out[k][j]` = row `j` of the group `w` times token `x[k]`, on the fastest path this CPU has.
     ///
     /// # Panics
@@ -176,12 +178,6 @@ impl PackK8 for BlockQ4_Kx8 {
     type Src = BlockQ4K;
     fn pack_into(src: [&BlockQ4K; 8], b: &mut Self) {
         BlockQ4_Kx8::pack_into(src, b)
-    }
-    fn has_fast_path() -> bool {
-        #[cfg(target_arch = "aarch64")]
-        return crate::cpu::arm::has_dotprod();
-        #[cfg(not(target_arch = "aarch64"))]
-        has_fast_path_k()
     }
     fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
         gemm_q4k(w, x)
@@ -274,14 +270,15 @@ pub fn gemm_q4k_ref<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [
     out
 }
 
-/// Whether this CPU has SIMD kernels for [`gemm_q4k`] and [`crate::repack_q6k::gemm_q6k`] (x86-64 with AVX2,
-/// FMA and F16C; AVX-VNNI or AVX-512 VNNI used when present). Elsewhere the row-major k-quant kernels are faster
-/// than the scalar references, so callers should not repack. aarch64 with the dot-product extension has a kernel
-/// for Q4_K only ([`PackK8::has_fast_path`]).
+/// Whether this CPU has SIMD kernels for [`gemm_q4k`] and [`crate::repack_q6k::gemm_q6k`]: x86-64 with AVX2,
+/// FMA and F16C (AVX-VNNI or AVX-512 VNNI used when present), or aarch64 with the dot-product extension.
+/// Elsewhere the row-major k-quant kernels are faster than the scalar references, so callers should not repack.
 pub fn has_fast_path_k() -> bool {
     #[cfg(target_arch = "x86_64")]
     return x86::best().is_some();
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    return crate::cpu::arm::has_dotprod();
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     false
 }
 

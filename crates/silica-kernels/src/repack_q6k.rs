@@ -1,5 +1,6 @@
-//! Q6_K repacked eight rows at a time against Q8_K activations, for prefill and generation on x86-64 (the same
-//! scheme as [`crate::repack_k`]'s Q4_K; layout and kernels are silica's own).
+//! Q6_K repacked eight rows at a time against Q8_K activations, for prefill and generation on x86-64 and on
+//! aarch64 with the dot-product extension (the same scheme as [`crate::repack_k`]'s Q4_K; layout and kernels are
+//! silica's own).
 //!
 //! A [`BlockQ6_Kx8`] holds super-block `i` (256 values) of eight consecutive rows in the size of eight
 //! [`BlockQ6K`] (1680 bytes): their `d`, their sixteen 8-bit scales transposed to `[sub-block][row]`, the low four
@@ -142,9 +143,6 @@ impl PackK8 for BlockQ6_Kx8 {
     fn pack_into(src: [&BlockQ6K; 8], b: &mut Self) {
         BlockQ6_Kx8::pack_into(src, b)
     }
-    fn has_fast_path() -> bool {
-        crate::repack_k::has_fast_path_k()
-    }
     fn gemm<const N: usize>(w: &[Self], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
         gemm_q6k(w, x)
     }
@@ -201,7 +199,119 @@ pub fn gemm_q6k<const N: usize>(w: &[BlockQ6_Kx8], x: [&[BlockQ8K]; N]) -> [[f32
         // SAFETY: `best` returns only levels this CPU supports; the block counts were checked above.
         return unsafe { x86::gemm(level, w, x) };
     }
+    #[cfg(target_arch = "aarch64")]
+    if crate::cpu::arm::has_dotprod() {
+        // SAFETY: the level in use has NEON and the dot-product extension; the block counts were checked above.
+        return unsafe { neon::gemm(w, x) };
+    }
     gemm_q6k_ref(w, x)
+}
+
+/// aarch64 kernel ([`gemm_q6k`] where the CPU has NEON and the dot-product extension), as
+/// [`crate::repack_k`]'s Q4_K one: a 16-byte half of a 32-byte chunk of low bits is four elements of two parts
+/// (low and high nibbles) of four rows; the matching 16 bytes of high bits give both parts' two bits for this
+/// chunk and the next (`4·(c % 2)` and `+ 2`), and a mask, a shift and an OR complete each unsigned level
+/// (0..64, so `SDOT`'s signed bytes hold it). `SDOT (by element)` against the token's four activation bytes adds
+/// each row's four products to its lane; per 16-element sub-block, four chunks' sums are multiplied by the four
+/// rows' scales (`MLA`). The `−32` term takes the Q8_K `bsums` once per super-block and token (`SMLAL` by a
+/// scalar). Integer sums are exact, and the closing `fma(d · y.d, isum, acc)` is the reference's, so the bits
+/// are [`gemm_q6k_ref`]'s.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::{BlockQ6_Kx8, BlockQ8K};
+    use crate::cpu::arm::{sdot_lane, store8, widen_hi, widen_lo};
+
+    /// Lanes 0–3 (`h` = 0) or 4–7 (`h` = 1) of `v` as i32.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    fn half_i32(v: int16x8_t, h: usize) -> int32x4_t {
+        if h == 0 {
+            vmovl_s16(vget_low_s16(v))
+        } else {
+            vmovl_high_s16(v)
+        }
+    }
+
+    /// See the parent item. Each half (rows 0..4, then 4..8) of each part-pair unpacks its levels once for the
+    /// `N` tokens.
+    ///
+    /// # Safety
+    /// The CPU must have NEON and the dot-product extension; every `x[k]` must have `w.len()` blocks.
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) unsafe fn gemm<const N: usize>(w: &[BlockQ6_Kx8], x: [&[BlockQ8K]; N]) -> [[f32; 8]; N] {
+        let low = vdupq_n_u8(0x0F);
+        let three = vdupq_n_u8(3);
+        let mut acc = [[vdupq_n_f32(0.0); 2]; N];
+        for (i, wb) in w.iter().enumerate() {
+            // SAFETY: each `scales[s]` is 8 bytes, `d` 16; unaligned loads.
+            let sc: [int16x8_t; 16] =
+                std::array::from_fn(|s| vmovl_s8(unsafe { vld1_s8(wb.scales[s].as_ptr()) }));
+            // SAFETY: as above.
+            let dh = unsafe { vld1q_u16(wb.d.as_ptr().cast()) };
+            let d = [widen_lo(dh), widen_hi(dh)];
+            // SAFETY: the caller guarantees `w.len()` blocks in every `x[k]`; `i < w.len()`.
+            let yb: [&BlockQ8K; N] = std::array::from_fn(|k| unsafe { x[k].get_unchecked(i) });
+            // Σ_s sc[s] · bsums[s] of rows 0..4 and 4..8, per token.
+            let bsum: [[int32x4_t; 2]; N] = std::array::from_fn(|k| {
+                let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
+                for (s, v) in sc.iter().enumerate() {
+                    lo = vmlal_n_s16(lo, vget_low_s16(*v), yb[k].bsums[s]);
+                    hi = vmlal_high_n_s16(hi, *v, yb[k].bsums[s]);
+                }
+                [lo, hi]
+            });
+            for h in 0..2 {
+                let mut isum = [vdupq_n_s32(0); N];
+                for p in 0..4 {
+                    // u[part][c]: levels of elements 4c..4c+4 of part 2p + part, rows 4h..4h+4.
+                    let mut u = [[vdupq_n_s8(0); 8]; 2];
+                    for c2 in 0..4 {
+                        // SAFETY: `q` is 3072 bytes; 16 are read from 384·p + 256 + 32·c2 + 16·h < 3072.
+                        let hb = unsafe { vld1q_u8(wb.q.as_ptr().add(384 * p + 256 + 32 * c2 + 16 * h)) };
+                        for (c, hb) in [(2 * c2, hb), (2 * c2 + 1, vshrq_n_u8::<4>(hb))] {
+                            // SAFETY: 16 bytes from 384·p + 32·c + 16·h < 384·p + 256.
+                            let lo = unsafe { vld1q_u8(wb.q.as_ptr().add(384 * p + 32 * c + 16 * h)) };
+                            let top0 = vshlq_n_u8::<4>(vandq_u8(hb, three));
+                            let top1 = vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<2>(hb), three));
+                            u[0][c] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(lo, low), top0));
+                            u[1][c] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8::<4>(lo), top1));
+                        }
+                    }
+                    // Sub-blocks 4p + 2·part (chunks 0..4) and 4p + 2·part + 1 (chunks 4..8).
+                    let scs: [int32x4_t; 4] = std::array::from_fn(|t| half_i32(sc[4 * p + t], h));
+                    for k in 0..N {
+                        let y = yb[k].qs.as_ptr();
+                        for (part, u) in u.iter().enumerate() {
+                            // Elements 0..16 and 16..32 of part 2p + part.
+                            // SAFETY: `qs` is 256 bytes; 16 are read from 64·p + 32·part + 16·t ≤ 240.
+                            let [a0, a1] = std::array::from_fn(|t| unsafe {
+                                vld1q_s8(y.add(64 * p + 32 * part + 16 * t))
+                            });
+                            let mut s = vdupq_n_s32(0);
+                            let mut t = vdupq_n_s32(0);
+                            s = sdot_lane::<0>(s, u[0], a0);
+                            t = sdot_lane::<0>(t, u[4], a1);
+                            s = sdot_lane::<1>(s, u[1], a0);
+                            t = sdot_lane::<1>(t, u[5], a1);
+                            s = sdot_lane::<2>(s, u[2], a0);
+                            t = sdot_lane::<2>(t, u[6], a1);
+                            s = sdot_lane::<3>(s, u[3], a0);
+                            t = sdot_lane::<3>(t, u[7], a1);
+                            isum[k] = vmlaq_s32(vmlaq_s32(isum[k], s, scs[2 * part]), t, scs[2 * part + 1]);
+                        }
+                    }
+                }
+                for k in 0..N {
+                    let isum = vsubq_s32(isum[k], vshlq_n_s32::<5>(bsum[k][h]));
+                    let dy = vmulq_n_f32(d[h], yb[k].d);
+                    acc[k][h] = vfmaq_f32(acc[k][h], dy, vcvtq_f32_s32(isum));
+                }
+            }
+        }
+        store8(acc)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -221,11 +221,12 @@ fn repack_picks_the_types_and_shapes_with_a_kernel() {
         GgmlType::Q6_K => <silica_kernels::BlockQ6_Kx8 as PackK8>::has_fast_path(),
         _ => false,
     };
-    // x86-64 repacks both k-quants or neither; aarch64 with the dot-product extension Q4_K only.
-    #[cfg(target_arch = "x86_64")]
+    // Both k-quants or neither, as `has_fast_path_k` says; on aarch64 every repacked kernel needs the dot-product
+    // extension, so there all five types go together.
     assert_eq!(has(GgmlType::Q4_K), silica_kernels::has_fast_path_k());
+    assert_eq!(has(GgmlType::Q6_K), silica_kernels::has_fast_path_k());
     #[cfg(target_arch = "aarch64")]
-    assert!(!has(GgmlType::Q6_K));
+    assert_eq!(has(GgmlType::Q4_0), has(GgmlType::Q6_K));
     for ty in [
         GgmlType::Q4_0,
         GgmlType::Q5_0,
