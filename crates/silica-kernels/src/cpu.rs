@@ -368,6 +368,36 @@ pub(crate) mod arm {
         acc
     }
 
+    /// Lanes 0–3 (`h` = 0) or 4–7 (`h` = 1) of `v`, sign-extended to i32: four rows' scales for a row half.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) fn half_i32(v: int16x8_t, h: usize) -> int32x4_t {
+        if h == 0 {
+            vmovl_s16(vget_low_s16(v))
+        } else {
+            vmovl_high_s16(v)
+        }
+    }
+
+    /// Four rows' dot products over 32 elements, in two independent chains (so no `sdot` waits for the one before):
+    /// `w[c]` holds elements `4c..4c+4` of four rows (one row per lane), `a[0]` and `a[1]` a token's activation
+    /// bytes `0..16` and `16..32`. Returns `acc[0]` plus chunks 0..4 against `a[0]` (lane `c` by element `c`), and
+    /// `acc[1]` plus chunks 4..8 against `a[1]`: eight `SDOT (by element)`, the inner loop of every repacked kernel.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    pub(crate) fn sdot8(acc: [int32x4_t; 2], w: &[int8x16_t; 8], a: [int8x16_t; 2]) -> [int32x4_t; 2] {
+        let [mut s, mut t] = acc;
+        s = sdot_lane::<0>(s, w[0], a[0]);
+        t = sdot_lane::<0>(t, w[4], a[1]);
+        s = sdot_lane::<1>(s, w[1], a[0]);
+        t = sdot_lane::<1>(t, w[5], a[1]);
+        s = sdot_lane::<2>(s, w[2], a[0]);
+        t = sdot_lane::<2>(t, w[6], a[1]);
+        s = sdot_lane::<3>(s, w[3], a[0]);
+        t = sdot_lane::<3>(t, w[7], a[1]);
+        [s, t]
+    }
+
     /// The eight-row kernels' results: token `k`'s rows 0–3 in `acc[k][0]`, rows 4–7 in `acc[k][1]`.
     #[target_feature(enable = "neon")]
     #[inline]

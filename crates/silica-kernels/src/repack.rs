@@ -816,7 +816,7 @@ mod neon {
     use std::arch::aarch64::*;
 
     use super::{BlockQ8_0, BlockTerms, Levels, Pack8};
-    use crate::cpu::arm::{fifth_bits, sdot_lane, store8, widen_hi, widen_lo};
+    use crate::cpu::arm::{fifth_bits, sdot8, store8, widen_hi, widen_lo};
 
     /// See [`super::gemm`]. Each half (rows 0..4, then 4..8) of each block unpacks its levels once for the `N`
     /// tokens.
@@ -869,17 +869,7 @@ mod neon {
                     // SAFETY: an activation block has 32 level bytes; unaligned loads.
                     let (y0, y1) = unsafe { (vld1q_s8(yb.qs.as_ptr()), vld1q_s8(yb.qs.as_ptr().add(16))) };
                     let start = if P::LEVELS == Levels::Bytes { 0 } else { yt.base };
-                    // Two chains (even and odd e), so each `sdot` does not wait for the one before.
-                    let mut s = vdupq_n_s32(start);
-                    let mut t = vdupq_n_s32(0);
-                    s = sdot_lane::<0>(s, lv[0], y0);
-                    t = sdot_lane::<1>(t, lv[1], y0);
-                    s = sdot_lane::<2>(s, lv[2], y0);
-                    t = sdot_lane::<3>(t, lv[3], y0);
-                    s = sdot_lane::<0>(s, lv[4], y1);
-                    t = sdot_lane::<1>(t, lv[5], y1);
-                    s = sdot_lane::<2>(s, lv[6], y1);
-                    t = sdot_lane::<3>(t, lv[7], y1);
+                    let [s, t] = sdot8([vdupq_n_s32(start), vdupq_n_s32(0)], &lv, [y0, y1]);
                     let d = vmulq_n_f32(dw[h], yt.d);
                     acc[k][h] = vfmaq_f32(acc[k][h], d, vcvtq_f32_s32(vaddq_s32(s, t)));
                 }

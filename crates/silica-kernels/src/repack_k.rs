@@ -317,7 +317,7 @@ mod neon {
     use std::arch::aarch64::*;
 
     use super::{BlockQ4_Kx8, BlockQ8K};
-    use crate::cpu::arm::{sdot_lane, store8, widen_hi, widen_lo};
+    use crate::cpu::arm::{half_i32, sdot8, store8, widen_hi, widen_lo};
 
     /// The eight sub-blocks' 6-bit scales and mins of the eight rows, lane `j` = row `j`, widened to u16.
     #[target_feature(enable = "neon")]
@@ -357,17 +357,6 @@ mod neon {
             mn[4 * v + 3] = vmovl_high_u8(m_odd);
         }
         (sc, mn)
-    }
-
-    /// Lanes 0–3 (`h` = 0) or 4–7 (`h` = 1) of `v` as i32.
-    #[target_feature(enable = "neon")]
-    #[inline]
-    fn half_i32(v: uint16x8_t, h: usize) -> int32x4_t {
-        vreinterpretq_s32_u32(if h == 0 {
-            vmovl_u16(vget_low_u16(v))
-        } else {
-            vmovl_high_u16(v)
-        })
     }
 
     /// See [`super::gemm_q4k`]. Each half (rows 0..4, then 4..8) of each sub-block pair unpacks its levels once for
@@ -416,31 +405,21 @@ mod neon {
                         lo[c] = vreinterpretq_s8_u8(vandq_u8(raw, low));
                         hi[c] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw));
                     }
-                    let (sc_lo, sc_hi) = (half_i32(sc[2 * p], h), half_i32(sc[2 * p + 1], h));
+                    // The scales are 6-bit, so sign- and zero-extension agree.
+                    let (sc_lo, sc_hi) = (
+                        half_i32(vreinterpretq_s16_u16(sc[2 * p]), h),
+                        half_i32(vreinterpretq_s16_u16(sc[2 * p + 1]), h),
+                    );
                     for k in 0..N {
                         let y = yb[k].qs.as_ptr();
                         // Elements 0..16 and 16..32 of sub-blocks 2p and 2p + 1.
                         // SAFETY: `qs` is 256 bytes; 16 are read from 64·p + 16·q ≤ 240; unaligned.
                         let [a0, a1, b0, b1] =
                             std::array::from_fn(|q| unsafe { vld1q_s8(y.add(64 * p + 16 * q)) });
-                        let mut s = vdupq_n_s32(0);
-                        let mut t = vdupq_n_s32(0);
-                        s = sdot_lane::<0>(s, lo[0], a0);
-                        t = sdot_lane::<0>(t, hi[0], b0);
-                        s = sdot_lane::<1>(s, lo[1], a0);
-                        t = sdot_lane::<1>(t, hi[1], b0);
-                        s = sdot_lane::<2>(s, lo[2], a0);
-                        t = sdot_lane::<2>(t, hi[2], b0);
-                        s = sdot_lane::<3>(s, lo[3], a0);
-                        t = sdot_lane::<3>(t, hi[3], b0);
-                        s = sdot_lane::<0>(s, lo[4], a1);
-                        t = sdot_lane::<0>(t, hi[4], b1);
-                        s = sdot_lane::<1>(s, lo[5], a1);
-                        t = sdot_lane::<1>(t, hi[5], b1);
-                        s = sdot_lane::<2>(s, lo[6], a1);
-                        t = sdot_lane::<2>(t, hi[6], b1);
-                        s = sdot_lane::<3>(s, lo[7], a1);
-                        t = sdot_lane::<3>(t, hi[7], b1);
+                        let zero = [vdupq_n_s32(0); 2];
+                        let [s0, s1] = sdot8(zero, &lo, [a0, a1]);
+                        let [t0, t1] = sdot8(zero, &hi, [b0, b1]);
+                        let (s, t) = (vaddq_s32(s0, s1), vaddq_s32(t0, t1));
                         isum[k] = vmlaq_s32(vmlaq_s32(isum[k], s, sc_lo), t, sc_hi);
                     }
                 }

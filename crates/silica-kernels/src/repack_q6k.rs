@@ -221,18 +221,7 @@ mod neon {
     use std::arch::aarch64::*;
 
     use super::{BlockQ6_Kx8, BlockQ8K};
-    use crate::cpu::arm::{sdot_lane, store8, widen_hi, widen_lo};
-
-    /// Lanes 0–3 (`h` = 0) or 4–7 (`h` = 1) of `v` as i32.
-    #[target_feature(enable = "neon")]
-    #[inline]
-    fn half_i32(v: int16x8_t, h: usize) -> int32x4_t {
-        if h == 0 {
-            vmovl_s16(vget_low_s16(v))
-        } else {
-            vmovl_high_s16(v)
-        }
-    }
+    use crate::cpu::arm::{half_i32, sdot8, store8, widen_hi, widen_lo};
 
     /// See the parent item. Each half (rows 0..4, then 4..8) of each part-pair unpacks its levels once for the
     /// `N` tokens.
@@ -289,16 +278,7 @@ mod neon {
                             let [a0, a1] = std::array::from_fn(|t| unsafe {
                                 vld1q_s8(y.add(64 * p + 32 * part + 16 * t))
                             });
-                            let mut s = vdupq_n_s32(0);
-                            let mut t = vdupq_n_s32(0);
-                            s = sdot_lane::<0>(s, u[0], a0);
-                            t = sdot_lane::<0>(t, u[4], a1);
-                            s = sdot_lane::<1>(s, u[1], a0);
-                            t = sdot_lane::<1>(t, u[5], a1);
-                            s = sdot_lane::<2>(s, u[2], a0);
-                            t = sdot_lane::<2>(t, u[6], a1);
-                            s = sdot_lane::<3>(s, u[3], a0);
-                            t = sdot_lane::<3>(t, u[7], a1);
+                            let [s, t] = sdot8([vdupq_n_s32(0); 2], u, [a0, a1]);
                             isum[k] = vmlaq_s32(vmlaq_s32(isum[k], s, scs[2 * part]), t, scs[2 * part + 1]);
                         }
                     }
