@@ -682,7 +682,7 @@ pub const TILE_Q: usize = 64;
 /// quad at a time over all keys (each quad streaming a megabyte of keys and one of values from L3 at depth 4096):
 /// SmolLM2 Q4_0 pp512 at depth 4096 353–399 → 439–454 t/s, Llama 3.2 1B shape Q4_0 149–154 → 166–173
 /// (`silica bench -p 512 -n 0 -d 4096`, alternating, AMD EPYC Zen 4, 2 threads). The zmm micro-kernels
-/// ([`use_zmm`]) then took SmolLM2 from 420–429 to 504–515 t/s and the 1B shape from 170 to 192–195.
+/// (`use_zmm`) then took SmolLM2 from 420–429 to 504–515 t/s and the 1B shape from 170 to 192–195.
 const KEY_BLOCK: usize = 256;
 
 /// [`KEY_BLOCK`], or in tests the block size a test set (0: none), to check that blocking changes no bit.

@@ -797,7 +797,7 @@ mod x86 {
     }
 }
 
-/// aarch64 kernel ([`super::gemm`] where the CPU has NEON and the dot-product extension).
+/// aarch64 kernel ([`gemm`] where the CPU has NEON and the dot-product extension).
 ///
 /// A 16-byte load of a chunk of [`BlockQ4_0x8::qs`] holds four elements of four rows, row `j` in lane `j`: the
 /// layout x86's eight-lane `vpdpbusd` reads as 32 bytes is two NEON vectors. `SDOT (by element)` multiplies such

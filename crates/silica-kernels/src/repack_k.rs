@@ -155,8 +155,8 @@ pub trait PackK8: Pod + Send + Sync + std::fmt::Debug + 'static {
     unsafe fn gemm16_zmm<const N: usize>(w: [&[Self]; 2], x: [&[BlockQ8K]; N]) -> [[f32; 16]; N];
 
     /// `out[k][8h + j]` = row `j` of group `w[h]` (two groups of equal length, sixteen rows) times token `x[k]`,
-    /// the same values, to the bit, as [`Self::gemm`] of each group: [`Self::gemm16_zmm`] where the CPU has it,
-    /// else those two calls.
+    /// the same values, to the bit, as [`Self::gemm`] of each group: `Self::gemm16_zmm` (x86-64) where the CPU has
+    /// it, else those two calls.
     ///
     /// # Panics
     /// If the groups' lengths differ or some `x[k]` does not have their length.
@@ -305,7 +305,7 @@ pub fn gemm_q4k<const N: usize>(w: &[BlockQ4_Kx8], x: [&[BlockQ8K]; N]) -> [[f32
 }
 
 /// aarch64 kernel ([`gemm_q4k`] where the CPU has NEON and the dot-product extension), after
-/// [`crate::repack`]'s: a 16-byte half of a 32-byte chunk of [`BlockQ4_Kx8::qs`] is four elements of two
+/// [`mod@crate::repack`]'s: a 16-byte half of a 32-byte chunk of [`BlockQ4_Kx8::qs`] is four elements of two
 /// sub-blocks (low and high nibbles) of four rows, and `SDOT (by element)` against the token's four activation
 /// bytes of those elements adds each row's four products to its lane. Per sub-block, the eight chunks' sums are
 /// multiplied by the four rows' scales into the super-block's sum (`MLA`); the mins' sum takes the Q8_K `bsums` of
@@ -397,13 +397,14 @@ mod neon {
                 let mut isum = [vdupq_n_s32(0); N];
                 for p in 0..4 {
                     // Levels of elements 4c..4c+4 of sub-blocks 2p (lo) and 2p + 1 (hi) of rows 4h..4h+4.
-                    let mut lo = [vdupq_n_s8(0); 8];
-                    let mut hi = [vdupq_n_s8(0); 8];
+                    // lv[q]: chunks 4q..4q+4 of sub-block 2p (low nibbles), then of 2p + 1 (high nibbles), so that
+                    // `sdot8` takes both sub-blocks' elements 16q..16q+16 in its two chains.
+                    let mut lv = [[vdupq_n_s8(0); 8]; 2];
                     for c in 0..8 {
                         // SAFETY: `qs` is 1024 bytes; 16 are read from 256·p + 32·c + 16·h < 1024; unaligned.
                         let raw = unsafe { vld1q_u8(wb.qs.as_ptr().add(256 * p + 32 * c + 16 * h)) };
-                        lo[c] = vreinterpretq_s8_u8(vandq_u8(raw, low));
-                        hi[c] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw));
+                        lv[c / 4][c % 4] = vreinterpretq_s8_u8(vandq_u8(raw, low));
+                        lv[c / 4][4 + c % 4] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw));
                     }
                     // The scales are 6-bit, so sign- and zero-extension agree.
                     let (sc_lo, sc_hi) = (
@@ -416,10 +417,8 @@ mod neon {
                         // SAFETY: `qs` is 256 bytes; 16 are read from 64·p + 16·q ≤ 240; unaligned.
                         let [a0, a1, b0, b1] =
                             std::array::from_fn(|q| unsafe { vld1q_s8(y.add(64 * p + 16 * q)) });
-                        let zero = [vdupq_n_s32(0); 2];
-                        let [s0, s1] = sdot8(zero, &lo, [a0, a1]);
-                        let [t0, t1] = sdot8(zero, &hi, [b0, b1]);
-                        let (s, t) = (vaddq_s32(s0, s1), vaddq_s32(t0, t1));
+                        let st = sdot8([vdupq_n_s32(0); 2], &lv[0], [a0, b0]);
+                        let [s, t] = sdot8(st, &lv[1], [a1, b1]);
                         isum[k] = vmlaq_s32(vmlaq_s32(isum[k], s, sc_lo), t, sc_hi);
                     }
                 }
