@@ -295,6 +295,15 @@ fn one_thread_count_runs_here_with_that_count() {
         .output()
         .unwrap();
     assert_eq!(record_threads(&stdout(&o)), [3]);
+    // A count from the environment that is out of range is an error that names the variable.
+    let o = Command::new(env!("CARGO_BIN_EXE_silica"))
+        .args(["bench", "-m", &model, "-p", "8", "-n", "0", "-r", "1"])
+        .env("SILICA_DATA_DIR", dir.path())
+        .env("SILICA_NUM_THREADS", "100000")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("SILICA_NUM_THREADS"), "{err}");
 }
 
 #[test]

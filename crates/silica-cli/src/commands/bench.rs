@@ -231,7 +231,13 @@ fn pg_list(values: &[String]) -> anyhow::Result<Vec<(u32, u32)>> {
 
 /// The validated parameters, with no models yet (the caller fills them in).
 fn params(a: &BenchArgs) -> anyhow::Result<BenchParams> {
-    let threads = int_list("-t/--threads", &a.threads, super::run::default_threads() as u32)?;
+    // The default (no -t) is resolved only when used: an out-of-range SILICA_NUM_THREADS is an error then.
+    let default = if a.threads.is_empty() {
+        super::run::resolve_threads(None)?
+    } else {
+        0
+    };
+    let threads = int_list("-t/--threads", &a.threads, default as u32)?;
     for &t in &threads {
         super::run::check_threads(t as usize)?;
     }

@@ -84,14 +84,28 @@ pub(crate) fn default_threads() -> usize {
     silica_kernels::env_threads().unwrap_or_else(silica_telemetry::default_compute_threads)
 }
 
-/// Fixes the CPU thread count (`threads`, else [`default_threads`]) for silica's kernels and candle's before
-/// any kernel runs, and returns it.
+/// `threads`, else [`default_threads`], checked by [`check_threads`].
+///
+/// # Errors
+/// A count out of range; one that came from the environment says so.
+pub(crate) fn resolve_threads(threads: Option<usize>) -> anyhow::Result<usize> {
+    let t = threads.unwrap_or_else(default_threads);
+    match check_threads(t) {
+        Ok(()) => Ok(t),
+        Err(e) if threads.is_none() && silica_kernels::env_threads().is_some() => Err(
+            e.context("the thread count from SILICA_NUM_THREADS (or CANDLE_NUM_THREADS, RAYON_NUM_THREADS)")
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+/// Fixes the CPU thread count ([`resolve_threads`]) for silica's kernels and candle's before any kernel runs, and
+/// returns it.
 ///
 /// # Errors
 /// A count out of [`check_threads`]' range, or one set after the kernels' pool already fixed another.
 pub(crate) fn set_threads(threads: Option<usize>) -> anyhow::Result<usize> {
-    let t = threads.unwrap_or_else(default_threads);
-    check_threads(t)?;
+    let t = resolve_threads(threads)?;
     silica_kernels::set_cpu_threads(t)?;
     #[allow(unsafe_code)]
     // SAFETY: called from `main`'s thread before any other thread (rayon's pool and silica's included) exists:
