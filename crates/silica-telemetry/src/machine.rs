@@ -224,13 +224,17 @@ pub fn physical_cores() -> Option<usize> {
 
 /// The threads silica computes with by default: the physical cores of the fastest kind (on macOS
 /// `hw.perflevel0.physicalcpu`, the performance cores, as llama.cpp's `cpu_get_num_physical_cores` in
-/// `common/common.cpp`; elsewhere all physical cores), at most the logical CPUs this process may use (a
-/// container's CPU limit), and those logical CPUs where the cores cannot be read. SMT siblings share a core's
-/// execution units and its path to memory, so they add contention, not speed, to matrix products.
+/// `common/common.cpp`; on Linux with a hybrid Intel CPU its P-cores, as llama.cpp's `cpu_get_num_math`;
+/// elsewhere all physical cores), at most the logical CPUs this process may use (a container's CPU limit), and
+/// those logical CPUs where the cores cannot be read. SMT siblings share a core's execution units and its path
+/// to memory, so they add contention, not speed, to matrix products.
 pub fn default_compute_threads() -> usize {
     let cores = if cfg!(target_os = "macos") {
         sysctl("hw.perflevel0.physicalcpu")
             .and_then(|s| s.parse().ok())
+            .or_else(physical_cores)
+    } else if cfg!(target_os = "linux") {
+        performance_cores_from_sysfs(Path::new("/sys/devices"), Path::new("/sys/devices/system/cpu"))
             .or_else(physical_cores)
     } else {
         physical_cores()
@@ -378,14 +382,21 @@ fn physical_cores_from_cpuinfo(text: &str) -> Option<usize> {
 /// Distinct (`physical_package_id`, `core_id`) pairs over `<root>/cpu<N>/topology/` (root normally
 /// `/sys/devices/system/cpu`; offline CPUs have no `topology` and are skipped); `None` when none is readable.
 fn physical_cores_from_sysfs(root: &Path) -> Option<usize> {
+    cores_from_sysfs(root, None)
+}
+
+/// [`physical_cores_from_sysfs`] over the logical CPUs in `only` (all when `None`).
+fn cores_from_sysfs(root: &Path, only: Option<&BTreeSet<usize>>) -> Option<usize> {
     let mut cores = BTreeSet::new();
     for entry in fs_err::read_dir(root).ok()?.flatten() {
         let name = entry.file_name();
-        let is_cpu = name
+        let cpu = name
             .to_str()
             .and_then(|n| n.strip_prefix("cpu"))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if !is_cpu {
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<usize>().ok());
+        let Some(cpu) = cpu else { continue };
+        if only.is_some_and(|set| !set.contains(&cpu)) {
             continue;
         }
         let topo = entry.path().join("topology");
@@ -395,6 +406,35 @@ fn physical_cores_from_sysfs(root: &Path) -> Option<usize> {
         }
     }
     (!cores.is_empty()).then_some(cores.len())
+}
+
+/// The CPU numbers of a Linux CPU list such as `0-3,8,10-11` (`Documentation/admin-guide/cputopology.rst`);
+/// `None` when it is empty or not one.
+fn parse_cpu_list(text: &str) -> Option<BTreeSet<usize>> {
+    let mut set = BTreeSet::new();
+    for part in text.trim().split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        if a > b {
+            return None;
+        }
+        set.extend(a..=b);
+    }
+    (!set.is_empty()).then_some(set)
+}
+
+/// Physical performance cores of a hybrid Intel CPU (Alder Lake and later) under Linux: the kernel's perf driver
+/// lists the P-cores' logical CPUs in `<devices>/cpu_core/cpus` and the E-cores' in `<devices>/cpu_atom/cpus`
+/// (`devices` normally `/sys/devices`), and the P-cores are counted once per core from `<cpu_root>/cpu<N>/topology`
+/// (`cpu_root` normally `/sys/devices/system/cpu`). `None` on any other CPU (no `cpu_atom`). llama.cpp's
+/// `cpu_get_num_math` (`common/common.cpp`) likewise leaves E-cores and SMT siblings out of its default, since a
+/// matrix product split evenly waits for its slowest thread.
+fn performance_cores_from_sysfs(devices: &Path, cpu_root: &Path) -> Option<usize> {
+    if !devices.join("cpu_atom/cpus").exists() {
+        return None;
+    }
+    let p_cpus = parse_cpu_list(&read_trimmed(&devices.join("cpu_core/cpus"))?)?;
+    cores_from_sysfs(cpu_root, Some(&p_cpus))
 }
 
 /// `key:   N kB` in `/proc/meminfo` (or `/proc/<pid>/smaps_rollup`, same format), as bytes (the kernel's "kB" is
@@ -545,6 +585,16 @@ mod tests {
     }
 
     #[test]
+    fn cpu_lists() {
+        let set = |v: &[usize]| Some(v.iter().copied().collect::<BTreeSet<_>>());
+        assert_eq!(parse_cpu_list("0-3,8,10-11\n"), set(&[0, 1, 2, 3, 8, 10, 11]));
+        assert_eq!(parse_cpu_list("5"), set(&[5]));
+        for bad in ["", "\n", "a-b", "3-1", "1,,2", "1-"] {
+            assert_eq!(parse_cpu_list(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn sysfs_cores_fallback() {
         let dir = tempfile::tempdir().unwrap();
         for (cpu, package, core) in [(0, 0, 0), (1, 0, 0), (2, 0, 1), (3, 0, 1), (4, 1, 0)] {
@@ -558,6 +608,24 @@ mod tests {
         fs_err::create_dir_all(dir.path().join("cpufreq/topology")).unwrap();
         assert_eq!(physical_cores_from_sysfs(dir.path()), Some(3));
         assert_eq!(physical_cores_from_sysfs(&dir.path().join("missing")), None);
+        // The same CPUs as a hybrid part: CPUs 0–3 (two SMT cores) are P-cores, 4 an E-core.
+        let devices = tempfile::tempdir().unwrap();
+        assert_eq!(
+            performance_cores_from_sysfs(devices.path(), dir.path()),
+            None,
+            "not hybrid"
+        );
+        for (pmu, list) in [("cpu_core", "0-3\n"), ("cpu_atom", "4\n")] {
+            fs_err::create_dir_all(devices.path().join(pmu)).unwrap();
+            fs_err::write(devices.path().join(pmu).join("cpus"), list).unwrap();
+        }
+        assert_eq!(performance_cores_from_sysfs(devices.path(), dir.path()), Some(2));
+        fs_err::write(devices.path().join("cpu_core/cpus"), "0,2\n").unwrap();
+        assert_eq!(performance_cores_from_sysfs(devices.path(), dir.path()), Some(2));
+        fs_err::write(devices.path().join("cpu_core/cpus"), "0\n").unwrap();
+        assert_eq!(performance_cores_from_sysfs(devices.path(), dir.path()), Some(1));
+        fs_err::write(devices.path().join("cpu_core/cpus"), "garbage\n").unwrap();
+        assert_eq!(performance_cores_from_sysfs(devices.path(), dir.path()), None);
     }
 
     #[test]
@@ -661,11 +729,15 @@ mod tests {
             assert!(m.ram_available_bytes.unwrap() <= m.ram_total_bytes.unwrap());
             assert!(m.n_cores_physical.unwrap() >= 1);
             assert_eq!(physical_cores(), m.n_cores_physical);
-            // The default is the physical cores, capped by the CPUs this process may use.
-            assert_eq!(
-                default_compute_threads(),
-                m.n_cores_physical.unwrap().min(m.n_threads_logical)
-            );
+            // The default is the physical cores (a hybrid CPU's P-cores only), capped by the CPUs this process
+            // may use.
+            let cap = m.n_cores_physical.unwrap().min(m.n_threads_logical);
+            let d = default_compute_threads();
+            if Path::new("/sys/devices/cpu_atom").exists() {
+                assert!((1..=cap).contains(&d), "{d} of at most {cap}");
+            } else {
+                assert_eq!(d, cap);
+            }
         }
         #[cfg(target_arch = "x86_64")]
         assert_eq!(
