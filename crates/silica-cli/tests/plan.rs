@@ -224,6 +224,25 @@ fn hw_measures_this_machine_and_plan_uses_the_cached_profile() {
     assert_eq!(plan["device"]["backend"], "cpu");
     assert_eq!(plan["device"]["bandwidth_gbps"].as_f64().unwrap(), triad);
     assert!(plan["speed"]["tg_tps"].as_f64().unwrap() > 0.0);
+
+    // The triad's arrays stand on the kernels' pages (`--huge-pages`); another policy measures again.
+    let on = cfg!(all(target_os = "linux", target_env = "gnu"));
+    let huge = ok_json(
+        cache.path(),
+        &["--huge-pages", "on", "hw", "--cached", "-o", "json"],
+    );
+    assert_eq!(huge["probe"]["huge_pages"], on, "{huge}");
+    let off = ok_json(
+        cache.path(),
+        &["--huge-pages", "off", "hw", "--cached", "-o", "json"],
+    );
+    assert_eq!(off["probe"]["huge_pages"], false, "{off}");
+    if on {
+        assert_ne!(
+            off["probe"], huge["probe"],
+            "measured again, not served from the cache"
+        );
+    }
 }
 
 #[test]

@@ -25,7 +25,7 @@
 //! }
 //!
 //! // A small, quick probe (the defaults use 256 MiB arrays and all threads).
-//! let params = ProbeParams { n_threads: 1, array_bytes: 4 << 20, reps: 2, fma_run_ms: 10 };
+//! let params = ProbeParams { n_threads: 1, array_bytes: 4 << 20, reps: 2, fma_run_ms: 10, huge_pages: false };
 //! let p = measure(&params)?;
 //! assert!(p.triad_gbps > 0.0 && p.read_gbps > 0.0 && p.peak_f32_gflops > 0.0);
 //! # Ok::<(), silica_telemetry::Error>(())

@@ -65,6 +65,11 @@ pub struct ProbeParams {
     /// Target duration of one timed FMA run, in milliseconds (default 150); the iteration count is calibrated
     /// to it on one thread first.
     pub fma_run_ms: u32,
+    /// Ask Linux for transparent huge pages (2 MiB, `madvise(MADV_HUGEPAGE)`) for the bandwidth arrays (default
+    /// false: 4 KiB pages, what a plain allocation gets where THP is in `madvise` mode). A roofline compares an
+    /// engine's bytes/s with this bandwidth, so both should stand on the same pages: `silica hw` passes the page
+    /// policy of silica's kernels (`silica_kernels::huge_pages`).
+    pub huge_pages: bool,
 }
 
 impl Default for ProbeParams {
@@ -74,6 +79,7 @@ impl Default for ProbeParams {
             array_bytes: default_array_bytes(ram_total_bytes()),
             reps: 10,
             fma_run_ms: 150,
+            huge_pages: false,
         }
     }
 }
@@ -120,6 +126,11 @@ pub struct Probe {
     pub isa: String,
     /// Wall time of the whole measurement, in milliseconds (allocation and first touch included).
     pub elapsed_ms: f64,
+    /// Whether the bandwidth arrays were advised huge pages ([`ProbeParams::huge_pages`]; false in profiles
+    /// saved before the field existed, which were all on 4 KiB pages). Advice only: Linux may still back them
+    /// with 4 KiB pages.
+    #[serde(default)]
+    pub huge_pages: bool,
 }
 
 /// Measures this CPU's memory bandwidth (STREAM triad, read) and peak f32 FLOP/s as `params` says; about 1–3 s
@@ -155,6 +166,7 @@ pub fn measure(params: &ProbeParams) -> Result<Probe> {
         peak_f32_gflops,
         isa: isa.name().to_owned(),
         elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+        huge_pages: params.huge_pages,
     })
 }
 
@@ -307,12 +319,40 @@ fn chunk_len(n: usize, n_threads: usize, t: usize) -> usize {
 }
 
 /// A vector of `len` copies of `value`, written by the calling thread (its first touch).
-fn filled(len: usize, value: f64, array_bytes: usize) -> Result<Vec<f64>> {
+fn filled(len: usize, value: f64, array_bytes: usize, huge_pages: bool) -> Result<Vec<f64>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len)
         .map_err(|source: TryReserveError| Error::Alloc { array_bytes, source })?;
+    if huge_pages {
+        advise_huge_pages(v.spare_capacity_mut());
+    }
     v.resize(len, value);
     Ok(v)
+}
+
+/// Asks Linux for transparent huge pages on the whole 2 MiB pages inside `buf`, before its first write (the
+/// advice applies to pages faulted in afterwards; kernel `admin-guide/mm/transhuge`). Advice only: an error
+/// (THP `never`, no free 2 MiB block) leaves 4 KiB pages and is ignored. Elsewhere it does nothing.
+fn advise_huge_pages(buf: &mut [std::mem::MaybeUninit<f64>]) {
+    /// Transparent huge pages are 2 MiB on x86-64 (and on aarch64 with 4 KiB base pages).
+    const HUGE: usize = 2 << 20;
+    let start = buf.as_mut_ptr() as usize;
+    let (Some(first), Some(end)) = (
+        start.checked_next_multiple_of(HUGE),
+        start.checked_add(size_of_val(buf)),
+    ) else {
+        return;
+    };
+    let end = end / HUGE * HUGE;
+    if end <= first {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: `first..end` lies inside `buf`, memory this process owns; the advice changes how its pages are
+    // backed, not what they hold.
+    unsafe {
+        libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+    }
 }
 
 /// STREAM triad over one chunk: `a[i] = b[i] + scalar·c[i]` (a separate multiply and add, as STREAM's C code;
@@ -346,14 +386,15 @@ fn bandwidth(params: &ProbeParams) -> Result<(f64, f64)> {
         n_threads,
         array_bytes,
         reps,
+        huge_pages,
         ..
     } = *params;
     let n = array_bytes / 8;
     let results = run_threads(n_threads, |t, gate| -> Result<BandwidthSpans> {
         let len = chunk_len(n, n_threads, t);
         // Each thread allocates and first-touches its own chunks (NUMA-local pages), then only uses those.
-        let arrays = filled(len, 1.0, array_bytes)
-            .and_then(|a| Ok((a, filled(len, 2.0, array_bytes)?, filled(len, 0.5, array_bytes)?)));
+        let fill = |value| filled(len, value, array_bytes, huge_pages);
+        let arrays = fill(1.0).and_then(|a| Ok((a, fill(2.0)?, fill(0.5)?)));
         let (mut a, b, c) = match arrays {
             Ok(arrays) => arrays,
             Err(e) => {
@@ -690,23 +731,40 @@ mod tests {
 
     #[test]
     fn small_measurement_is_finite_and_positive() {
-        let params = ProbeParams {
-            n_threads: 2,
-            array_bytes: 4 << 20,
-            reps: 2,
-            fma_run_ms: 20,
-        };
-        let p = measure(&params).unwrap();
-        for (what, v) in [
-            ("triad", p.triad_gbps),
-            ("read", p.read_gbps),
-            ("flops", p.peak_f32_gflops),
-        ] {
-            assert!(v.is_finite() && v > 0.0, "{what} = {v}");
+        for huge_pages in [false, true] {
+            let params = ProbeParams {
+                n_threads: 2,
+                array_bytes: 8 << 20,
+                reps: 2,
+                fma_run_ms: 20,
+                huge_pages,
+            };
+            let p = measure(&params).unwrap();
+            for (what, v) in [
+                ("triad", p.triad_gbps),
+                ("read", p.read_gbps),
+                ("flops", p.peak_f32_gflops),
+            ] {
+                assert!(v.is_finite() && v > 0.0, "{what} = {v}");
+            }
+            assert_eq!(p.isa, Isa::detect().name());
+            assert_eq!((p.n_threads, p.array_bytes, p.reps), (2, 8 << 20, 2));
+            assert_eq!(p.huge_pages, huge_pages);
+            assert!(p.elapsed_ms > 0.0);
         }
-        assert_eq!(p.isa, Isa::detect().name());
-        assert_eq!((p.n_threads, p.array_bytes, p.reps), (2, 4 << 20, 2));
-        assert!(p.elapsed_ms > 0.0);
+    }
+
+    #[test]
+    fn arrays_advised_huge_hold_their_values() {
+        // 8 MiB and a bit: whole 2 MiB pages inside, partial ones at both ends, advised before the first write.
+        let len = (8 << 20) / 8 + 3;
+        for huge in [false, true] {
+            let v = filled(len, 0.5, len * 8, huge).unwrap();
+            assert_eq!(v.len(), len);
+            assert!(v.iter().all(|&x| x == 0.5));
+        }
+        // Too small to hold a whole huge page: nothing to advise, nothing fails.
+        assert_eq!(filled(3, 1.0, 24, true).unwrap(), [1.0; 3]);
     }
 
     #[test]
@@ -716,6 +774,7 @@ mod tests {
             array_bytes: 1 << 20,
             reps: 1,
             fma_run_ms: 1,
+            huge_pages: false,
         };
         let zero_threads = ProbeParams {
             n_threads: 0,

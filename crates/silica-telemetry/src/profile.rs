@@ -124,14 +124,16 @@ impl HwProfile {
         Ok(())
     }
 
-    /// Whether this profile still describes `current` measured with `n_threads` threads: same `cpu_info`,
-    /// `n_threads_logical` and `ram_total_bytes`, and a probe run on `n_threads` threads. Anything else (a new
-    /// VM size, a RAM upgrade, another thread count) calls for a new measurement.
-    pub fn matches(&self, current: &MachineInfo, n_threads: usize) -> bool {
+    /// Whether this profile still describes `current` measured as `params` asks: same `cpu_info`,
+    /// `n_threads_logical` and `ram_total_bytes`, and a probe run on `params.n_threads` threads with the same
+    /// page advice (`params.huge_pages`). Anything else (a new VM size, a RAM upgrade, another thread count or
+    /// page policy) calls for a new measurement.
+    pub fn matches(&self, current: &MachineInfo, params: &ProbeParams) -> bool {
         self.machine.cpu_info == current.cpu_info
             && self.machine.n_threads_logical == current.n_threads_logical
             && self.machine.ram_total_bytes == current.ram_total_bytes
-            && self.probe.n_threads == n_threads
+            && self.probe.n_threads == params.n_threads
+            && self.probe.huge_pages == params.huge_pages
     }
 
     /// Measures this machine now with `params` (about 1–3 s with the default parameters).
@@ -156,7 +158,7 @@ impl HwProfile {
     }
 }
 
-/// The profile cached at `path` if it [matches](HwProfile::matches) this machine and `params.n_threads` and
+/// The profile cached at `path` if it [matches](HwProfile::matches) this machine and `params` and
 /// `refresh` is false; otherwise a new measurement, saved to `path`. Returns the profile and whether it came from
 /// the cache.
 ///
@@ -174,7 +176,7 @@ pub fn load_or_measure(path: &Path, params: &ProbeParams, refresh: bool) -> Resu
             Err(Error::Parse { .. }) => None,
             Err(e) => return Err(e),
         };
-        if let Some(mut profile) = cached.filter(|p| p.matches(&machine, params.n_threads)) {
+        if let Some(mut profile) = cached.filter(|p| p.matches(&machine, params)) {
             profile.machine = machine;
             return Ok((profile, true));
         }
@@ -194,6 +196,7 @@ mod tests {
             array_bytes: 1 << 20,
             reps: 1,
             fma_run_ms: 5,
+            huge_pages: false,
         }
     }
 
@@ -281,6 +284,15 @@ mod tests {
         assert!(!load_or_measure(&path, &two, false).unwrap().1);
         assert!(!load_or_measure(&path, &two, true).unwrap().1);
         assert!(load_or_measure(&path, &two, false).unwrap().1);
+        // Another page policy measures again, and the profile records it.
+        let huge = ProbeParams {
+            huge_pages: true,
+            ..two
+        };
+        let (p, from_cache) = load_or_measure(&path, &huge, false).unwrap();
+        assert!(!from_cache && p.probe.huge_pages);
+        assert!(load_or_measure(&path, &huge, false).unwrap().1);
+        assert!(!load_or_measure(&path, &two, false).unwrap().1);
     }
 
     #[test]

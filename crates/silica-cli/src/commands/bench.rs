@@ -457,6 +457,14 @@ fn roofline_note(tg: &[TgResult]) {
         return;
     };
     let bw = hw.probe.triad_gbps;
+    if hw.probe.huge_pages != silica_kernels::huge_pages() {
+        eprintln!(
+            "silica bench: the kernels' weights were on {} and the cached triad on {}: `silica hw` measures again \
+             with this run's pages (same --huge-pages)",
+            super::hw::pages(silica_kernels::huge_pages()),
+            super::hw::pages(hw.probe.huge_pages)
+        );
+    }
     let cpu = super::hw::cpu_device(&hw);
     let eff = silica_plan::Efficiency::ideal(cpu.backend);
     // Each model's header is read once (a grid of several thread counts repeats every model).
@@ -483,7 +491,7 @@ fn roofline_note(tg: &[TgResult]) {
             r.n_parallel,
         ) / 1e9;
         eprintln!(
-            "silica bench: {} tg{}{}{} reads {gbps:.1} GB/s = {:.0}% of the {bw:.1} GB/s STREAM triad `silica hw` measured ({} threads, {})",
+            "silica bench: {} tg{}{}{} reads {gbps:.1} GB/s = {:.0}% of the {bw:.1} GB/s STREAM triad `silica hw` measured ({} threads, {}, {})",
             Path::new(&r.model_filename)
                 .file_name()
                 .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
@@ -500,6 +508,7 @@ fn roofline_note(tg: &[TgResult]) {
             },
             100.0 * gbps / bw,
             hw.probe.n_threads,
+            super::hw::pages(hw.probe.huge_pages),
             path.display()
         );
     }

@@ -30,12 +30,22 @@ pub(crate) struct HwArgs {
     output: Format,
 }
 
+/// The probe's parameters: `threads` (else every logical CPU), and the page policy of silica's kernels
+/// (`silica --huge-pages`), so that generation's bytes/s and the triad stand on the same pages.
 fn probe_params(threads: Option<usize>) -> ProbeParams {
-    let mut p = ProbeParams::default();
+    let mut p = ProbeParams {
+        huge_pages: silica_kernels::huge_pages(),
+        ..ProbeParams::default()
+    };
     if let Some(t) = threads {
         p.n_threads = t;
     }
     p
+}
+
+/// How a probe's arrays were paged, for messages.
+pub(crate) fn pages(huge: bool) -> &'static str {
+    if huge { "huge pages" } else { "4 KiB pages" }
 }
 
 /// This machine's profile: the cached measurement when it matches this machine (else measured now and cached).
@@ -163,11 +173,12 @@ pub(crate) fn run(a: &HwArgs) -> anyhow::Result<()> {
     let p = &hw.probe;
     writeln!(
         out,
-        "bandwidth: {:.1} GB/s STREAM triad, {:.1} GB/s read ({} threads, {} MiB arrays, best of {})",
+        "bandwidth: {:.1} GB/s STREAM triad, {:.1} GB/s read ({} threads, {} MiB arrays on {}, best of {})",
         p.triad_gbps,
         p.read_gbps,
         p.n_threads,
         p.array_bytes >> 20,
+        pages(p.huge_pages),
         p.reps
     )?;
     writeln!(
