@@ -252,7 +252,7 @@ impl<P: PackK8> RepackedMatrix for PackedK<P> {
 }
 
 /// Repacks `w` eight rows at a time where this CPU has a repacked kernel for its type — Q4_0, Q5_0 and Q8_0
-/// ([`repack::has_fast_path`]), Q4_K and Q6_K ([`PackK8::has_fast_path`]) — and its shape allows (rows a
+/// ([`repack::has_fast_path`]), Q4_K and Q6_K ([`repack_k::has_fast_path_k`]) — and its shape allows (rows a
 /// multiple of 8; for the k-quants, columns a multiple of 256). `None` otherwise: the row-major [`matmul`] is then
 /// the faster one. The groups are packed in parallel on the process pool; the copy is the size of `w` for every
 /// type.
@@ -271,7 +271,7 @@ pub fn repack(w: &QMatRef<'_>) -> Result<Option<Box<dyn RepackedMatrix>>, Kernel
         )))
     }
     fn k<P: PackK8>(w: &QMatRef<'_>) -> Result<Option<Box<dyn RepackedMatrix>>, KernelError> {
-        if !P::has_fast_path() {
+        if !repack_k::has_fast_path_k() {
             return Ok(None);
         }
         Ok(boxed(PackedK::<P>::pack(

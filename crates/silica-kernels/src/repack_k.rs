@@ -133,11 +133,6 @@ pub trait PackK8: Pod + Send + Sync + std::fmt::Debug + 'static {
     type Src: Pod + Sync;
     /// Packs super-block `i` of eight rows (`src[j]` is row `j`'s) into `b`, which holds zeros.
     fn pack_into(src: [&Self::Src; 8], b: &mut Self);
-    /// Whether this CPU has a SIMD kernel for this layout (by default [`has_fast_path_k`], which holds for every
-    /// layout so far): elsewhere callers should not repack.
-    fn has_fast_path() -> bool {
-        has_fast_path_k()
-    }
     /// `out[k][j]` = row `j` of the group `w` times token `x[k]`, on the fastest path this CPU has.
     ///
     /// # Panics

@@ -211,20 +211,15 @@ fn packed_k_quants_refuse_bad_shapes() {
 /// `repack` copies exactly the types and shapes this CPU has a repacked kernel for.
 #[test]
 fn repack_picks_the_types_and_shapes_with_a_kernel() {
-    use silica_kernels::PackK8;
     use silica_kernels::repack::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0x8, has_fast_path};
     let has = |ty: GgmlType| match ty {
         GgmlType::Q4_0 => has_fast_path::<BlockQ4_0x8>(),
         GgmlType::Q5_0 => has_fast_path::<BlockQ5_0x8>(),
         GgmlType::Q8_0 => has_fast_path::<BlockQ8_0x8>(),
-        GgmlType::Q4_K => <silica_kernels::BlockQ4_Kx8 as PackK8>::has_fast_path(),
-        GgmlType::Q6_K => <silica_kernels::BlockQ6_Kx8 as PackK8>::has_fast_path(),
+        GgmlType::Q4_K | GgmlType::Q6_K => silica_kernels::has_fast_path_k(),
         _ => false,
     };
-    // Both k-quants or neither, as `has_fast_path_k` says; on aarch64 every repacked kernel needs the dot-product
-    // extension, so there all five types go together.
-    assert_eq!(has(GgmlType::Q4_K), silica_kernels::has_fast_path_k());
-    assert_eq!(has(GgmlType::Q6_K), silica_kernels::has_fast_path_k());
+    // On aarch64 every repacked kernel needs the dot-product extension, so there all five types go together.
     #[cfg(target_arch = "aarch64")]
     assert_eq!(has(GgmlType::Q4_0), has(GgmlType::Q6_K));
     for ty in [
