@@ -98,16 +98,18 @@ pub fn run_case(
     let hp = model.hparams();
     let n_ctx = case.n_ctx_effective();
     let kv_bytes = kv_cache_bytes(hp, case);
-    let in_use = silica_model::cpu_threads();
-    if engine.device().is_cpu() && in_use != case.n_threads as usize {
-        return Err(Error::Run {
-            test: case.test_name(),
-            message: format!(
-                "this process computes with {in_use} CPU threads, the test asks for {}; each n_threads value \
-                 needs a process of its own whose count is set before the model loads",
-                case.n_threads
-            ),
-        });
+    if engine.device().is_cpu() {
+        let in_use = silica_model::cpu_threads();
+        if in_use != case.n_threads as usize {
+            return Err(Error::Run {
+                test: case.test_name(),
+                message: format!(
+                    "this process computes with {in_use} CPU threads, the test asks for {}; each n_threads value \
+                     needs a process of its own whose count is set before the model loads",
+                    case.n_threads
+                ),
+            });
+        }
     }
     if let Some(avail) = silica_telemetry::machine::ram_available_bytes()
         && kv_bytes > avail

@@ -391,9 +391,9 @@ mod neon {
             for h in 0..2 {
                 let mut isum = [vdupq_n_s32(0); N];
                 for p in 0..4 {
-                    // Levels of elements 4c..4c+4 of sub-blocks 2p (lo) and 2p + 1 (hi) of rows 4h..4h+4.
-                    // lv[q]: chunks 4q..4q+4 of sub-block 2p (low nibbles), then of 2p + 1 (high nibbles), so that
-                    // `sdot8` takes both sub-blocks' elements 16q..16q+16 in its two chains.
+                    // Levels of rows 4h..4h+4: lv[q] holds chunks 4q..4q+4 of sub-block 2p (low nibbles), then of
+                    // 2p + 1 (high nibbles), so that `sdot8` takes both sub-blocks' elements 16q..16q+16 in its two
+                    // chains.
                     let mut lv = [[vdupq_n_s8(0); 8]; 2];
                     for c in 0..8 {
                         // SAFETY: `qs` is 1024 bytes; 16 are read from 256·p + 32·c + 16·h < 1024; unaligned.
